@@ -1,0 +1,206 @@
+/**
+ * Composes the agent from its config: outbox, (embedded broker), uplink, sources on a scheduler.
+ * Parts start in that order and stop in reverse; stopping flushes what is buffered.
+ */
+import type { Config } from "../config/schema.js";
+import type { Reading } from "../model/reading.js";
+import type { Logger } from "../ops/logger.js";
+import type { Source } from "../sources/source.js";
+import { Outbox, type OutboxStats } from "../store/outbox.js";
+import { EmbeddedBroker } from "../uplink/embedded-broker.js";
+import { Uplink, type UplinkStats } from "../uplink/uplink.js";
+import { VERSION } from "../version.js";
+import { Scheduler } from "./scheduler.js";
+import { createSource } from "./sources.js";
+
+const HOUSEKEEPING_MS = 60_000;
+
+export interface AgentStatus {
+  stored: number;
+  refused: number;
+  storeErrors: number;
+  outbox: OutboxStats;
+  uplink: UplinkStats;
+  sources: Record<string, { polls: number; overruns: number; errors: number; lastError: string | null }>;
+}
+
+export interface AgentOptions {
+  log: Logger;
+  /** Replaces the sources built from the config (tests). */
+  sources?: Source[];
+}
+
+export class Agent {
+  private outbox: Outbox | null = null;
+  private broker: EmbeddedBroker | null = null;
+  private uplink: Uplink | null = null;
+  private readonly scheduler = new Scheduler();
+  private readonly sources: Source[];
+  private readonly sourceStats = new Map<string, { errors: number; lastError: string | null }>();
+  private housekeeping: NodeJS.Timeout | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private stored = 0;
+  private refused = 0;
+  private storeErrors = 0;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly config: Config,
+    opts: AgentOptions,
+  ) {
+    this.log = opts.log;
+    this.sources = opts.sources ?? config.sources.map(createSource);
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    this.outbox = Outbox.open({
+      path: cfg.store.path,
+      quota: cfg.store.quota,
+      whenFull: cfg.store.when_full,
+      maxAge: cfg.store.max_age,
+      sync: cfg.store.sync,
+    });
+    this.log.info({ path: cfg.store.path, pending: this.outbox.depth, lastSeq: this.outbox.lastSeq }, "outbox open");
+
+    let url = cfg.uplink.url;
+    if (cfg.uplink.embedded_broker) {
+      this.broker = new EmbeddedBroker(cfg.uplink.embedded_broker.port);
+      url = await this.broker.start();
+      if (this.broker.portInUseFallback) {
+        this.log.warn(`port ${cfg.uplink.embedded_broker.port} is taken; embedded broker uses ${url} instead`);
+      }
+      this.log.info(`embedded MQTT broker on ${url} (watch it: edge-agent tail --broker ${url})`);
+    }
+
+    this.uplink = new Uplink({
+      config: cfg.uplink,
+      site: cfg.site,
+      gateway: cfg.gateway,
+      version: VERSION,
+      outbox: this.outbox,
+      log: this.log,
+      url,
+    });
+    this.uplink.start();
+
+    for (const source of this.sources) {
+      this.sourceStats.set(source.name, { errors: 0, lastError: null });
+      try {
+        await source.start?.();
+      } catch (err) {
+        this.noteSourceError(source, err);
+      }
+      this.scheduler.add(source.name, source.interval, (tick) => this.tick(source, tick));
+    }
+    this.scheduler.start();
+
+    this.housekeeping = setInterval(() => this.houseKeep(), HOUSEKEEPING_MS);
+    this.housekeeping.unref();
+    if (cfg.log.status_interval > 0) {
+      this.statusTimer = setInterval(() => this.log.info(this.statusLine()), cfg.log.status_interval);
+      this.statusTimer.unref();
+    }
+    this.log.info(
+      { site: cfg.site, gateway: cfg.gateway, sources: this.sources.length, version: VERSION },
+      "agent running",
+    );
+  }
+
+  private async tick(source: Source, tickTs: number): Promise<void> {
+    let readings: Reading[];
+    try {
+      readings = await source.poll(tickTs);
+    } catch (err) {
+      this.noteSourceError(source, err);
+      return;
+    }
+    this.store(readings);
+  }
+
+  /** Stores one tick's readings in one transaction and wakes the uplink. */
+  store(readings: Reading[]): void {
+    if (!this.outbox || readings.length === 0) return;
+    try {
+      const result = this.outbox.append(readings);
+      this.stored += result.stored;
+      this.refused += result.refused;
+    } catch (err) {
+      this.storeErrors++;
+      this.log.error({ err: (err as Error).message }, "could not store readings");
+      return;
+    }
+    this.uplink?.notify();
+  }
+
+  private noteSourceError(source: Source, err: unknown): void {
+    const s = this.sourceStats.get(source.name);
+    const message = err instanceof Error ? err.message : String(err);
+    if (s) {
+      s.errors++;
+      if (s.lastError !== message) this.log.warn({ source: source.name }, message);
+      s.lastError = message;
+    }
+  }
+
+  private houseKeep(): void {
+    try {
+      const expired = this.outbox?.expire() ?? 0;
+      if (expired > 0) this.log.warn({ readings: expired }, "dropped readings older than store.max_age");
+      this.outbox?.checkpoint();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "outbox housekeeping failed");
+    }
+  }
+
+  status(): AgentStatus {
+    if (!this.outbox || !this.uplink) throw new Error("agent not started");
+    const sched = this.scheduler.stats();
+    return {
+      stored: this.stored,
+      refused: this.refused,
+      storeErrors: this.storeErrors,
+      outbox: this.outbox.stats(),
+      uplink: this.uplink.stats(),
+      sources: Object.fromEntries(
+        this.sources.map((s) => {
+          const st = this.sourceStats.get(s.name);
+          return [s.name, { polls: sched[s.name]?.runs ?? 0, overruns: sched[s.name]?.overruns ?? 0, errors: st?.errors ?? 0, lastError: st?.lastError ?? null }];
+        }),
+      ),
+    };
+  }
+
+  /** `stored 1200 · sent 1180 · pending 20 · broker online` */
+  statusLine(): string {
+    const s = this.status();
+    const dropped = s.outbox.dropped.quota_oldest + s.outbox.dropped.quota_newest + s.outbox.dropped.max_age;
+    const parts = [
+      `stored ${s.stored}`,
+      `sent ${s.uplink.readingsAcked}`,
+      `pending ${s.outbox.depth}`,
+      `broker ${s.uplink.state}`,
+    ];
+    if (dropped > 0) parts.push(`dropped ${dropped}`);
+    if (s.uplink.state !== "online" && s.uplink.lastError) parts.push(s.uplink.lastError);
+    return parts.join(" · ");
+  }
+
+  /** Stops in reverse order: sources, uplink (flushing), outbox, broker. */
+  async stop(): Promise<void> {
+    if (this.housekeeping) clearInterval(this.housekeeping);
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.scheduler.stop();
+    for (const source of [...this.sources].reverse()) {
+      try {
+        await source.stop?.();
+      } catch (err) {
+        this.noteSourceError(source, err);
+      }
+    }
+    await this.uplink?.stop();
+    this.outbox?.close();
+    await this.broker?.stop();
+    this.log.info("agent stopped");
+  }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+/**
+ * The edge-agent command line. Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+ * Only this file sets the exit code.
+ */
+import { Command, CommanderError } from "commander";
+import { UserError } from "../model/errors.js";
+import { VERSION } from "../version.js";
+import { registerBuffer } from "./buffer.js";
+import { registerConfig } from "./config.js";
+import { registerRun } from "./run.js";
+import { registerTail } from "./tail.js";
+
+export function buildProgram(): Command {
+  const program = new Command("edge-agent")
+    .description(
+      "Field gateway agent: reads meters and sensors, keeps every reading in a local outbox,\n" +
+        "and delivers it over MQTT. Start with: edge-agent config check FILE, then edge-agent run -c FILE.",
+    )
+    .version(VERSION)
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerRun(program);
+  registerConfig(program);
+  registerBuffer(program);
+  registerTail(program);
+  for (const cmd of program.commands) {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not errors; commander already printed its message.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`edge-agent: ${err.message}\n`);
+      for (const line of err.details) process.stderr.write(`  ${line}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`edge-agent: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+process.exit(code);

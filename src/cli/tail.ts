@@ -1,0 +1,147 @@
+/**
+ * `edge-agent tail`: the receiver's side of the contract. Prints telemetry as it arrives and, with
+ * --verify, proves per gateway that every sequence number arrived (gaps and duplicates listed).
+ */
+import type { Command } from "commander";
+import mqtt from "mqtt";
+import ms from "ms";
+import { UserError } from "../model/errors.js";
+import { decodeTelemetry } from "../uplink/codec.js";
+import { SeqTracker, type SeqReport } from "../uplink/seq-tracker.js";
+import { parseTelemetryTopic, telemetryFilter } from "../uplink/topics.js";
+import { describeMqttError } from "../uplink/uplink.js";
+import { printJson } from "./output.js";
+
+export interface TailOptions {
+  broker: string;
+  root: string;
+  site?: string;
+  gateway?: string;
+  verify?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  for?: string;
+  username?: string;
+  password?: string;
+}
+
+export interface GatewayReport extends SeqReport {
+  gateway: string;
+  messages: number;
+  malformed: number;
+}
+
+export function parseDurationFlag(flag: string, text: string): number {
+  const value = /^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(text) ? ms(text as ms.StringValue) : undefined;
+  if (value === undefined) throw new UserError(`${flag}: expected a duration like 30s, got '${text}'`);
+  return value;
+}
+
+export function printReports(reports: GatewayReport[]): void {
+  if (reports.length === 0) {
+    process.stdout.write("verify: no telemetry received\n");
+    return;
+  }
+  for (const r of reports) {
+    const range = r.first === null ? "nothing" : `seq ${r.first}..${r.last}`;
+    const gaps = r.gaps.length === 0 ? "no gaps" : `${r.missing} missing in ${r.gaps.length} gaps: ${r.gaps.slice(0, 10).map(([a, b]) => (a === b ? `${a}` : `${a}..${b}`)).join(", ")}${r.gaps.length > 10 ? ", …" : ""}`;
+    process.stdout.write(
+      `verify ${r.gateway}: ${range} · ${r.received} readings in ${r.messages} messages · ${gaps} · ${r.duplicates} duplicates${r.malformed ? ` · ${r.malformed} malformed messages` : ""}\n`,
+    );
+  }
+}
+
+export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
+  const duration = opts.for ? parseDurationFlag("--for", opts.for) : undefined;
+  const trackers = new Map<string, { seq: SeqTracker; messages: number; malformed: number }>();
+  const tracker = (key: string) => {
+    let t = trackers.get(key);
+    if (!t) {
+      t = { seq: new SeqTracker(), messages: 0, malformed: 0 };
+      trackers.set(key, t);
+    }
+    return t;
+  };
+  const client = mqtt.connect(opts.broker, {
+    reconnectPeriod: 2000,
+    connectTimeout: 10_000,
+    clean: true,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+  });
+  const filter = telemetryFilter(opts.root, opts.site, opts.gateway);
+  let lastError = "";
+  client.on("error", (err) => {
+    const line = describeMqttError(err, opts.broker);
+    if (line !== lastError) process.stderr.write(`tail: ${line}\n`);
+    lastError = line;
+  });
+  client.on("connect", () => {
+    client.subscribe(filter, { qos: 1 }, (err) => {
+      if (err) process.stderr.write(`tail: cannot subscribe to ${filter}: ${err.message}\n`);
+      else if (!opts.json) process.stderr.write(`tail: listening on ${filter}${opts.verify ? " (verifying sequence numbers)" : ""}\n`);
+    });
+  });
+  client.on("message", (topic, payload) => {
+    const where = parseTelemetryTopic(topic);
+    const decoded = decodeTelemetry(payload);
+    if (!decoded.ok) {
+      tracker(where ? `${where.site}/${where.gateway}` : topic).malformed++;
+      process.stderr.write(`tail: ${topic}: malformed message (${decoded.reason})\n`);
+      return;
+    }
+    const msg = decoded.msg;
+    const key = `${where?.site ?? "?"}/${msg.gw}`;
+    const t = tracker(key);
+    t.messages++;
+    t.seq.add(msg.seq[0], msg.seq[1]);
+    if (opts.quiet) return;
+    msg.r.forEach(([point, ts, value, quality], i) => {
+      const seq = msg.seq[0] + i;
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ gw: key, seq, point, ts, value, quality: quality ?? "good" })}\n`);
+      } else {
+        const time = new Date(ts).toISOString().slice(11, 23);
+        process.stdout.write(`${time} ${key} #${seq} ${point} = ${JSON.stringify(value)}${quality ? ` [${quality}]` : ""}\n`);
+      }
+    });
+  });
+
+  await new Promise<void>((resolve) => {
+    const done = () => resolve();
+    process.once("SIGINT", done);
+    process.once("SIGTERM", done);
+    if (duration !== undefined) setTimeout(done, duration).unref();
+  });
+  await client.endAsync().catch(() => client.end(true));
+  return [...trackers.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([gateway, t]) => ({ gateway, messages: t.messages, malformed: t.malformed, ...t.seq.report() }));
+}
+
+export function registerTail(program: Command): void {
+  program
+    .command("tail")
+    .description("print telemetry as it arrives; with --verify, report per gateway the sequence range, gaps and duplicates")
+    .requiredOption("-b, --broker <url>", "broker URL, e.g. mqtt://broker.example:1883")
+    .option("--root <root>", "topic root", "edge")
+    .option("--site <site>", "only this site")
+    .option("--gateway <gateway>", "only this gateway")
+    .option("--verify", "track sequence numbers; report on exit; exit 1 when a gap was seen")
+    .option("--quiet", "do not print the readings (with --verify)")
+    .option("--for <duration>", "stop after this long (e.g. 30s) instead of at Ctrl-C")
+    .option("--username <user>", "broker user name")
+    .option("--password <password>", "broker password (prefer EDGE_MQTT_PASSWORD in the environment)")
+    .option("--json", "one JSON object per reading; the verify report as JSON")
+    .action(async (opts: TailOptions) => {
+      if (!/^(mqtt|mqtts|tcp|tls|ws|wss):\/\/.+/.test(opts.broker)) {
+        throw new UserError(`--broker: expected a URL like mqtt://host:1883, got '${opts.broker}'`);
+      }
+      opts.password ??= process.env.EDGE_MQTT_PASSWORD;
+      const reports = await tail(opts);
+      if (!opts.verify) return;
+      if (opts.json) printJson({ gateways: reports });
+      else printReports(reports);
+      if (reports.some((r) => r.missing > 0)) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,355 @@
+/**
+ * The SQLite outbox: every reading is kept here, with its per-gateway sequence number, until the
+ * broker has acknowledged the message that carried it.
+ *
+ * Durability: WAL with `synchronous=FULL` by default, so a committed sequence number survives a
+ * power cut and is never handed out twice (a reused number would make the receiver drop a real
+ * reading as a duplicate). Acknowledgement deletes are batched by the caller, so FULL costs one
+ * fsync per tick and per ack batch, not per reading.
+ */
+import { mkdirSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { UserError } from "../model/errors.js";
+import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
+
+export type DropPolicy = "drop-oldest" | "drop-newest";
+
+export interface OutboxOptions {
+  path: string;
+  /** Bytes the database may use; the file stays within this plus a small margin. */
+  quota: number;
+  whenFull: DropPolicy;
+  /** Readings older than this (by their timestamp) are dropped, in ms. */
+  maxAge: number;
+  sync: "full" | "normal";
+  now?: () => number;
+}
+
+/** Why readings were dropped without reaching the broker. */
+export interface DropCounters {
+  /** Oldest readings deleted to make room (policy drop-oldest). */
+  quota_oldest: number;
+  /** New readings refused because the store was full (policy drop-newest). */
+  quota_newest: number;
+  /** Readings deleted because they were older than max_age. */
+  max_age: number;
+}
+
+export interface OutboxStats {
+  depth: number;
+  firstSeq: number | null;
+  lastSeq: number;
+  oldestTs: number | null;
+  oldestAgeMs: number | null;
+  usedBytes: number;
+  fileBytes: number;
+  quota: number;
+  dropped: DropCounters;
+}
+
+export interface AppendResult {
+  /** First and last sequence number given, or null when nothing was stored. */
+  first: number | null;
+  last: number | null;
+  stored: number;
+  refused: number;
+}
+
+const QUALITY_CODE: Record<Quality, number> = { good: 0, bad: 1, uncertain: 2 };
+const CODE_QUALITY: Quality[] = ["good", "bad", "uncertain"];
+const BOOL_FLAG = 4;
+/** Drop-oldest frees this share of the quota below the limit, so it does not run on every tick. */
+const HEADROOM = 0.02;
+const DROP_KEYS = ["quota_oldest", "quota_newest", "max_age"] as const;
+
+type Row = [seq: number, pointId: number, ts: number, v: number | string | null, q: number];
+
+export class Outbox {
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+  private readonly pointIds = new Map<string, number>();
+  private readonly pointNames: string[] = [];
+  private readonly pageSize: number;
+  private seq: number;
+  private rows: number;
+  private readonly dropped: DropCounters;
+
+  private readonly stmt: {
+    insert: Database.Statement;
+    insertPoint: Database.Statement;
+    setMeta: Database.Statement;
+    readAfter: Database.Statement;
+    deleteRange: Database.Statement;
+    deleteBelow: Database.Statement;
+    nthSeq: Database.Statement;
+    oldestChunk: Database.Statement;
+    first: Database.Statement;
+  };
+
+  private constructor(
+    db: Database.Database,
+    private readonly opts: OutboxOptions,
+  ) {
+    this.db = db;
+    this.now = opts.now ?? Date.now;
+    db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${opts.sync === "full" ? "FULL" : "NORMAL"}`);
+    // Truncate the WAL after checkpoints so it cannot grow the footprint past the quota.
+    db.pragma("journal_size_limit = 4194304");
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+      -- seq is the rowid; q = quality code | 4 when v holds a boolean.
+      CREATE TABLE IF NOT EXISTS readings (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL);
+    `);
+    this.pageSize = db.pragma("page_size", { simple: true }) as number;
+    this.stmt = {
+      insert: db.prepare("INSERT INTO readings (seq, p, ts, v, q) VALUES (?, ?, ?, ?, ?)"),
+      insertPoint: db.prepare("INSERT INTO points (name) VALUES (?)"),
+      setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      readAfter: db.prepare("SELECT seq, p, ts, v, q FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?").raw(),
+      deleteRange: db.prepare("DELETE FROM readings WHERE seq >= ? AND seq <= ?"),
+      deleteBelow: db.prepare("DELETE FROM readings WHERE seq < ?"),
+      nthSeq: db.prepare("SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?").pluck(),
+      oldestChunk: db.prepare("SELECT seq, ts FROM readings WHERE seq > ? ORDER BY seq LIMIT 1000").raw(),
+      first: db.prepare("SELECT seq, ts FROM readings ORDER BY seq LIMIT 1").raw(),
+    };
+    for (const { id, name } of db.prepare("SELECT id, name FROM points").all() as { id: number; name: string }[]) {
+      this.pointIds.set(name, id);
+      this.pointNames[id] = name;
+    }
+    const meta = new Map(
+      (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: number }[]).map((r) => [r.key, r.value]),
+    );
+    const maxSeq = (db.prepare("SELECT max(seq) FROM readings").pluck().get() as number | null) ?? 0;
+    this.seq = Math.max(meta.get("last_seq") ?? 0, maxSeq);
+    this.rows = db.prepare("SELECT count(*) FROM readings").pluck().get() as number;
+    this.dropped = {
+      quota_oldest: meta.get("dropped.quota_oldest") ?? 0,
+      quota_newest: meta.get("dropped.quota_newest") ?? 0,
+      max_age: meta.get("dropped.max_age") ?? 0,
+    };
+  }
+
+  /** Opens (and creates) the outbox; a path the agent cannot write is a UserError naming it. */
+  static open(opts: OutboxOptions): Outbox {
+    let db: Database.Database;
+    try {
+      if (opts.path !== ":memory:") mkdirSync(dirname(opts.path), { recursive: true });
+      db = new Database(opts.path);
+      const outbox = new Outbox(db, opts);
+      outbox.expire();
+      return outbox;
+    } catch (err) {
+      throw new UserError(`store.path: cannot open ${opts.path}: ${describeFsError(err)}`);
+    }
+  }
+
+  /** Opens an existing outbox for inspection (another process may be writing it). */
+  static inspect(path: string, opts: Omit<OutboxOptions, "path"> ): Outbox {
+    try {
+      statSync(path);
+    } catch {
+      throw new UserError(`store.path: no outbox at ${path} (has the agent run with this config?)`);
+    }
+    try {
+      return new Outbox(new Database(path, { fileMustExist: true }), { ...opts, path });
+    } catch (err) {
+      throw new UserError(`store.path: cannot open ${path}: ${describeFsError(err)}`);
+    }
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  get depth(): number {
+    return this.rows;
+  }
+
+  /**
+   * Stores the readings of one tick in one transaction, each with the next sequence number, then
+   * applies the quota policy. With drop-newest and a full store the batch is refused and counted.
+   */
+  append(readings: readonly Reading[]): AppendResult {
+    if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
+    if (this.opts.whenFull === "drop-newest" && this.usedBytes() >= this.opts.quota) {
+      this.addDropped("quota_newest", readings.length);
+      return { first: null, last: null, stored: 0, refused: readings.length };
+    }
+    const before = this.seq;
+    try {
+      this.writeBatch(readings);
+    } catch (err) {
+      this.seq = before;
+      throw err;
+    }
+    this.rows += readings.length;
+    if (this.opts.whenFull === "drop-oldest") this.enforceQuota();
+    return { first: before + 1, last: this.seq, stored: readings.length, refused: 0 };
+  }
+
+  private readonly writeBatch = (readings: readonly Reading[]): void => {
+    this.db.transaction(() => {
+      for (const r of readings) {
+        const { v, q } = encodeValue(r.value, r.quality);
+        this.stmt.insert.run(++this.seq, this.pointId(r.point), r.ts, v, q);
+      }
+      this.stmt.setMeta.run("last_seq", this.seq);
+    })();
+  };
+
+  private pointId(name: string): number {
+    let id = this.pointIds.get(name);
+    if (id === undefined) {
+      id = Number(this.stmt.insertPoint.run(name).lastInsertRowid);
+      this.pointIds.set(name, id);
+      this.pointNames[id] = name;
+    }
+    return id;
+  }
+
+  /** Up to `limit` readings with afterSeq < seq <= upTo, in sequence order. */
+  readAfter(afterSeq: number, limit: number, upTo: number = this.seq): StoredReading[] {
+    const rows = this.stmt.readAfter.all(afterSeq, upTo, limit) as Row[];
+    return rows.map(([seq, p, ts, v, q]) => ({
+      seq,
+      point: this.pointNames[p] ?? `unknown-${p}`,
+      ts,
+      value: q & BOOL_FLAG ? v === 1 : v,
+      quality: CODE_QUALITY[q & 3] ?? "bad",
+    }));
+  }
+
+  /** Sequence number of the oldest stored reading, or null when empty. */
+  firstSeq(): number | null {
+    const row = this.stmt.first.get() as [number, number] | undefined;
+    return row ? row[0] : null;
+  }
+
+  /** Deletes acknowledged ranges (inclusive) in one transaction; returns rows deleted. */
+  ack(ranges: ReadonlyArray<readonly [number, number]>): number {
+    if (ranges.length === 0) return 0;
+    let deleted = 0;
+    this.db.transaction(() => {
+      for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
+    })();
+    this.rows -= deleted;
+    return deleted;
+  }
+
+  /** Drops readings older than max_age; returns how many. Called at open and periodically. */
+  expire(): number {
+    const cutoff = this.now() - this.opts.maxAge;
+    let total = 0;
+    let after = 0;
+    for (;;) {
+      const chunk = this.stmt.oldestChunk.all(after) as [number, number][];
+      if (chunk.length === 0) break;
+      // Readings are stored roughly in time order: stop at the first chunk with nothing to expire.
+      const old = chunk.filter(([, ts]) => ts < cutoff);
+      if (old.length === 0) break;
+      this.db.transaction(() => {
+        for (const [seq] of old) total += this.stmt.deleteRange.run(seq, seq).changes;
+      })();
+      after = chunk[chunk.length - 1]![0];
+    }
+    if (total > 0) {
+      this.rows -= total;
+      this.addDropped("max_age", total);
+    }
+    return total;
+  }
+
+  /** Bytes of the database that hold data (free pages are reused before the file grows). */
+  usedBytes(): number {
+    const pages = this.db.pragma("page_count", { simple: true }) as number;
+    const free = this.db.pragma("freelist_count", { simple: true }) as number;
+    return (pages - free) * this.pageSize;
+  }
+
+  private enforceQuota(): void {
+    const used = this.usedBytes();
+    if (used <= this.opts.quota || this.rows === 0) return;
+    const target = this.opts.quota * (1 - HEADROOM);
+    const share = Math.min(1, (used - target) / used);
+    const n = Math.max(1, Math.ceil(this.rows * share));
+    const boundary = this.stmt.nthSeq.get(Math.min(n, this.rows - 1)) as number | undefined;
+    let deleted: number;
+    if (boundary === undefined || n >= this.rows) {
+      deleted = this.db.prepare("DELETE FROM readings").run().changes;
+    } else {
+      deleted = this.stmt.deleteBelow.run(boundary).changes;
+    }
+    this.rows -= deleted;
+    this.addDropped("quota_oldest", deleted);
+  }
+
+  private addDropped(reason: keyof DropCounters, n: number): void {
+    this.dropped[reason] += n;
+    this.stmt.setMeta.run(`dropped.${reason}`, this.dropped[reason]);
+  }
+
+  stats(): OutboxStats {
+    const first = this.stmt.first.get() as [number, number] | undefined;
+    return {
+      depth: this.rows,
+      firstSeq: first ? first[0] : null,
+      lastSeq: this.seq,
+      oldestTs: first ? first[1] : null,
+      oldestAgeMs: first ? Math.max(0, this.now() - first[1]) : null,
+      usedBytes: this.usedBytes(),
+      fileBytes: this.fileBytes(),
+      quota: this.opts.quota,
+      dropped: { ...this.dropped },
+    };
+  }
+
+  /** The database file plus its WAL and shared-memory files. */
+  fileBytes(): number {
+    if (this.opts.path === ":memory:") return this.usedBytes();
+    let total = 0;
+    for (const suffix of ["", "-wal", "-shm"]) {
+      try {
+        total += statSync(this.opts.path + suffix).size;
+      } catch {
+        // absent: nothing to count
+      }
+    }
+    return total;
+  }
+
+  /** Runs a passive WAL checkpoint (and truncates the WAL) so the files stay small. */
+  checkpoint(): void {
+    this.db.pragma("wal_checkpoint(TRUNCATE)");
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    try {
+      this.checkpoint();
+    } finally {
+      this.db.close();
+    }
+  }
+}
+
+export const DROP_REASONS: readonly (keyof DropCounters)[] = DROP_KEYS;
+
+function encodeValue(value: Value, quality: Quality): { v: number | string | null; q: number } {
+  const q = QUALITY_CODE[quality];
+  if (typeof value === "boolean") return { v: value ? 1 : 0, q: q | BOOL_FLAG };
+  return { v: value, q };
+}
+
+function describeFsError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EROFS") return "read-only file system";
+  if (code === "ENOTDIR") return "a parent is not a directory";
+  if (code === "SQLITE_CANTOPEN") return "cannot open the database file (check the directory exists and is writable)";
+  if (code === "SQLITE_READONLY") return "the database is read-only";
+  if (code === "SQLITE_NOTADB") return "not an outbox database";
+  return err instanceof Error ? err.message : String(err);
+}

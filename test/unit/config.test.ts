@@ -1,0 +1,119 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { configJsonSchema } from "../../src/cli/config.js";
+import { checkConfigFile, parseConfigText } from "../../src/config/load.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const minimal = `
+site: s1
+gateway: gw1
+uplink: { url: "mqtt://127.0.0.1:1883" }
+`;
+
+function errorsOf(text: string): string[] {
+  const r = parseConfigText(text, "/etc/edge-agent");
+  if (r.ok) throw new Error("expected errors");
+  return r.errors;
+}
+
+describe("config", () => {
+  it("fills defaults and resolves paths against the config's directory", () => {
+    const r = parseConfigText(minimal, "/etc/edge-agent");
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.config.store).toMatchObject({ path: "/etc/edge-agent/data/outbox.db", when_full: "drop-oldest", quota: 268_435_456, sync: "full" });
+    expect(r.config.uplink).toMatchObject({ root: "edge", protocol: "3.1.1", keepalive: 30_000 });
+    expect(r.config.uplink.batch).toEqual({ max_readings: 1000, max_bytes: 262_144, linger: 200 });
+    expect(r.config.sources).toEqual([]);
+  });
+
+  it("parses durations and sizes with units", () => {
+    const r = parseConfigText(
+      `${minimal}store: { quota: 10MB, max_age: 7d }\nsources:\n  - { type: simulated, name: m, interval: 250ms, points: [{ name: p, period: 1m }] }\n`,
+    );
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.config.store.quota).toBe(10 * 1024 * 1024);
+    expect(r.config.store.max_age).toBe(7 * 86_400_000);
+    expect(r.config.sources[0]!.interval).toBe(250);
+    expect(r.config.sources[0]!.points[0]!.period).toBe(60_000);
+  });
+
+  it("reports every error at once, each with its path", () => {
+    const errors = errorsOf(`
+site: s1
+gateway: "gw/1"
+uplink: { url: "http://x", colour: blue }
+store: { quota: lots, when_full: drop-random }
+sources:
+  - { type: simulated, name: a, interval: 1s, points: [{ name: p }] }
+  - { type: simulated, name: a, interval: 1s, points: [{ name: p }, { name: p }] }
+  - { type: simulated, name: c, interval: fast, points: [{ name: p }] }
+  - { type: modbus-magic, name: d }
+`);
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^gateway: expected a gateway id .*no '\/'/),
+        expect.stringMatching(/^uplink\.url: expected a broker URL like mqtt:\/\/host:1883/),
+        "uplink.colour: unknown key",
+        "store.quota: expected a size like 256MB",
+        "store.when_full: expected one of: drop-oldest, drop-newest",
+        "sources[2].interval: expected a duration like 5s",
+        "sources[3].type: unknown source type; expected one of: simulated",
+      ]),
+    );
+    expect(errors.length).toBeGreaterThanOrEqual(7);
+  });
+
+  it("reports duplicates after the shape is right", () => {
+    const errors = errorsOf(`${minimal}sources:
+  - { type: simulated, name: a, interval: 1s, points: [{ name: p }] }
+  - { type: simulated, name: a, interval: 1s, points: [{ name: p }, { name: p }] }
+`);
+    expect(errors).toEqual([
+      "sources[1].name: duplicate source name 'a' (also sources[0])",
+      "sources[1].points[1].name: duplicate point name 'p' in source 'a'",
+    ]);
+  });
+
+  it("names missing required keys", () => {
+    expect(errorsOf("site: s1\n")).toEqual(["gateway: required", "uplink: required"]);
+  });
+
+  it("gives YAML syntax errors with line and column", () => {
+    const errors = errorsOf("site: s1\ngateway: [unclosed\n");
+    expect(errors[0]).toMatch(/^line \d+, column \d+: /);
+  });
+
+  it("rejects duplicate keys in YAML", () => {
+    expect(errorsOf("site: a\nsite: b\n")[0]).toMatch(/line 2, column 1: .*[Uu]nique/);
+  });
+
+  it("reports a missing file in one line", () => {
+    const r = checkConfigFile("/nonexistent/edge.yaml");
+    expect(r).toEqual({ ok: false, errors: ["cannot read /nonexistent/edge.yaml: no such file"] });
+  });
+
+  it("accepts every config shipped in configs/", () => {
+    for (const name of ["demo.yaml"]) {
+      const r = checkConfigFile(join("configs", name));
+      expect(r.ok ? [] : r.errors, name).toEqual([]);
+    }
+  });
+
+  it("configs/edge-agent.schema.json is the schema as generated (run: edge-agent config schema --out configs/edge-agent.schema.json)", () => {
+    const committed = JSON.parse(readFileSync("configs/edge-agent.schema.json", "utf8"));
+    expect(committed).toEqual(configJsonSchema());
+    expect(committed.properties.store.properties.when_full.enum).toEqual(["drop-oldest", "drop-newest"]);
+    expect(committed.additionalProperties).toBe(false);
+  });
+
+  it("a config written to disk loads relative to its own directory", () => {
+    const dir = tempDir();
+    const file = join(dir, "edge.yaml");
+    writeFileSync(file, `${minimal}store: { path: ./db/outbox.db }\n`);
+    const r = checkConfigFile(file);
+    expect(r.ok && r.config.store.path).toBe(join(dir, "db/outbox.db"));
+  });
+});
