@@ -42,6 +42,8 @@ export class Agent {
   private stored = 0;
   private refused = 0;
   private storeErrors = 0;
+  /** The figures at stop, so status() still answers after the outbox is closed. */
+  private finalStatus: AgentStatus | null = null;
   private readonly log: Logger;
 
   constructor(
@@ -154,6 +156,7 @@ export class Agent {
   }
 
   status(): AgentStatus {
+    if (this.finalStatus) return this.finalStatus;
     if (!this.outbox || !this.uplink) throw new Error("agent not started");
     const sched = this.scheduler.stats();
     return {
@@ -199,6 +202,7 @@ export class Agent {
       }
     }
     await this.uplink?.stop();
+    if (this.outbox && this.uplink) this.finalStatus = this.status();
     this.outbox?.close();
     await this.broker?.stop();
     this.log.info("agent stopped");

@@ -476,6 +476,10 @@ export function describeMqttError(err: Error & { code?: string | number }, url: 
   if (code === "ECONNREFUSED") return `${where}: connection refused (is the broker running and the port right?)`;
   if (code === "ENOTFOUND" || code === "EAI_AGAIN") return `${where}: cannot resolve the host name`;
   if (code === "ETIMEDOUT" || code === "EHOSTUNREACH" || code === "ENETUNREACH") return `${where}: broker unreachable (${code})`;
+  const tlsUrl = /^(mqtts|tls|wss):/.test(url);
+  if (code === "ECONNRESET" && tlsUrl) {
+    return `${where}: TLS handshake failed: connection reset (is that port a TLS listener? plain MQTT uses mqtt://)`;
+  }
   if (code === "ECONNRESET") return `${where}: connection reset by the broker`;
   // CONNACK refusals: 4/5 in MQTT 3.1.1, 134/135 in MQTT 5.
   if (code === 4 || code === 134) return `${where}: broker refused the credentials (bad username or password; check uplink.username and uplink.password)`;

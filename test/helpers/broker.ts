@@ -5,8 +5,8 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { createServer, type Server, connect as tcpConnect } from "node:net";
-import { tmpdir } from "node:os";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { Aedes } from "aedes";
 
@@ -17,6 +17,8 @@ export interface TestBroker {
   stop(): Promise<void>;
   /** Starts again on the same port (after stop). */
   start(): Promise<void>;
+  /** Stops for good and frees everything. */
+  close(): Promise<void>;
 }
 
 export interface BrokerOptions {
@@ -67,7 +69,16 @@ class MosquittoBroker implements TestBroker {
     opts: BrokerOptions,
   ) {
     const dir = mkdtempSync(join(tmpdir(), "edge-mosq-"));
-    const lines = [`listener ${port} 127.0.0.1`, "persistence false", "max_queued_messages 1000000", "max_inflight_messages 0"];
+    // Persistence keeps a subscriber's session (and its queued messages) across stop/start.
+    const lines = [
+      `listener ${port} 127.0.0.1`,
+      // As root, mosquitto would switch to its own user, which cannot read this temp dir.
+      `user ${userInfo().username}`,
+      "persistence true",
+      `persistence_location ${dir}/`,
+      "max_queued_messages 0",
+      "max_inflight_messages 0",
+    ];
     if (opts.credentials) {
       const pw = join(dir, "passwd");
       writeFileSync(pw, "");
@@ -90,6 +101,10 @@ class MosquittoBroker implements TestBroker {
     await waitForPort(this.port);
   }
 
+  close(): Promise<void> {
+    return this.stop();
+  }
+
   async stop(): Promise<void> {
     const proc = this.proc;
     this.proc = null;
@@ -105,6 +120,7 @@ class AedesBroker implements TestBroker {
   readonly kind = "aedes" as const;
   private broker: Aedes | null = null;
   private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
 
   constructor(
     readonly port: number,
@@ -115,9 +131,10 @@ class AedesBroker implements TestBroker {
     return `mqtt://127.0.0.1:${this.port}`;
   }
 
+  /** The broker instance lives on across stop/start, like a broker with persistent sessions. */
   async start(): Promise<void> {
     const creds = this.opts.credentials;
-    const broker = await Aedes.createBroker(
+    this.broker ??= await Aedes.createBroker(
       creds
         ? {
             authenticate: (_client, username, password, done) => {
@@ -128,24 +145,34 @@ class AedesBroker implements TestBroker {
           }
         : {},
     );
-    const server = createServer(broker.handle);
+    const broker = this.broker;
+    const server = createServer((socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+      broker.handle(socket);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.port, "127.0.0.1", () => resolve());
     });
-    this.broker = broker;
     this.server = server;
   }
 
   async stop(): Promise<void> {
-    const { broker, server } = this;
-    this.broker = null;
+    const server = this.server;
     this.server = null;
-    if (server) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
-      await closed;
-    }
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  /** Ends the broker for good (stop only closes the listener). */
+  async close(): Promise<void> {
+    await this.stop();
+    const broker = this.broker;
+    this.broker = null;
+    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
   }
 }
 

@@ -12,8 +12,8 @@ export class Collector {
   reused = 0;
   private constructor(readonly client: MqttClient) {}
 
-  static async connect(url: string, filter: string | string[]): Promise<Collector> {
-    const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, clean: true });
+  static async connect(url: string, filter: string | string[], opts: { clientId?: string; clean?: boolean } = {}): Promise<Collector> {
+    const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, clean: true, ...opts });
     const c = new Collector(client);
     client.on("message", (topic, payload, packet) => {
       if (topic.endsWith("/telemetry")) {
