@@ -44,7 +44,7 @@ export class Scheduler {
       if (task.timer) clearTimeout(task.timer);
       task.timer = null;
     }
-    await Promise.all(this.tasks.map((t) => t.running));
+    await Promise.all(this.tasks.flatMap((t) => (t.running ? [t.running] : [])));
   }
 
   stats(): Record<string, TaskStats> {

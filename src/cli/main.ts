@@ -13,9 +13,17 @@ import { registerTail } from "./tail.js";
 
 export function buildProgram(): Command {
   const program = new Command("edge-agent")
-    .description(
-      "Field gateway agent: reads meters and sensors, keeps every reading in a local outbox,\n" +
-        "and delivers it over MQTT. Start with: edge-agent config check FILE, then edge-agent run -c FILE.",
+    .description("Field gateway agent: reads meters and sensors, keeps every reading in a local outbox, and delivers it over MQTT.")
+    .addHelpText(
+      "after",
+      `
+First steps on a gateway:
+  edge-agent config check /etc/edge-agent/edge-agent.yaml   every config error, with its place
+  edge-agent run -c /etc/edge-agent/edge-agent.yaml         run (Ctrl-C flushes and stops)
+  edge-agent buffer stats -c /etc/edge-agent/edge-agent.yaml  what is waiting to be sent
+  edge-agent tail -b mqtt://broker:1883 --verify            what the platform receives
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
     )
     .version(VERSION)
     .showHelpAfterError("(run with --help for usage)")

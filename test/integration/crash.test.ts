@@ -22,7 +22,12 @@ const KILLS = 24;
 
 describe("crash safety", () => {
   it(`loses nothing stored across ${KILLS} SIGKILLs`, { timeout: 120_000 }, async () => {
-    const url = process.env.EDGE_TEST_MQTT_URL ?? (await startBroker().then((b) => (cleanups.push(() => b.close()), b.url)));
+    let url = process.env.EDGE_TEST_MQTT_URL;
+    if (!url) {
+      const broker = await startBroker();
+      cleanups.push(() => broker.close());
+      url = broker.url;
+    }
     const dir = tempDir();
     const gateway = `gw-crash-${process.pid}-${Date.now()}`;
     const sub = await Collector.connect(url, `edge/crash-site/${gateway}/#`);
@@ -37,7 +42,7 @@ uplink:
   reconnect: { min: 100ms, max: 300ms }
   batch: { max_readings: 50, linger: 5ms }
 store: { path: ./outbox.db, sync: full }
-log: { level: warn }
+log: { level: info }
 sources:
   - type: simulated
     name: fast
@@ -50,7 +55,10 @@ sources:
     const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     for (let i = 0; i < KILLS; i++) {
       const child = startCli(["run", "-c", config]);
-      await sleep(150 + Math.floor(rnd() * 700));
+      // Kill at a random moment of a running agent: storing, sending, deleting, or in between.
+      const deadline = Date.now() + 20_000;
+      while (!child.out().includes("agent running") && Date.now() < deadline) await sleep(10);
+      await sleep(Math.floor(rnd() * 600));
       child.kill("SIGKILL");
       await exited(child);
     }
@@ -64,7 +72,7 @@ sources:
     const box = Outbox.inspect(join(dir, "outbox.db"), { quota: 1e9, whenFull: "drop-oldest", maxAge: 1e12, sync: "full" });
     const stats = box.stats();
     box.close();
-    expect(stats.lastSeq).toBeGreaterThan(1000);
+    expect(stats.lastSeq).toBeGreaterThan(KILLS * 20);
     expect(stats.depth).toBe(0);
     await sub.waitFor(() => sub.seq.report().last === stats.lastSeq, 10_000, "the last reading at the subscriber");
     const report = sub.seq.report();

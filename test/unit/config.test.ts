@@ -96,7 +96,7 @@ sources:
   });
 
   it("accepts every config shipped in configs/", () => {
-    for (const name of ["demo.yaml"]) {
+    for (const name of ["demo.yaml", "gateway.example.yaml"]) {
       const r = checkConfigFile(join("configs", name));
       expect(r.ok ? [] : r.errors, name).toEqual([]);
     }
