@@ -127,6 +127,43 @@ describe("uplink", () => {
     expect(up.stats().lastError).toMatch(/TLS|no answer to CONNECT/);
   });
 
+  it("keeps the rows when the broker takes messages but never acknowledges them", async () => {
+    // A broker that says CONNACK and then swallows everything: no PUBACK ever comes.
+    const { createServer } = await import("node:net");
+    const server = createServer((sock) => {
+      sock.once("data", () => sock.write(Buffer.from([0x20, 0x02, 0x00, 0x00])));
+      sock.on("data", () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const { outbox, up } = await setup({ url: `mqtt://127.0.0.1:${port}`, publish_timeout: "300ms" });
+    outbox.append(readings(20));
+    up.start();
+    up.notify();
+    await until(() => up.stats().publishFailures > 0, "a publish timeout");
+    expect(up.stats().lastError).toMatch(/publish of seq 1\.\.20 failed: no PUBACK within 300 ms; reconnecting/);
+    expect(outbox.depth).toBe(20);
+    expect(up.stats().readingsAcked).toBe(0);
+  });
+
+  it("speaks MQTT 5 when configured (Mosquitto), or names the refusal (aedes speaks 3.1.1 only)", async () => {
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const { outbox, up } = await setup({ protocol: "5" }, broker);
+    outbox.append(readings(10));
+    up.start();
+    up.notify();
+    if (broker.kind === "mosquitto") {
+      await until(() => outbox.depth === 0, "delivery over MQTT 5");
+      expect(up.stats().readingsAcked).toBe(10);
+    } else {
+      await until(() => up.stats().lastError !== null, "a refusal");
+      expect(outbox.depth).toBe(10);
+    }
+  });
+
   it("flushes pending readings on stop and publishes offline", async () => {
     const { broker, outbox, up } = await setup({ batch: { linger: "10s" } });
     const sub = await Collector.connect(broker.url, "edge/test-site/gw-test/#");
