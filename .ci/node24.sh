@@ -3,7 +3,7 @@
 #   bash .ci/node24.sh [cmd...]   install Node 24, rebuild native addons, run cmd (default: npm test)
 #   source .ci/node24.sh          same setup in the current shell (PATH, npm_config_nodedir), runs nothing
 # NODE24_PREFIX picks where Node 24 is installed (kept between runs).
-# Afterwards node_modules' native addons are built for Node 24: run `npm rebuild` under your usual Node to go back.
+# Afterwards node_modules is installed for Node 24: run `npm ci` under your usual Node to go back.
 
 node24_setup() {
   local prefix=${NODE24_PREFIX:-${TMPDIR:-/tmp}/edge-agent-node24}
@@ -19,10 +19,12 @@ node24_setup() {
   export npm_config_nodedir=$dir
   [[ $(node --version) == v24.* ]] || { echo "node24.sh: expected Node 24, got $(node --version)" >&2; return 1; }
   echo "node24.sh: using node $(node --version) from $dir"
-  # Recompile every native addon (better-sqlite3, serialport, i2c-bus, epoll...) for Node 24.
-  (cd "$root" && npm rebuild) || return
-  # better-sqlite3 loads its addon lazily, so open a database to really check the build.
-  (cd "$root" && node -e "new (require('better-sqlite3'))(':memory:').close()") || return
+  # A fresh install under Node 24, as a Node 24 gateway gets it: native addons (serialport,
+  # i2c-bus, epoll...) built for Node 24, and the optional better-sqlite3 13 (Node-API) that
+  # npm skips on Node 20 installed (src/store/sqlite.ts picks it on Node >= 22).
+  (cd "$root" && npm ci --no-audit --no-fund) || return
+  # The addon loads lazily, so open a database to really check it.
+  (cd "$root" && node --input-type=module -e "import { Database } from './dist/src/store/sqlite.js'; new Database(':memory:').close()") || return
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import Database from "better-sqlite3";
+import { Database } from "../src/store/sqlite.js";
 import { Outbox } from "../src/store/outbox.js";
 import { fmt, median, meterReadings } from "./bench-util.js";
 

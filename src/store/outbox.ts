@@ -9,7 +9,7 @@
  */
 import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import { Database, type Statement } from "./sqlite.js";
 import { UserError } from "../model/errors.js";
 import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
 
@@ -66,7 +66,7 @@ const DROP_KEYS = ["quota_oldest", "quota_newest", "max_age"] as const;
 type Row = [seq: number, pointId: number, ts: number, v: number | string | null, q: number];
 
 export class Outbox {
-  private readonly db: Database.Database;
+  private readonly db: Database;
   private readonly now: () => number;
   private readonly pointIds = new Map<string, number>();
   private readonly pointNames: string[] = [];
@@ -76,19 +76,19 @@ export class Outbox {
   private readonly dropped: DropCounters;
 
   private readonly stmt: {
-    insert: Database.Statement;
-    insertPoint: Database.Statement;
-    setMeta: Database.Statement;
-    readAfter: Database.Statement;
-    deleteRange: Database.Statement;
-    deleteBelow: Database.Statement;
-    nthSeq: Database.Statement;
-    oldestChunk: Database.Statement;
-    first: Database.Statement;
+    insert: Statement;
+    insertPoint: Statement;
+    setMeta: Statement;
+    readAfter: Statement;
+    deleteRange: Statement;
+    deleteBelow: Statement;
+    nthSeq: Statement;
+    oldestChunk: Statement;
+    first: Statement;
   };
 
   private constructor(
-    db: Database.Database,
+    db: Database,
     private readonly opts: OutboxOptions,
   ) {
     this.db = db;
@@ -134,7 +134,7 @@ export class Outbox {
 
   /** Opens (and creates) the outbox; a path the agent cannot write is a UserError naming it. */
   static open(opts: OutboxOptions): Outbox {
-    let db: Database.Database;
+    let db: Database;
     try {
       if (opts.path !== ":memory:") mkdirSync(dirname(opts.path), { recursive: true });
       db = new Database(opts.path);
