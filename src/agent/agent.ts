@@ -11,7 +11,8 @@ import { EmbeddedBroker } from "../uplink/embedded-broker.js";
 import { Uplink, type UplinkStats } from "../uplink/uplink.js";
 import { VERSION } from "../version.js";
 import { Scheduler } from "./scheduler.js";
-import { createSource } from "./sources.js";
+import { EmbeddedSimulators } from "./simulators.js";
+import { createSources } from "./sources.js";
 
 const HOUSEKEEPING_MS = 60_000;
 
@@ -35,7 +36,8 @@ export class Agent {
   private broker: EmbeddedBroker | null = null;
   private uplink: Uplink | null = null;
   private readonly scheduler = new Scheduler();
-  private readonly sources: Source[];
+  private sources: Source[];
+  private readonly simulators: EmbeddedSimulators;
   private readonly sourceStats = new Map<string, { errors: number; lastError: string | null }>();
   private housekeeping: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
@@ -45,13 +47,16 @@ export class Agent {
   /** The figures at stop, so status() still answers after the outbox is closed. */
   private finalStatus: AgentStatus | null = null;
   private readonly log: Logger;
+  private readonly givenSources: boolean;
 
   constructor(
     private readonly config: Config,
     opts: AgentOptions,
   ) {
     this.log = opts.log;
-    this.sources = opts.sources ?? config.sources.map(createSource);
+    this.sources = opts.sources ?? [];
+    this.givenSources = opts.sources !== undefined;
+    this.simulators = new EmbeddedSimulators(config.simulators);
   }
 
   async start(): Promise<void> {
@@ -85,6 +90,10 @@ export class Agent {
       url,
     });
     this.uplink.start();
+
+    await this.simulators.start();
+    for (const [name, a] of this.simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
+    if (!this.givenSources) this.sources = createSources(cfg, { log: this.log, simulators: this.simulators.addresses });
 
     for (const source of this.sources) {
       this.sourceStats.set(source.name, { errors: 0, lastError: null });
@@ -201,6 +210,7 @@ export class Agent {
         this.noteSourceError(source, err);
       }
     }
+    await this.simulators.stop();
     await this.uplink?.stop();
     if (this.outbox && this.uplink) this.finalStatus = this.status();
     this.outbox?.close();

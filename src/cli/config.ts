@@ -3,8 +3,9 @@ import { dirname } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
 import { checkConfigFile } from "../config/load.js";
-import { configSchema } from "../config/schema.js";
+import { type Config, configSchema } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
+import { pointsOfDevice } from "../sources/modbus/source.js";
 import { printJson } from "./output.js";
 
 /** The JSON Schema editors use to complete and check configs (configs/edge-agent.schema.json). */
@@ -31,8 +32,7 @@ export function registerConfig(program: Command): void {
       if (opts.json) {
         printJson(result.ok ? { ok: true, errors: [] } : { ok: false, errors: result.errors });
       } else if (result.ok) {
-        const points = result.config.sources.reduce((n, s) => n + s.points.length, 0);
-        process.stdout.write(`${file}: ok (${result.config.sources.length} sources, ${points} points)\n`);
+        process.stdout.write(`${file}: ok (${summarizeSources(result.config)})\n`);
       }
       if (!result.ok) {
         const n = result.errors.length;
@@ -51,4 +51,19 @@ export function registerConfig(program: Command): void {
         writeFileSync(opts.out, text);
       } else process.stdout.write(text);
     });
+}
+
+/** `2 sources, 7 points` or `1 source, 2 Modbus devices, 45 points`. */
+export function summarizeSources(cfg: Config): string {
+  let points = 0;
+  let devices = 0;
+  for (const s of cfg.sources) {
+    if (s.type === "simulated") points += s.points.length;
+    else {
+      devices += s.devices.length;
+      points += s.devices.reduce((n, d) => n + pointsOfDevice(d).length, 0);
+    }
+  }
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return [plural(cfg.sources.length, "source"), devices ? plural(devices, "Modbus device") : "", plural(points, "point")].filter(Boolean).join(", ");
 }

@@ -8,7 +8,10 @@ import { UserError } from "../model/errors.js";
 import { VERSION } from "../version.js";
 import { registerBuffer } from "./buffer.js";
 import { registerConfig } from "./config.js";
+import { registerModbus } from "./modbus.js";
+import { registerPorts } from "./ports.js";
 import { registerRun } from "./run.js";
+import { registerSimulate } from "./simulate.js";
 import { registerTail } from "./tail.js";
 
 export function buildProgram(): Command {
@@ -32,10 +35,14 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
   registerConfig(program);
   registerBuffer(program);
   registerTail(program);
-  for (const cmd of program.commands) {
+  registerModbus(program);
+  registerPorts(program);
+  registerSimulate(program);
+  const override = (cmd: Command) => {
     cmd.exitOverride();
-    for (const sub of cmd.commands) sub.exitOverride();
-  }
+    cmd.commands.forEach(override);
+  };
+  override(program);
   return program;
 }
 

@@ -3,19 +3,12 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../model/errors.js";
+import { formatPath } from "./path.js";
 import { type Config, configSchema } from "./schema.js";
 
-export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+export { formatPath };
 
-/** `["sources", 2, "interval"]` → `sources[2].interval`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const part of path) {
-    if (typeof part === "number") out += `[${part}]`;
-    else out += out === "" ? String(part) : `.${String(part)}`;
-  }
-  return out || "(top level)";
-}
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 
 function describe(issue: z.core.$ZodIssue): string[] {
   if (issue.code === "unrecognized_keys") {

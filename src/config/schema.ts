@@ -3,6 +3,8 @@
  * types are derived from it, and `configs/edge-agent.schema.json` is generated from it.
  */
 import { z } from "zod";
+import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
+import { formatPath } from "./path.js";
 import { duration, size } from "./units.js";
 
 /** Names that end up in MQTT topics and point ids: no separators, no wildcards. */
@@ -113,10 +115,80 @@ const simulatedSource = z.strictObject({
   points: z.array(simulatedPoint).min(1, { error: "needs at least one point" }),
 });
 
-const source = z.discriminatedUnion("type", [simulatedSource], {
-  error: (issue) =>
-    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated" : undefined,
+const hostPort = (defaultPort: number) =>
+  z.strictObject({
+    host: z.string().min(1),
+    port: z.int().min(1).max(65535).default(defaultPort),
+  });
+
+const rtuSerial = z.strictObject({
+  device: z.string().min(1).meta({ description: "Serial device; prefer the stable /dev/serial/by-id/… name (edge-agent ports)." }),
+  baud: z.int().min(300).max(921_600).default(9600),
+  parity: z.enum(["none", "even", "odd"]).default("none"),
+  data_bits: z.union([z.literal(7), z.literal(8)]).default(8),
+  stop_bits: z.union([z.literal(1), z.literal(2)]).default(1),
 });
+
+const modbusPoint = z.strictObject({
+  name: name("point name"),
+  table: z.enum(["coil", "discrete", "input", "holding"]),
+  address: z.int().min(0).max(0xffff).meta({ description: "0-based protocol address, as in the datasheets' hex tables (0x0000 = register 30001/40001)." }),
+  type: z.enum(["int16", "uint16", "int32", "uint32", "float32", "float64", "bool", "string"]).default("uint16"),
+  order: z.enum(["ABCD", "CDAB", "BADC", "DCBA"]).optional().meta({ description: "Byte order of multi-register values; ABCD = high word first (default)." }),
+  scale: z.number().optional(),
+  offset: z.number().optional(),
+  unit: z.string().optional(),
+  length: z.int().min(1).max(125).optional().meta({ description: "string: length in registers." }),
+  bit: z.int().min(0).max(15).optional().meta({ description: "bool in a register: which bit." }),
+  writable: z.boolean().optional(),
+});
+
+const modbusDevice = z.strictObject({
+  name: name("device name"),
+  unit: z.int({ error: "expected a unit id 1–247" }).min(1, { error: "expected a unit id 1–247" }).max(247, { error: "expected a unit id 1–247" }),
+  profile: z.string().optional().meta({ description: "Built-in profile: sdm120, sdm630, epever (edge-agent modbus profiles)." }),
+  only: z.array(z.string()).optional().meta({ description: "Read only these points of the profile." }),
+  points: z.array(modbusPoint).default([]).meta({ description: "Points of a generic device, or added to the profile's." }),
+  interval: duration({ min: 50 }).optional(),
+  timeout: duration({ min: 10 }).optional(),
+  retries: z.int().min(0).max(5).optional(),
+  max_registers: z.int().min(1).max(125).optional(),
+  max_gap: z.int().min(0).max(100).optional(),
+  offline_after: z.int().min(1).max(100).default(3).meta({ description: "Failed polls in a row before the device is marked offline and backed off." }),
+  probe_interval: duration({ min: 100 }).default(10_000).meta({ description: "How often an offline device is tried again." }),
+});
+
+const modbusSource = z.strictObject({
+  type: z.literal("modbus"),
+  name: name("line name"),
+  rtu: rtuSerial.optional(),
+  tcp: hostPort(502).optional(),
+  rtu_over_tcp: hostPort(502).optional(),
+  simulator: name("simulator name").optional().meta({ description: "Poll an embedded simulator (simulators: in this file), over TCP." }),
+  interval: duration({ min: 50 }).default(5000),
+  timeout: duration({ min: 10 }).default(1000),
+  retries: z.int().min(0).max(5).default(1),
+  max_registers: z.int().min(1).max(125).default(125),
+  max_gap: z.int().min(0).max(100).default(10),
+  devices: z.array(modbusDevice).min(1, { error: "needs at least one device" }),
+});
+
+const source = z.discriminatedUnion("type", [simulatedSource, modbusSource], {
+  error: (issue) =>
+    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated, modbus" : undefined,
+});
+
+const modbusSimulator = z
+  .strictObject({
+    type: z.literal("modbus"),
+    name: name("simulator name"),
+    host: z.string().default("127.0.0.1"),
+    port: z.int().min(0).max(65535).default(0).meta({ description: "TCP port; 0 = any free port." }),
+    units: z
+      .array(z.strictObject({ unit: z.int().min(1).max(247), profile: z.string() }))
+      .min(1),
+  })
+  .meta({ description: "A Modbus TCP simulator inside the agent, for demos and tests." });
 
 const log = z
   .strictObject({
@@ -134,35 +206,91 @@ export const configSchema = z
     uplink,
     store,
     sources: z.array(source).default([]),
+    simulators: z.array(modbusSimulator).default([]),
     log,
   })
   .superRefine((cfg, ctx) => {
-    const seen = new Map<string, number>();
-    cfg.sources.forEach((src, i) => {
-      const first = seen.get(src.name);
+    // Point ids are <source or device>/<point>: those prefixes must be unique across the file.
+    const prefixes = new Map<string, string>();
+    const claim = (prefix: string, path: (string | number)[]) => {
+      const first = prefixes.get(prefix);
       if (first !== undefined) {
+        ctx.addIssue({ code: "custom", path, message: `duplicate name '${prefix}' (also ${first})` });
+      } else prefixes.set(prefix, formatPath(path));
+    };
+    const uniquePoints = (points: { name: string }[], owner: string, path: (string | number)[]) => {
+      const seen = new Set<string>();
+      points.forEach((p, j) => {
+        if (seen.has(p.name)) {
+          ctx.addIssue({ code: "custom", path: [...path, j, "name"], message: `duplicate point name '${p.name}' in '${owner}'` });
+        }
+        seen.add(p.name);
+      });
+    };
+    const simulators = new Set(cfg.simulators.map((s) => s.name));
+    cfg.sources.forEach((src, i) => {
+      if (src.type === "simulated") {
+        claim(src.name, ["sources", i, "name"]);
+        uniquePoints(src.points, src.name, ["sources", i, "points"]);
+        return;
+      }
+      const transports = (["rtu", "tcp", "rtu_over_tcp", "simulator"] as const).filter((k) => src[k] !== undefined);
+      if (transports.length !== 1) {
         ctx.addIssue({
           code: "custom",
-          path: ["sources", i, "name"],
-          message: `duplicate source name '${src.name}' (also sources[${first}])`,
+          path: ["sources", i],
+          message: transports.length === 0 ? "needs one of: rtu, tcp, rtu_over_tcp, simulator" : `has ${transports.join(" and ")}: choose one`,
         });
-      } else seen.set(src.name, i);
-      const points = new Set<string>();
-      src.points.forEach((p, j) => {
-        if (points.has(p.name)) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["sources", i, "points", j, "name"],
-            message: `duplicate point name '${p.name}' in source '${src.name}'`,
-          });
-        }
-        points.add(p.name);
+      }
+      if (src.simulator !== undefined && !simulators.has(src.simulator)) {
+        ctx.addIssue({ code: "custom", path: ["sources", i, "simulator"], message: `no simulator named '${src.simulator}' under simulators:` });
+      }
+      const units = new Map<number, string>();
+      src.devices.forEach((dev, j) => {
+        const at = ["sources", i, "devices", j];
+        claim(dev.name, [...at, "name"]);
+        const other = units.get(dev.unit);
+        if (other !== undefined) ctx.addIssue({ code: "custom", path: [...at, "unit"], message: `unit ${dev.unit} is also '${other}' on this line` });
+        units.set(dev.unit, dev.name);
+        const issue = checkModbusDevice(dev);
+        if (issue) ctx.addIssue({ code: "custom", path: [...at, issue.key], message: issue.message });
+        uniquePoints([...profilePointNames(dev), ...dev.points], dev.name, [...at, "points"]);
       });
     });
+    cfg.simulators.forEach((sim, i) =>
+      sim.units.forEach((u, j) => {
+        if (!getProfile(u.profile)) {
+          ctx.addIssue({ code: "custom", path: ["simulators", i, "units", j, "profile"], message: unknownProfile(u.profile) });
+        }
+      }),
+    );
     if (cfg.uplink.reconnect.max < cfg.uplink.reconnect.min) {
       ctx.addIssue({ code: "custom", path: ["uplink", "reconnect", "max"], message: "must not be below reconnect.min" });
     }
   });
+
+function unknownProfile(id: string): string {
+  return `unknown profile '${id}'; built in: ${profileIds().join(", ")}`;
+}
+
+function profilePointNames(dev: { profile?: string | undefined; only?: string[] | undefined }): { name: string }[] {
+  const profile = dev.profile ? getProfile(dev.profile) : undefined;
+  if (!profile) return [];
+  return profile.points.filter((p) => !dev.only || dev.only.includes(p.name));
+}
+
+function checkModbusDevice(dev: z.output<typeof modbusDevice>): { key: string; message: string } | null {
+  if (dev.profile !== undefined) {
+    const profile = getProfile(dev.profile);
+    if (!profile) return { key: "profile", message: unknownProfile(dev.profile) };
+    const missing = (dev.only ?? []).filter((n) => !profile.points.some((p) => p.name === n));
+    if (missing.length > 0) return { key: "only", message: `not points of ${profile.id}: ${missing.join(", ")}` };
+  } else {
+    if (dev.only) return { key: "only", message: "only: needs a profile" };
+    if (dev.points.length === 0) return { key: "points", message: "a device needs a profile or points" };
+  }
+  return null;
+}
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -171,3 +299,6 @@ export type StoreConfig = Config["store"];
 export type SourceConfig = Config["sources"][number];
 export type SimulatedSourceConfig = z.output<typeof simulatedSource>;
 export type SimulatedPointConfig = z.output<typeof simulatedPoint>;
+export type ModbusSourceConfig = z.output<typeof modbusSource>;
+export type ModbusDeviceConfig = z.output<typeof modbusDevice>;
+export type ModbusSimulatorConfig = z.output<typeof modbusSimulator>;

@@ -37,7 +37,8 @@ describe("config", () => {
     expect(r.config.store.quota).toBe(10 * 1024 * 1024);
     expect(r.config.store.max_age).toBe(7 * 86_400_000);
     expect(r.config.sources[0]!.interval).toBe(250);
-    expect(r.config.sources[0]!.points[0]!.period).toBe(60_000);
+    const src = r.config.sources[0]!;
+    expect(src.type === "simulated" && src.points[0]!.period).toBe(60_000);
   });
 
   it("reports every error at once, each with its path", () => {
@@ -60,7 +61,7 @@ sources:
         "store.quota: expected a size like 256MB",
         "store.when_full: expected one of: drop-oldest, drop-newest",
         "sources[2].interval: expected a duration like 5s",
-        "sources[3].type: unknown source type; expected one of: simulated",
+        "sources[3].type: unknown source type; expected one of: simulated, modbus",
       ]),
     );
     expect(errors.length).toBeGreaterThanOrEqual(7);
@@ -72,8 +73,60 @@ sources:
   - { type: simulated, name: a, interval: 1s, points: [{ name: p }, { name: p }] }
 `);
     expect(errors).toEqual([
-      "sources[1].name: duplicate source name 'a' (also sources[0])",
-      "sources[1].points[1].name: duplicate point name 'p' in source 'a'",
+      "sources[1].name: duplicate name 'a' (also sources[0].name)",
+      "sources[1].points[1].name: duplicate point name 'p' in 'a'",
+    ]);
+  });
+
+  it("checks Modbus lines: one transport, known profiles and points, unique units and names", () => {
+    const errors = errorsOf(`${minimal}
+simulators:
+  - { type: modbus, name: sim, units: [{ unit: 1, profile: sdm999 }] }
+sources:
+  - { type: simulated, name: main, interval: 1s, points: [{ name: p }] }
+  - type: modbus
+    name: line-1
+    rtu: { device: /dev/ttyUSB0, baud: 9600, parity: mark }
+    tcp: { host: 10.0.0.2 }
+    devices:
+      - { name: main, unit: 1, profile: sdm630 }
+      - { name: m2, unit: 1, profile: sdm630, only: [voltage_l1, voltage_l9] }
+      - { name: m3, unit: 300, profile: nosuch }
+      - { name: m4, unit: 4 }
+  - { type: modbus, name: line-2, simulator: other, devices: [{ name: m5, unit: 5, profile: epever }] }
+`);
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        "sources[1].rtu.parity: expected one of: none, even, odd",
+        "sources[1].devices[2].unit: expected a unit id 1–247",
+      ]),
+    );
+    // Shape errors come first; the cross-checks run once the shape is right.
+    const cross = errorsOf(`${minimal}
+simulators:
+  - { type: modbus, name: sim, units: [{ unit: 1, profile: sdm999 }] }
+sources:
+  - { type: simulated, name: main, interval: 1s, points: [{ name: p }] }
+  - type: modbus
+    name: line-1
+    rtu: { device: /dev/ttyUSB0 }
+    tcp: { host: 10.0.0.2 }
+    devices:
+      - { name: main, unit: 1, profile: sdm630 }
+      - { name: m2, unit: 1, profile: sdm630, only: [voltage_l1, voltage_l9] }
+      - { name: m3, unit: 3, profile: nosuch }
+      - { name: m4, unit: 4 }
+  - { type: modbus, name: line-2, simulator: other, devices: [{ name: m5, unit: 5, profile: epever }] }
+`);
+    expect(cross).toEqual([
+      "sources[1]: has rtu and tcp: choose one",
+      "sources[1].devices[0].name: duplicate name 'main' (also sources[0].name)",
+      "sources[1].devices[1].unit: unit 1 is also 'main' on this line",
+      "sources[1].devices[1].only: not points of sdm630: voltage_l9",
+      "sources[1].devices[2].profile: unknown profile 'nosuch'; built in: sdm120, sdm630, epever",
+      "sources[1].devices[3].points: a device needs a profile or points",
+      "sources[2].simulator: no simulator named 'other' under simulators:",
+      "simulators[0].units[0].profile: unknown profile 'sdm999'; built in: sdm120, sdm630, epever",
     ]);
   });
 

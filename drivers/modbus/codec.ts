@@ -1,0 +1,106 @@
+/**
+ * Turning registers into values and back, for every data type and word order of a ModbusPoint.
+ * Registers are 16-bit unsigned numbers as a Modbus read returns them.
+ */
+import type { DataType, ModbusPoint, WordOrder } from "./types.js";
+import { registerCount } from "./types.js";
+
+/** Puts the registers' bytes in big-endian ABCD… order according to `order`. */
+function toBigEndian(words: readonly number[], order: WordOrder): Buffer {
+  const swapWords = order === "CDAB" || order === "DCBA";
+  const swapBytes = order === "BADC" || order === "DCBA";
+  const seq = swapWords ? [...words].reverse() : words;
+  const buf = Buffer.alloc(seq.length * 2);
+  seq.forEach((w, i) => {
+    if (swapBytes) buf.writeUInt16LE(w & 0xffff, i * 2);
+    else buf.writeUInt16BE(w & 0xffff, i * 2);
+  });
+  return buf;
+}
+
+/** The inverse of toBigEndian. */
+function fromBigEndian(buf: Buffer, order: WordOrder): number[] {
+  const swapWords = order === "CDAB" || order === "DCBA";
+  const swapBytes = order === "BADC" || order === "DCBA";
+  const words: number[] = [];
+  for (let i = 0; i < buf.length; i += 2) words.push(swapBytes ? buf.readUInt16LE(i) : buf.readUInt16BE(i));
+  return swapWords ? words.reverse() : words;
+}
+
+function rawNumber(type: DataType, be: Buffer): number {
+  switch (type) {
+    case "int16":
+      return be.readInt16BE(0);
+    case "uint16":
+      return be.readUInt16BE(0);
+    case "int32":
+      return be.readInt32BE(0);
+    case "uint32":
+      return be.readUInt32BE(0);
+    case "float32":
+      return be.readFloatBE(0);
+    case "float64":
+      return be.readDoubleBE(0);
+    default:
+      throw new Error(`${type} is not numeric`);
+  }
+}
+
+/** Rounds away float noise from scaling (0.1 × 3 = 0.30000000000000004). */
+function tidy(n: number): number {
+  return Number.isFinite(n) ? Number.parseFloat(n.toPrecision(12)) : n;
+}
+
+/**
+ * Decodes a point from its registers (or, for coil/discrete tables, from its bit as 0/1).
+ * `words` holds exactly registerCount(point) values.
+ */
+export function decodePoint(p: ModbusPoint, words: readonly number[]): number | boolean | string {
+  if (p.table === "coil" || p.table === "discrete") return words[0] === 1;
+  if (p.type === "bool") return ((words[0]! >> (p.bit ?? 0)) & 1) === 1;
+  const be = toBigEndian(words.slice(0, registerCount(p)), p.order ?? "ABCD");
+  if (p.type === "string") return be.toString("latin1").replace(/\0+$/, "").trimEnd();
+  const raw = rawNumber(p.type, be);
+  if (p.scale === undefined && p.offset === undefined) return raw;
+  return tidy(raw * (p.scale ?? 1) + (p.offset ?? 0));
+}
+
+/** Encodes a value into the point's registers (the inverse of decodePoint). */
+export function encodePoint(p: ModbusPoint, value: number | boolean | string): number[] {
+  if (p.table === "coil" || p.table === "discrete") return [value ? 1 : 0];
+  if (p.type === "bool") return [value ? 1 << (p.bit ?? 0) : 0];
+  const n = registerCount(p);
+  const be = Buffer.alloc(n * 2);
+  if (p.type === "string") {
+    be.write(String(value), "latin1");
+    return fromBigEndian(be, p.order ?? "ABCD");
+  }
+  const num = typeof value === "number" ? value : Number(value);
+  const raw = (num - (p.offset ?? 0)) / (p.scale ?? 1);
+  const int = Math.round(raw);
+  switch (p.type) {
+    case "int16":
+      be.writeInt16BE(clamp(int, -0x8000, 0x7fff), 0);
+      break;
+    case "uint16":
+      be.writeUInt16BE(clamp(int, 0, 0xffff), 0);
+      break;
+    case "int32":
+      be.writeInt32BE(clamp(int, -0x80000000, 0x7fffffff), 0);
+      break;
+    case "uint32":
+      be.writeUInt32BE(clamp(int, 0, 0xffffffff), 0);
+      break;
+    case "float32":
+      be.writeFloatBE(raw, 0);
+      break;
+    case "float64":
+      be.writeDoubleBE(raw, 0);
+      break;
+  }
+  return fromBigEndian(be, p.order ?? "ABCD");
+}
+
+function clamp(n: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, n));
+}

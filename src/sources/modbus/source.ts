@@ -1,0 +1,63 @@
+/**
+ * Builds the devices of a `type: modbus` source: one ModbusLine per physical line (shared by
+ * every device on it), one ModbusDevice per device, each polled at its own interval.
+ */
+import { getProfile } from "../../../drivers/modbus/registry.js";
+import type { ModbusPoint } from "../../../drivers/modbus/types.js";
+import type { ModbusDeviceConfig, ModbusSourceConfig } from "../../config/schema.js";
+import { interFrameMs, ModbusSerialLink, type ModbusTransport } from "../../buses/modbus/link.js";
+import { ModbusLine } from "../../buses/modbus/line.js";
+import type { Logger } from "../../ops/logger.js";
+import { ModbusDevice } from "./device.js";
+import { PROTOCOL_LIMITS } from "./planner.js";
+
+/** The points a device config reads: its profile's (or the `only` subset) plus its own. */
+export function pointsOfDevice(dev: Pick<ModbusDeviceConfig, "profile" | "only" | "points">): ModbusPoint[] {
+  const profile = dev.profile ? getProfile(dev.profile) : undefined;
+  const fromProfile = (profile?.points ?? []).filter((p) => !dev.only || dev.only.includes(p.name));
+  return [...fromProfile, ...dev.points];
+}
+
+export function transportOf(src: ModbusSourceConfig, simulators: ReadonlyMap<string, { host: string; port: number }>): ModbusTransport {
+  if (src.rtu) {
+    const r = src.rtu;
+    return { kind: "rtu", device: r.device, baud: r.baud, parity: r.parity, dataBits: r.data_bits, stopBits: r.stop_bits };
+  }
+  if (src.tcp) return { kind: "tcp", host: src.tcp.host, port: src.tcp.port };
+  if (src.rtu_over_tcp) return { kind: "rtu-over-tcp", host: src.rtu_over_tcp.host, port: src.rtu_over_tcp.port };
+  const sim = src.simulator ? simulators.get(src.simulator) : undefined;
+  if (!sim) throw new Error(`sources: line '${src.name}' has no transport`);
+  return { kind: "tcp", host: sim.host, port: sim.port };
+}
+
+export function createModbusDevices(
+  src: ModbusSourceConfig,
+  deps: { log: Logger; simulators: ReadonlyMap<string, { host: string; port: number }> },
+): { line: ModbusLine; devices: ModbusDevice[] } {
+  const transport = transportOf(src, deps.simulators);
+  const line = new ModbusLine(src.name, new ModbusSerialLink(transport), { interFrameMs: interFrameMs(transport) });
+  const profileLimit = (dev: ModbusDeviceConfig) => (dev.profile ? getProfile(dev.profile)?.maxRegisters : undefined);
+  const devices = src.devices.map(
+    (dev) =>
+      new ModbusDevice(
+        {
+          name: dev.name,
+          unit: dev.unit,
+          points: pointsOfDevice(dev),
+          interval: dev.interval ?? src.interval,
+          timeout: dev.timeout ?? src.timeout,
+          retries: dev.retries ?? src.retries,
+          limits: {
+            maxRegisters: Math.min(dev.max_registers ?? src.max_registers, profileLimit(dev) ?? PROTOCOL_LIMITS.maxRegisters),
+            maxBits: PROTOCOL_LIMITS.maxBits,
+            maxGap: dev.max_gap ?? src.max_gap,
+          },
+          offlineAfter: dev.offline_after,
+          probeInterval: dev.probe_interval,
+        },
+        line,
+        deps.log.child({ line: src.name }),
+      ),
+  );
+  return { line, devices };
+}
