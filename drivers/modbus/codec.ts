@@ -60,7 +60,10 @@ export function decodePoint(p: ModbusPoint, words: readonly number[]): number | 
   if (p.type === "bool") return ((words[0]! >> (p.bit ?? 0)) & 1) === 1;
   const be = toBigEndian(words.slice(0, registerCount(p)), p.order ?? "ABCD");
   if (p.type === "string") return be.toString("latin1").replace(/\0+$/, "").trimEnd();
-  const raw = rawNumber(p.type, be);
+  let raw = rawNumber(p.type, be);
+  // A float32 holds about 7 significant digits; the rest of the double is noise (230.2 is
+  // stored as 230.19999694824219).
+  if (p.type === "float32" && Number.isFinite(raw)) raw = Number(raw.toPrecision(7));
   if (p.scale === undefined && p.offset === undefined) return raw;
   return tidy(raw * (p.scale ?? 1) + (p.offset ?? 0));
 }

@@ -45,6 +45,8 @@ export interface ReadOutput {
   target: string;
   unit: number;
   requests: number;
+  /** Reads per poll once the device's holes are known (what the agent will send). */
+  plannedRequests: number;
   naiveRequests: number;
   ms: number;
   values: Array<{ point: string; table: Table; address: number; value: number | boolean | string | null; unit?: string; error?: string }>;
@@ -93,6 +95,7 @@ export async function modbusRead(flags: ReadFlags): Promise<ReadOutput> {
       target,
       unit,
       requests: health.counters.requests,
+      plannedRequests: health.requestsPerPoll,
       naiveRequests: points.length,
       ms: Math.round(elapsed),
       values: points.map((p) => {
@@ -151,7 +154,11 @@ function printRead(out: ReadOutput): void {
   const w0 = Math.max(...rows.map((r) => r[0]!.length));
   const w1 = Math.max(...rows.map((r) => r[1]!.length));
   for (const r of rows) process.stdout.write(`${r[0]!.padEnd(w0)}  ${r[1]!.padEnd(w1)}  ${r[2]}\n`);
-  process.stdout.write(`unit ${out.unit} on ${out.target}: ${out.values.length} values in ${out.requests} requests (one per value would be ${out.naiveRequests}), ${out.ms} ms\n`);
+  const learned = out.plannedRequests !== out.requests ? `; ${out.plannedRequests} per poll now that the device's holes are known` : "";
+  const n = (k: number, w: string) => `${k} ${w}${k === 1 ? "" : "s"}`;
+  process.stdout.write(
+    `unit ${out.unit} on ${out.target}: ${n(out.values.length, "value")} in ${n(out.requests, "request")}${learned} (one per value: ${out.naiveRequests}), ${out.ms} ms\n`,
+  );
 }
 
 interface WriteFlags extends TargetFlags {
