@@ -5,6 +5,7 @@
 import type { Config } from "../config/schema.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
+import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
 import { Outbox, type OutboxStats } from "../store/outbox.js";
 import { EmbeddedBroker } from "../uplink/embedded-broker.js";
@@ -18,6 +19,7 @@ const HOUSEKEEPING_MS = 60_000;
 
 export interface AgentStatus {
   stored: number;
+  events: number;
   refused: number;
   storeErrors: number;
   outbox: OutboxStats;
@@ -29,6 +31,8 @@ export interface AgentOptions {
   log: Logger;
   /** Replaces the sources built from the config (tests). */
   sources?: Source[];
+  /** Processors deriving figures and events from the readings. */
+  processors?: Processor[];
 }
 
 export class Agent {
@@ -39,6 +43,9 @@ export class Agent {
   private sources: Source[];
   private readonly simulators: EmbeddedSimulators;
   private readonly sourceStats = new Map<string, { errors: number; lastError: string | null }>();
+  private readonly processors: Processor[];
+  private processorTimer: NodeJS.Timeout | null = null;
+  private events = 0;
   private housekeeping: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private stored = 0;
@@ -57,6 +64,7 @@ export class Agent {
     this.sources = opts.sources ?? [];
     this.givenSources = opts.sources !== undefined;
     this.simulators = new EmbeddedSimulators(config.simulators);
+    this.processors = opts.processors ?? [];
   }
 
   async start(): Promise<void> {
@@ -105,6 +113,10 @@ export class Agent {
       this.scheduler.add(source.name, source.interval, (tick) => this.tick(source, tick));
     }
     this.scheduler.start();
+    if (this.processors.some((p) => p.tick)) {
+      this.processorTimer = setInterval(() => this.tickProcessors(), 1000);
+      this.processorTimer.unref();
+    }
 
     this.housekeeping = setInterval(() => this.houseKeep(), HOUSEKEEPING_MS);
     this.housekeeping.unref();
@@ -126,22 +138,51 @@ export class Agent {
       this.noteSourceError(source, err);
       return;
     }
-    this.store(readings);
+    const derived = this.runProcessors((p, now) => p.process(readings, now));
+    this.store([...readings, ...derived.readings], derived.events);
   }
 
-  /** Stores one tick's readings in one transaction and wakes the uplink. */
-  store(readings: Reading[]): void {
-    if (!this.outbox || readings.length === 0) return;
+  private tickProcessors(): void {
+    const out = this.runProcessors((p, now) => p.tick?.(now) ?? { readings: [], events: [] });
+    this.store(out.readings, out.events);
+  }
+
+  /** Runs every processor; one that throws is logged and skipped, the others still run. */
+  private runProcessors(run: (p: Processor, now: number) => ProcessorOutput): ProcessorOutput {
+    const all: ProcessorOutput = { readings: [], events: [] };
+    const now = Date.now();
+    for (const p of this.processors) {
+      try {
+        const out = run(p, now);
+        all.readings.push(...out.readings);
+        all.events.push(...out.events);
+      } catch (err) {
+        this.log.error({ processor: p.name, err: (err as Error).message }, "processor failed");
+      }
+    }
+    return all;
+  }
+
+  /** Stores one tick's readings in one transaction (events in their own stream) and wakes the uplink. */
+  store(readings: Reading[], events: Reading[] = []): void {
+    if (!this.outbox) return;
     try {
-      const result = this.outbox.append(readings);
-      this.stored += result.stored;
-      this.refused += result.refused;
+      if (readings.length > 0) {
+        const result = this.outbox.append(readings);
+        this.stored += result.stored;
+        this.refused += result.refused;
+      }
+      if (events.length > 0) {
+        this.outbox.stream("events").append(events);
+        this.events += events.length;
+      }
     } catch (err) {
       this.storeErrors++;
       this.log.error({ err: (err as Error).message }, "could not store readings");
       return;
     }
-    this.uplink?.notify();
+    if (readings.length > 0) this.uplink?.notify("telemetry");
+    if (events.length > 0) this.uplink?.notify("events");
   }
 
   private noteSourceError(source: Source, err: unknown): void {
@@ -170,6 +211,7 @@ export class Agent {
     const sched = this.scheduler.stats();
     return {
       stored: this.stored,
+      events: this.events,
       refused: this.refused,
       storeErrors: this.storeErrors,
       outbox: this.outbox.stats(),
@@ -201,6 +243,7 @@ export class Agent {
   /** Stops in reverse order: sources, uplink (flushing), outbox, broker. */
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
+    if (this.processorTimer) clearInterval(this.processorTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.scheduler.stop();
     for (const source of [...this.sources].reverse()) {

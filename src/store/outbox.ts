@@ -46,6 +46,8 @@ export interface OutboxStats {
   fileBytes: number;
   quota: number;
   dropped: DropCounters;
+  /** The other streams: how much waits and the last sequence number given. */
+  streams: Record<Exclude<StreamName, "telemetry">, { depth: number; lastSeq: number }>;
 }
 
 export interface AppendResult {
@@ -65,27 +67,169 @@ const DROP_KEYS = ["quota_oldest", "quota_newest", "max_age"] as const;
 
 type Row = [seq: number, pointId: number, ts: number, v: number | string | null, q: number];
 
+/**
+ * Each stream has its own table and its own sequence numbers, so a receiver of telemetry sees no
+ * gap where an event was stored. Telemetry lives in `readings` (the first stream there was).
+ */
+export type StreamName = "telemetry" | "events" | "results";
+const STREAM_TABLE: Record<StreamName, string> = { telemetry: "readings", events: "events", results: "results" };
+const STREAM_META: Record<StreamName, string> = { telemetry: "", events: "events.", results: "results." };
+export const STREAMS: readonly StreamName[] = ["telemetry", "events", "results"];
+
+/** One stream of the outbox: what the uplink needs to send it and delete what was acknowledged. */
+export interface StreamStore {
+  readonly name: StreamName;
+  readonly lastSeq: number;
+  readonly depth: number;
+  append(readings: readonly Reading[]): AppendResult;
+  readAfter(afterSeq: number, limit: number, upTo?: number): StoredReading[];
+  firstSeq(): number | null;
+  ack(ranges: ReadonlyArray<readonly [number, number]>): number;
+}
+
+interface PointCodec {
+  pointId(name: string): number;
+  pointName(id: number): string;
+  setMeta: Statement;
+}
+
+class Stream implements StreamStore {
+  seq: number;
+  rows: number;
+  private readonly stmt: {
+    insert: Statement;
+    readAfter: Statement;
+    deleteRange: Statement;
+    deleteBelow: Statement;
+    deleteAll: Statement;
+    nthSeq: Statement;
+    oldestChunk: Statement;
+    first: Statement;
+  };
+  private readonly metaKey: string;
+
+  constructor(
+    readonly name: StreamName,
+    private readonly db: Database,
+    meta: Map<string, number>,
+    private readonly codec: PointCodec,
+  ) {
+    const t = STREAM_TABLE[name];
+    // seq is the rowid; q = quality code | 4 when v holds a boolean.
+    db.exec(`CREATE TABLE IF NOT EXISTS ${t} (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL)`);
+    this.stmt = {
+      insert: db.prepare(`INSERT INTO ${t} (seq, p, ts, v, q) VALUES (?, ?, ?, ?, ?)`),
+      readAfter: db.prepare(`SELECT seq, p, ts, v, q FROM ${t} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`).raw(),
+      deleteRange: db.prepare(`DELETE FROM ${t} WHERE seq >= ? AND seq <= ?`),
+      deleteBelow: db.prepare(`DELETE FROM ${t} WHERE seq < ?`),
+      deleteAll: db.prepare(`DELETE FROM ${t}`),
+      nthSeq: db.prepare(`SELECT seq FROM ${t} ORDER BY seq LIMIT 1 OFFSET ?`).pluck(),
+      oldestChunk: db.prepare(`SELECT seq, ts FROM ${t} WHERE seq > ? ORDER BY seq LIMIT 1000`).raw(),
+      first: db.prepare(`SELECT seq, ts FROM ${t} ORDER BY seq LIMIT 1`).raw(),
+    };
+    this.metaKey = `${STREAM_META[name]}last_seq`;
+    const maxSeq = (db.prepare(`SELECT max(seq) FROM ${t}`).pluck().get() as number | null) ?? 0;
+    this.seq = Math.max(meta.get(this.metaKey) ?? 0, maxSeq);
+    this.rows = db.prepare(`SELECT count(*) FROM ${t}`).pluck().get() as number;
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  get depth(): number {
+    return this.rows;
+  }
+
+  /** Stores readings in one transaction, each with the stream's next sequence number. */
+  append(readings: readonly Reading[]): AppendResult {
+    if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
+    const before = this.seq;
+    try {
+      this.db.transaction(() => {
+        for (const r of readings) {
+          const { v, q } = encodeValue(r.value, r.quality);
+          this.stmt.insert.run(++this.seq, this.codec.pointId(r.point), r.ts, v, q);
+        }
+        this.codec.setMeta.run(this.metaKey, this.seq);
+      })();
+    } catch (err) {
+      this.seq = before;
+      throw err;
+    }
+    this.rows += readings.length;
+    return { first: before + 1, last: this.seq, stored: readings.length, refused: 0 };
+  }
+
+  /** Up to `limit` rows with afterSeq < seq <= upTo, in sequence order. */
+  readAfter(afterSeq: number, limit: number, upTo: number = this.seq): StoredReading[] {
+    const rows = this.stmt.readAfter.all(afterSeq, upTo, limit) as Row[];
+    return rows.map(([seq, p, ts, v, q]) => ({
+      seq,
+      point: this.codec.pointName(p),
+      ts,
+      value: q & BOOL_FLAG ? v === 1 : v,
+      quality: CODE_QUALITY[q & 3] ?? "bad",
+    }));
+  }
+
+  firstSeq(): number | null {
+    return this.oldest()?.[0] ?? null;
+  }
+
+  oldest(): [seq: number, ts: number] | undefined {
+    return this.stmt.first.get() as [number, number] | undefined;
+  }
+
+  /** Deletes acknowledged ranges (inclusive) in one transaction; returns rows deleted. */
+  ack(ranges: ReadonlyArray<readonly [number, number]>): number {
+    if (ranges.length === 0) return 0;
+    let deleted = 0;
+    this.db.transaction(() => {
+      for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
+    })();
+    this.rows -= deleted;
+    return deleted;
+  }
+
+  /** Deletes the `n` oldest rows; returns how many went. */
+  dropOldest(n: number): number {
+    const boundary = n >= this.rows ? undefined : (this.stmt.nthSeq.get(n) as number | undefined);
+    const deleted = boundary === undefined ? this.stmt.deleteAll.run().changes : this.stmt.deleteBelow.run(boundary).changes;
+    this.rows -= deleted;
+    return deleted;
+  }
+
+  /** Deletes rows stamped before `cutoff`, oldest first; returns how many. */
+  expire(cutoff: number): number {
+    let total = 0;
+    let after = 0;
+    for (;;) {
+      const chunk = this.stmt.oldestChunk.all(after) as [number, number][];
+      if (chunk.length === 0) break;
+      // Rows are stored roughly in time order: stop at the first chunk with nothing to expire.
+      const old = chunk.filter(([, ts]) => ts < cutoff);
+      if (old.length === 0) break;
+      this.db.transaction(() => {
+        for (const [seq] of old) total += this.stmt.deleteRange.run(seq, seq).changes;
+      })();
+      after = chunk[chunk.length - 1]![0];
+    }
+    this.rows -= total;
+    return total;
+  }
+}
+
 export class Outbox {
   private readonly db: Database;
   private readonly now: () => number;
   private readonly pointIds = new Map<string, number>();
   private readonly pointNames: string[] = [];
   private readonly pageSize: number;
-  private seq: number;
-  private rows: number;
   private readonly dropped: DropCounters;
-
-  private readonly stmt: {
-    insert: Statement;
-    insertPoint: Statement;
-    setMeta: Statement;
-    readAfter: Statement;
-    deleteRange: Statement;
-    deleteBelow: Statement;
-    nthSeq: Statement;
-    oldestChunk: Statement;
-    first: Statement;
-  };
+  private readonly streams: Record<StreamName, Stream>;
+  private readonly telemetry: Stream;
+  private readonly stmt: { insertPoint: Statement; setMeta: Statement };
 
   private constructor(
     db: Database,
@@ -100,20 +244,11 @@ export class Outbox {
     db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-      -- seq is the rowid; q = quality code | 4 when v holds a boolean.
-      CREATE TABLE IF NOT EXISTS readings (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL);
     `);
     this.pageSize = db.pragma("page_size", { simple: true }) as number;
     this.stmt = {
-      insert: db.prepare("INSERT INTO readings (seq, p, ts, v, q) VALUES (?, ?, ?, ?, ?)"),
       insertPoint: db.prepare("INSERT INTO points (name) VALUES (?)"),
       setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
-      readAfter: db.prepare("SELECT seq, p, ts, v, q FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?").raw(),
-      deleteRange: db.prepare("DELETE FROM readings WHERE seq >= ? AND seq <= ?"),
-      deleteBelow: db.prepare("DELETE FROM readings WHERE seq < ?"),
-      nthSeq: db.prepare("SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?").pluck(),
-      oldestChunk: db.prepare("SELECT seq, ts FROM readings WHERE seq > ? ORDER BY seq LIMIT 1000").raw(),
-      first: db.prepare("SELECT seq, ts FROM readings ORDER BY seq LIMIT 1").raw(),
     };
     for (const { id, name } of db.prepare("SELECT id, name FROM points").all() as { id: number; name: string }[]) {
       this.pointIds.set(name, id);
@@ -122,9 +257,17 @@ export class Outbox {
     const meta = new Map(
       (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: number }[]).map((r) => [r.key, r.value]),
     );
-    const maxSeq = (db.prepare("SELECT max(seq) FROM readings").pluck().get() as number | null) ?? 0;
-    this.seq = Math.max(meta.get("last_seq") ?? 0, maxSeq);
-    this.rows = db.prepare("SELECT count(*) FROM readings").pluck().get() as number;
+    const codec: PointCodec = {
+      pointId: (n) => this.pointId(n),
+      pointName: (id) => this.pointNames[id] ?? `unknown-${id}`,
+      setMeta: this.stmt.setMeta,
+    };
+    this.streams = {
+      telemetry: new Stream("telemetry", db, meta, codec),
+      events: new Stream("events", db, meta, codec),
+      results: new Stream("results", db, meta, codec),
+    };
+    this.telemetry = this.streams.telemetry;
     this.dropped = {
       quota_oldest: meta.get("dropped.quota_oldest") ?? 0,
       quota_newest: meta.get("dropped.quota_newest") ?? 0,
@@ -147,7 +290,7 @@ export class Outbox {
   }
 
   /** Opens an existing outbox for inspection (another process may be writing it). */
-  static inspect(path: string, opts: Omit<OutboxOptions, "path"> ): Outbox {
+  static inspect(path: string, opts: Omit<OutboxOptions, "path">): Outbox {
     try {
       statSync(path);
     } catch {
@@ -160,17 +303,26 @@ export class Outbox {
     }
   }
 
+  /**
+   * A stream by name. Telemetry appends should go through Outbox.append (quota policy); the
+   * other streams (events, command results) are small and always kept.
+   */
+  stream(name: StreamName): StreamStore {
+    return this.streams[name];
+  }
+
   get lastSeq(): number {
-    return this.seq;
+    return this.telemetry.seq;
   }
 
   get depth(): number {
-    return this.rows;
+    return this.telemetry.rows;
   }
 
   /**
-   * Stores the readings of one tick in one transaction, each with the next sequence number, then
-   * applies the quota policy. With drop-newest and a full store the batch is refused and counted.
+   * Stores the telemetry of one tick in one transaction, each reading with the next sequence
+   * number, then applies the quota policy. With drop-newest and a full store the batch is
+   * refused and counted.
    */
   append(readings: readonly Reading[]): AppendResult {
     if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
@@ -178,27 +330,10 @@ export class Outbox {
       this.addDropped("quota_newest", readings.length);
       return { first: null, last: null, stored: 0, refused: readings.length };
     }
-    const before = this.seq;
-    try {
-      this.writeBatch(readings);
-    } catch (err) {
-      this.seq = before;
-      throw err;
-    }
-    this.rows += readings.length;
+    const result = this.telemetry.append(readings);
     if (this.opts.whenFull === "drop-oldest") this.enforceQuota();
-    return { first: before + 1, last: this.seq, stored: readings.length, refused: 0 };
+    return result;
   }
-
-  private readonly writeBatch = (readings: readonly Reading[]): void => {
-    this.db.transaction(() => {
-      for (const r of readings) {
-        const { v, q } = encodeValue(r.value, r.quality);
-        this.stmt.insert.run(++this.seq, this.pointId(r.point), r.ts, v, q);
-      }
-      this.stmt.setMeta.run("last_seq", this.seq);
-    })();
-  };
 
   private pointId(name: string): number {
     let id = this.pointIds.get(name);
@@ -210,55 +345,27 @@ export class Outbox {
     return id;
   }
 
-  /** Up to `limit` readings with afterSeq < seq <= upTo, in sequence order. */
-  readAfter(afterSeq: number, limit: number, upTo: number = this.seq): StoredReading[] {
-    const rows = this.stmt.readAfter.all(afterSeq, upTo, limit) as Row[];
-    return rows.map(([seq, p, ts, v, q]) => ({
-      seq,
-      point: this.pointNames[p] ?? `unknown-${p}`,
-      ts,
-      value: q & BOOL_FLAG ? v === 1 : v,
-      quality: CODE_QUALITY[q & 3] ?? "bad",
-    }));
+  /** Up to `limit` telemetry readings with afterSeq < seq <= upTo, in sequence order. */
+  readAfter(afterSeq: number, limit: number, upTo: number = this.telemetry.seq): StoredReading[] {
+    return this.telemetry.readAfter(afterSeq, limit, upTo);
   }
 
-  /** Sequence number of the oldest stored reading, or null when empty. */
+  /** Sequence number of the oldest stored telemetry reading, or null when empty. */
   firstSeq(): number | null {
-    const row = this.stmt.first.get() as [number, number] | undefined;
-    return row ? row[0] : null;
+    return this.telemetry.firstSeq();
   }
 
-  /** Deletes acknowledged ranges (inclusive) in one transaction; returns rows deleted. */
+  /** Deletes acknowledged telemetry ranges (inclusive) in one transaction; returns rows deleted. */
   ack(ranges: ReadonlyArray<readonly [number, number]>): number {
-    if (ranges.length === 0) return 0;
-    let deleted = 0;
-    this.db.transaction(() => {
-      for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
-    })();
-    this.rows -= deleted;
-    return deleted;
+    return this.telemetry.ack(ranges);
   }
 
-  /** Drops readings older than max_age; returns how many. Called at open and periodically. */
+  /** Drops rows older than max_age in every stream; returns how many. Called at open and periodically. */
   expire(): number {
     const cutoff = this.now() - this.opts.maxAge;
     let total = 0;
-    let after = 0;
-    for (;;) {
-      const chunk = this.stmt.oldestChunk.all(after) as [number, number][];
-      if (chunk.length === 0) break;
-      // Readings are stored roughly in time order: stop at the first chunk with nothing to expire.
-      const old = chunk.filter(([, ts]) => ts < cutoff);
-      if (old.length === 0) break;
-      this.db.transaction(() => {
-        for (const [seq] of old) total += this.stmt.deleteRange.run(seq, seq).changes;
-      })();
-      after = chunk[chunk.length - 1]![0];
-    }
-    if (total > 0) {
-      this.rows -= total;
-      this.addDropped("max_age", total);
-    }
+    for (const name of STREAMS) total += this.streams[name].expire(cutoff);
+    if (total > 0) this.addDropped("max_age", total);
     return total;
   }
 
@@ -271,19 +378,11 @@ export class Outbox {
 
   private enforceQuota(): void {
     const used = this.usedBytes();
-    if (used <= this.opts.quota || this.rows === 0) return;
+    const t = this.telemetry;
+    if (used <= this.opts.quota || t.rows === 0) return;
     const target = this.opts.quota * (1 - HEADROOM);
     const share = Math.min(1, (used - target) / used);
-    const n = Math.max(1, Math.ceil(this.rows * share));
-    const boundary = this.stmt.nthSeq.get(Math.min(n, this.rows - 1)) as number | undefined;
-    let deleted: number;
-    if (boundary === undefined || n >= this.rows) {
-      deleted = this.db.prepare("DELETE FROM readings").run().changes;
-    } else {
-      deleted = this.stmt.deleteBelow.run(boundary).changes;
-    }
-    this.rows -= deleted;
-    this.addDropped("quota_oldest", deleted);
+    this.addDropped("quota_oldest", t.dropOldest(Math.max(1, Math.ceil(t.rows * share))));
   }
 
   private addDropped(reason: keyof DropCounters, n: number): void {
@@ -292,17 +391,21 @@ export class Outbox {
   }
 
   stats(): OutboxStats {
-    const first = this.stmt.first.get() as [number, number] | undefined;
+    const first = this.telemetry.oldest();
     return {
-      depth: this.rows,
+      depth: this.telemetry.rows,
       firstSeq: first ? first[0] : null,
-      lastSeq: this.seq,
+      lastSeq: this.telemetry.seq,
       oldestTs: first ? first[1] : null,
       oldestAgeMs: first ? Math.max(0, this.now() - first[1]) : null,
       usedBytes: this.usedBytes(),
       fileBytes: this.fileBytes(),
       quota: this.opts.quota,
       dropped: { ...this.dropped },
+      streams: {
+        events: { depth: this.streams.events.rows, lastSeq: this.streams.events.seq },
+        results: { depth: this.streams.results.rows, lastSeq: this.streams.results.seq },
+      },
     };
   }
 
@@ -320,7 +423,7 @@ export class Outbox {
     return total;
   }
 
-  /** Runs a passive WAL checkpoint (and truncates the WAL) so the files stay small. */
+  /** Runs a WAL checkpoint (and truncates the WAL) so the files stay small. */
   checkpoint(): void {
     this.db.pragma("wal_checkpoint(TRUNCATE)");
   }

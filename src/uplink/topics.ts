@@ -5,11 +5,13 @@
 export interface TopicNames {
   status: string;
   telemetry: string;
+  events: string;
+  results: string;
 }
 
 export function gatewayTopics(root: string, site: string, gateway: string): TopicNames {
   const base = `${root}/${site}/${gateway}`;
-  return { status: `${base}/status`, telemetry: `${base}/telemetry` };
+  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result` };
 }
 
 /** The subscription filter for telemetry of one gateway, one site, or all of them. */

@@ -13,7 +13,7 @@ import type { UplinkConfig } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 import type { StoredReading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
-import type { Outbox } from "../store/outbox.js";
+import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
 import { encodeTelemetry } from "./codec.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
@@ -34,6 +34,8 @@ export interface UplinkStats {
   lastError: string | null;
   /** Bytes of telemetry payload acknowledged. */
   payloadBytes: number;
+  /** Events and command results acknowledged. */
+  otherAcked: number;
 }
 
 export interface UplinkOptions {
@@ -49,9 +51,56 @@ export interface UplinkOptions {
 }
 
 interface Inflight {
+  channel: Channel;
   first: number;
   last: number;
   kind: "live" | "backlog";
+}
+
+/**
+ * One outbox stream on the current connection. Everything stored before the connection came up
+ * is backlog, sent oldest first under a budget; what is stored after is live and goes first.
+ */
+class Channel {
+  /** Rows with seq <= liveCursor have been handed to this connection (live part). */
+  liveCursor = 0;
+  /** Backlog: seq in (backlogCursor, backlogEnd] still to send on this connection. */
+  backlogCursor = 0;
+  backlogEnd = 0;
+  liveSince: number | null = null;
+  backlogInflight = 0;
+  tokens = 0;
+  tokensAt = 0;
+  readonly pendingAcks: Array<[number, number]> = [];
+
+  constructor(
+    readonly store: StreamStore,
+    readonly topic: string,
+    /** Wait this long to fill a message with live rows (0: send at once). */
+    readonly linger: number,
+    /** Backlog budget: messages in flight, and rows per second (0 = no rate limit). */
+    readonly backlogInflightMax: number,
+    readonly rate: number,
+  ) {}
+
+  reset(now: number): void {
+    const last = this.store.lastSeq;
+    const first = this.store.firstSeq();
+    this.liveCursor = last;
+    this.backlogEnd = last;
+    this.backlogCursor = first === null ? last : first - 1;
+    this.backlogInflight = 0;
+    this.tokens = this.rate;
+    this.tokensAt = now;
+  }
+
+  get backlogRemaining(): number {
+    return Math.max(0, this.backlogEnd - this.backlogCursor);
+  }
+
+  idle(): boolean {
+    return this.backlogCursor >= this.backlogEnd && this.liveCursor >= this.store.lastSeq;
+  }
 }
 
 /** How long to collect acknowledgements before deleting their rows in one transaction. */
@@ -75,20 +124,12 @@ export class Uplink {
   private lingerTimer: NodeJS.Timeout | null = null;
   private rateTimer: NodeJS.Timeout | null = null;
   private ackTimer: NodeJS.Timeout | null = null;
-  private readonly pendingAcks: Array<[number, number]> = [];
   private readonly inflight = new Map<number, Inflight>();
   private nextId = 0;
-  private backlogInflight = 0;
   private idleWaiters: Array<() => void> = [];
-
-  /** Readings with seq <= liveCursor have been handed to this connection (live part). */
-  private liveCursor = 0;
-  /** Backlog: seq in (backlogCursor, backlogEnd] still to send on this connection. */
-  private backlogCursor = 0;
-  private backlogEnd = 0;
-  private liveSince: number | null = null;
-  private tokens = 0;
-  private tokensAt = 0;
+  /** Events and command results first (small, and someone waits for them), then telemetry. */
+  private readonly channels: Channel[];
+  private readonly telemetry: Channel;
   private lastLoggedError: string | null = null;
 
   private readonly counters = {
@@ -97,6 +138,8 @@ export class Uplink {
     readingsAcked: 0,
     publishFailures: 0,
     payloadBytes: 0,
+    /** Events and command results acknowledged. */
+    otherAcked: 0,
   };
   private lastError: string | null = null;
 
@@ -108,6 +151,13 @@ export class Uplink {
     this.now = opts.now ?? Date.now;
     this.log = opts.log.child({ part: "uplink" });
     this.outbox = opts.outbox;
+    const cfg = this.cfg;
+    this.telemetry = new Channel(opts.outbox.stream("telemetry"), this.topics.telemetry, cfg.batch.linger, cfg.backlog.max_inflight, cfg.backlog.rate);
+    this.channels = [
+      new Channel(opts.outbox.stream("events"), this.topics.events, 0, cfg.backlog.max_inflight, 0),
+      new Channel(opts.outbox.stream("results"), this.topics.results, 0, cfg.backlog.max_inflight, 0),
+      this.telemetry,
+    ];
   }
 
   get topicNames(): TopicNames {
@@ -122,9 +172,10 @@ export class Uplink {
     this.connect();
   }
 
-  /** Tells the uplink that new readings were stored. */
-  notify(): void {
-    if (this.liveSince === null) this.liveSince = this.now();
+  /** Tells the uplink that new rows were stored in a stream. */
+  notify(stream: StreamName = "telemetry"): void {
+    const channel = this.channels.find((c) => c.store.name === stream);
+    if (channel && channel.liveSince === null) channel.liveSince = this.now();
     this.pump();
   }
 
@@ -134,7 +185,7 @@ export class Uplink {
       broker: redactUrl(this.url),
       ...this.counters,
       inflight: this.inflight.size,
-      backlogRemaining: Math.max(0, this.backlogEnd - this.backlogCursor),
+      backlogRemaining: this.telemetry.backlogRemaining,
       lastError: this.lastError,
     };
   }
@@ -168,7 +219,6 @@ export class Uplink {
     this.state = "stopped";
     if (client) await withTimeout(client.endAsync(), 2000).catch(() => client.end(true));
     this.inflight.clear();
-    this.backlogInflight = 0;
     this.resolveIdle();
   }
 
@@ -235,14 +285,8 @@ export class Uplink {
     this.log.info({ broker: redactUrl(this.url) }, "connected to broker");
     client.publishAsync(this.topics.status, this.statusPayload("online"), { qos: 1, retain: true }).catch(() => {});
     // Everything stored until now is backlog; what is stored from now on is live.
-    const last = this.outbox.lastSeq;
-    const first = this.outbox.firstSeq();
-    this.liveCursor = last;
-    this.backlogEnd = last;
-    this.backlogCursor = first === null ? last : first - 1;
-    this.tokens = this.cfg.backlog.rate;
-    this.tokensAt = this.now();
-    if (this.backlogEnd > this.backlogCursor) {
+    for (const c of this.channels) c.reset(this.now());
+    if (this.telemetry.backlogRemaining > 0) {
       this.log.info({ readings: this.outbox.depth }, "draining backlog");
     }
     this.pump();
@@ -254,7 +298,6 @@ export class Uplink {
     this.client = null;
     // Whatever was in flight is resent from the outbox by the next connection.
     this.inflight.clear();
-    this.backlogInflight = 0;
     this.resolveIdle();
     if (this.stopping) return;
     this.state = "offline";
@@ -282,90 +325,101 @@ export class Uplink {
 
   // --- sending ----------------------------------------------------------------------------
 
-  /** Fills the in-flight window: live readings first, then the backlog within its budget. */
+  /** Fills the in-flight window: per channel in priority order, live rows first, then backlog within its budget. */
   private pump(): void {
     const client = this.client;
     if (this.state !== "online" || !client) return;
     const max = this.cfg.batch.max_readings;
-    while (this.inflight.size < this.cfg.max_inflight) {
-      const live = this.outbox.readAfter(this.liveCursor, max);
-      if (live.length > 0) {
-        const waited = this.now() - (this.liveSince ?? this.now());
-        if (live.length >= max || waited >= this.cfg.batch.linger || this.stopping) {
-          this.send(client, live, "live");
-          continue;
-        }
-        this.armLinger(this.cfg.batch.linger - waited);
-      } else {
-        this.liveSince = null;
+    let progress = true;
+    while (progress && this.inflight.size < this.cfg.max_inflight) {
+      progress = false;
+      for (const c of this.channels) {
+        if (this.inflight.size >= this.cfg.max_inflight) break;
+        if (this.sendLive(client, c, max) || this.sendBacklog(client, c, max)) progress = true;
       }
-      if (!this.sendBacklog(client, max)) break;
     }
     if (this.stopping) this.resolveIdle();
   }
 
-  /** Sends one backlog message if the budget allows; false when nothing was sent. */
-  private sendBacklog(client: MqttClient, max: number): boolean {
-    if (this.backlogCursor >= this.backlogEnd) return false;
-    if (this.backlogInflight >= this.cfg.backlog.max_inflight) return false;
-    let limit = max;
-    const rate = this.cfg.backlog.rate;
-    if (rate > 0) {
-      const t = this.now();
-      this.tokens = Math.min(rate, this.tokens + ((t - this.tokensAt) * rate) / 1000);
-      this.tokensAt = t;
-      if (this.tokens < 1) {
-        this.armRate(Math.ceil(((1 - this.tokens) * 1000) / rate));
-        return false;
-      }
-      limit = Math.max(1, Math.min(max, Math.floor(this.tokens)));
+  /** Sends one message of live rows if there are enough, or they waited long enough. */
+  private sendLive(client: MqttClient, c: Channel, max: number): boolean {
+    const live = c.store.readAfter(c.liveCursor, max);
+    if (live.length === 0) {
+      c.liveSince = null;
+      return false;
     }
-    const rows = this.outbox.readAfter(this.backlogCursor, limit, this.backlogEnd);
-    if (rows.length === 0) {
-      this.backlogCursor = this.backlogEnd;
-      this.log.info("backlog drained");
+    const waited = this.now() - (c.liveSince ?? this.now());
+    if (live.length >= max || waited >= c.linger || this.stopping) {
+      this.send(client, c, live, "live");
       return true;
     }
-    const sent = this.send(client, rows, "backlog");
-    if (rate > 0) this.tokens -= sent;
+    this.armLinger(c.linger - waited);
+    return false;
+  }
+
+  /** Sends one backlog message if the channel's budget allows; false when nothing was sent. */
+  private sendBacklog(client: MqttClient, c: Channel, max: number): boolean {
+    if (c.backlogCursor >= c.backlogEnd) return false;
+    if (c.backlogInflight >= c.backlogInflightMax) return false;
+    let limit = max;
+    if (c.rate > 0) {
+      const t = this.now();
+      c.tokens = Math.min(c.rate, c.tokens + ((t - c.tokensAt) * c.rate) / 1000);
+      c.tokensAt = t;
+      if (c.tokens < 1) {
+        this.armRate(Math.ceil(((1 - c.tokens) * 1000) / c.rate));
+        return false;
+      }
+      limit = Math.max(1, Math.min(max, Math.floor(c.tokens)));
+    }
+    const rows = c.store.readAfter(c.backlogCursor, limit, c.backlogEnd);
+    if (rows.length === 0) {
+      c.backlogCursor = c.backlogEnd;
+      if (c === this.telemetry) this.log.info("backlog drained");
+      return true;
+    }
+    const sent = this.send(client, c, rows, "backlog");
+    if (c.rate > 0) c.tokens -= sent;
     return true;
   }
 
-  private send(client: MqttClient, rows: StoredReading[], kind: Inflight["kind"]): number {
+  private send(client: MqttClient, c: Channel, rows: StoredReading[], kind: Inflight["kind"]): number {
     const batch = encodeTelemetry(this.opts.gateway, rows, this.cfg.batch.max_bytes);
     if (!batch) return 0;
     if (kind === "live") {
-      this.liveCursor = batch.last;
-      this.liveSince = batch.count < rows.length ? this.liveSince : null;
+      c.liveCursor = batch.last;
+      c.liveSince = batch.count < rows.length ? c.liveSince : null;
     } else {
-      this.backlogCursor = batch.last;
-      this.backlogInflight++;
+      c.backlogCursor = batch.last;
+      c.backlogInflight++;
     }
     const id = ++this.nextId;
     const gen = this.generation;
-    this.inflight.set(id, { first: batch.first, last: batch.last, kind });
+    this.inflight.set(id, { channel: c, first: batch.first, last: batch.last, kind });
     const bytes = batch.payload.length;
-    withTimeout(client.publishAsync(this.topics.telemetry, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
+    withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
       .then(
         () => {
           // A PUBACK means the broker has it, even if that connection has since gone.
-          this.pendingAcks.push([batch.first, batch.last]);
-          this.counters.messagesAcked++;
-          this.counters.readingsAcked += batch.count;
-          this.counters.payloadBytes += bytes;
+          c.pendingAcks.push([batch.first, batch.last]);
+          if (c === this.telemetry) {
+            this.counters.messagesAcked++;
+            this.counters.readingsAcked += batch.count;
+            this.counters.payloadBytes += bytes;
+          } else this.counters.otherAcked += batch.count;
           this.scheduleAckFlush();
         },
         (err: unknown) => {
           if (gen !== this.generation) return;
           this.counters.publishFailures++;
-          this.noteError(`publish of seq ${batch.first}..${batch.last} failed: ${errorMessage(err)}; reconnecting`);
+          this.noteError(`publish of ${c.store.name} seq ${batch.first}..${batch.last} failed: ${errorMessage(err)}; reconnecting`);
           // Resend from the outbox on a fresh connection rather than guess what the broker has.
           this.client?.end(true);
         },
       )
       .finally(() => {
         if (gen !== this.generation) return;
-        if (this.inflight.delete(id) && kind === "backlog") this.backlogInflight--;
+        if (this.inflight.delete(id) && kind === "backlog") c.backlogInflight--;
         this.pump();
         if (this.inflight.size === 0) this.resolveIdle();
       });
@@ -373,7 +427,7 @@ export class Uplink {
   }
 
   private scheduleAckFlush(): void {
-    if (this.pendingAcks.length >= ACK_FLUSH_RANGES) {
+    if (this.channels.reduce((n, c) => n + c.pendingAcks.length, 0) >= ACK_FLUSH_RANGES) {
       this.flushAcks();
       return;
     }
@@ -385,13 +439,15 @@ export class Uplink {
 
   private flushAcks(): void {
     this.clearTimer("ackTimer");
-    if (this.pendingAcks.length === 0) return;
-    const ranges = this.pendingAcks.splice(0);
-    try {
-      this.outbox.ack(ranges);
-    } catch (err) {
-      // The rows stay and are sent again: a duplicate, never a loss.
-      this.log.error({ err: errorMessage(err) }, "could not delete acknowledged readings");
+    for (const c of this.channels) {
+      if (c.pendingAcks.length === 0) continue;
+      const ranges = c.pendingAcks.splice(0);
+      try {
+        c.store.ack(ranges);
+      } catch (err) {
+        // The rows stay and are sent again: a duplicate, never a loss.
+        this.log.error({ err: errorMessage(err) }, `could not delete acknowledged ${c.store.name}`);
+      }
     }
   }
 
@@ -420,7 +476,7 @@ export class Uplink {
   private isIdle(): boolean {
     if (this.state !== "online") return true;
     if (this.inflight.size > 0) return false;
-    return this.backlogCursor >= this.backlogEnd && this.liveCursor >= this.outbox.lastSeq;
+    return this.channels.every((c) => c.idle());
   }
 
   private waitIdle(ms: number): Promise<void> {

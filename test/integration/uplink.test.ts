@@ -143,7 +143,7 @@ describe("uplink", () => {
     up.start();
     up.notify();
     await until(() => up.stats().publishFailures > 0, "a publish timeout");
-    expect(up.stats().lastError).toMatch(/publish of seq 1\.\.20 failed: no PUBACK within 300 ms; reconnecting/);
+    expect(up.stats().lastError).toMatch(/publish of telemetry seq 1\.\.20 failed: no PUBACK within 300 ms; reconnecting/);
     expect(outbox.depth).toBe(20);
     expect(up.stats().readingsAcked).toBe(0);
   });
