@@ -23,6 +23,8 @@ export interface TailOptions {
   for?: string;
   username?: string;
   password?: string;
+  /** Also events (their own sequence numbers, tracked separately). */
+  events?: boolean;
 }
 
 export interface GatewayReport extends SeqReport {
@@ -69,7 +71,9 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
   });
-  const filter = telemetryFilter(opts.root, opts.site, opts.gateway);
+  const filters = [telemetryFilter(opts.root, opts.site, opts.gateway)];
+  if (opts.events) filters.push(telemetryFilter(opts.root, opts.site, opts.gateway, "events"));
+  const filter = filters.join(", ");
   let lastError = "";
   client.on("error", (err) => {
     const line = describeMqttError(err, opts.broker);
@@ -77,7 +81,7 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
     lastError = line;
   });
   client.on("connect", () => {
-    client.subscribe(filter, { qos: 1 }, (err) => {
+    client.subscribe(filters, { qos: 1 }, (err) => {
       if (err) process.stderr.write(`tail: cannot subscribe to ${filter}: ${err.message}\n`);
       else if (!opts.json) process.stderr.write(`tail: listening on ${filter}${opts.verify ? " (verifying sequence numbers)" : ""}\n`);
     });
@@ -91,7 +95,7 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
       return;
     }
     const msg = decoded.msg;
-    const key = `${where?.site ?? "?"}/${msg.gw}`;
+    const key = `${where?.site ?? "?"}/${msg.gw}${where?.stream === "events" ? " events" : ""}`;
     const t = tracker(key);
     t.messages++;
     t.seq.add(msg.seq[0], msg.seq[1]);
@@ -132,6 +136,7 @@ export function registerTail(program: Command): void {
     .option("--for <duration>", "stop after this long (e.g. 30s) instead of at Ctrl-C")
     .option("--username <user>", "broker user name")
     .option("--password <password>", "broker password (prefer EDGE_MQTT_PASSWORD in the environment)")
+    .option("--events", "also the events topic (state changes), verified with its own sequence numbers")
     .option("--json", "one JSON object per reading; the verify report as JSON")
     .action(async (opts: TailOptions) => {
       if (!/^(mqtt|mqtts|tcp|tls|ws|wss):\/\/.+/.test(opts.broker)) {

@@ -14,14 +14,18 @@ export function gatewayTopics(root: string, site: string, gateway: string): Topi
   return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result` };
 }
 
-/** The subscription filter for telemetry of one gateway, one site, or all of them. */
-export function telemetryFilter(root: string, site?: string, gateway?: string): string {
-  return `${root}/${site ?? "+"}/${gateway ?? "+"}/telemetry`;
+/** Streams whose messages carry sequence numbers (same envelope). */
+export type SequencedTopic = "telemetry" | "events";
+
+/** The subscription filter for a stream of one gateway, one site, or all of them. */
+export function telemetryFilter(root: string, site?: string, gateway?: string, stream: SequencedTopic = "telemetry"): string {
+  return `${root}/${site ?? "+"}/${gateway ?? "+"}/${stream}`;
 }
 
-/** `edge/site-a/gw-1/telemetry` → site and gateway, or null if it is not a telemetry topic. */
-export function parseTelemetryTopic(topic: string): { site: string; gateway: string } | null {
+/** `edge/site-a/gw-1/telemetry` → site, gateway and stream, or null for another topic. */
+export function parseTelemetryTopic(topic: string): { site: string; gateway: string; stream: SequencedTopic } | null {
   const parts = topic.split("/");
-  if (parts.length < 4 || parts[parts.length - 1] !== "telemetry") return null;
-  return { site: parts[parts.length - 3]!, gateway: parts[parts.length - 2]! };
+  const last = parts[parts.length - 1];
+  if (parts.length < 4 || (last !== "telemetry" && last !== "events")) return null;
+  return { site: parts[parts.length - 3]!, gateway: parts[parts.length - 2]!, stream: last };
 }
