@@ -8,6 +8,7 @@ import type { Processor } from "../../src/processors/processor.js";
 import { decodeTelemetry } from "../../src/uplink/codec.js";
 import { SeqTracker } from "../../src/uplink/seq-tracker.js";
 import { startBroker } from "../helpers/broker.js";
+import { exited, startCli } from "../helpers/cli.js";
 import { testConfig } from "../helpers/config.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -42,6 +43,8 @@ describe("events", () => {
       store: { path: join(dir, "o.db") },
       sources: [{ type: "simulated", name: "sq", interval: "20ms", points: [{ name: "level", wave: "square", min: 0, max: 1, period: "200ms", decimals: 0 }] }],
     });
+    const tail = startCli(["tail", "--broker", broker.url, "--events", "--verify", "--quiet", "--json", "--for", "2500ms"]);
+    await new Promise((r) => setTimeout(r, 600));
     const agent = new Agent(cfg, { log: silentLogger(), processors: [new Flips()] });
     await agent.start();
     cleanups.push(() => agent.stop());
@@ -64,5 +67,10 @@ describe("events", () => {
     // Telemetry numbers its readings alone: no gap where an event was stored.
     expect(sub.seq.report()).toMatchObject({ first: 1, gaps: [] });
     expect(sub.messages.some((m) => m.r.some((r) => r[0] === "sq/double"))).toBe(true);
+    // The reference receiver tracks the two sequences apart, and finds no gap in either.
+    expect(await exited(tail)).toBe(0);
+    const report = JSON.parse(tail.out().slice(tail.out().indexOf("{"))) as { gateways: { gateway: string; missing: number; received: number }[] };
+    expect(report.gateways.map((g) => g.gateway)).toEqual(["test-site/gw-test", "test-site/gw-test events"]);
+    expect(report.gateways.every((g) => g.missing === 0 && g.received > 0)).toBe(true);
   });
 });
