@@ -64,6 +64,8 @@ const BOOL_FLAG = 4;
 /** Drop-oldest frees this share of the quota below the limit, so it does not run on every tick. */
 const HEADROOM = 0.02;
 const DROP_KEYS = ["quota_oldest", "quota_newest", "max_age"] as const;
+/** How many command ids are remembered for de-duplication. */
+const COMMAND_MEMORY = 10_000;
 
 type Row = [seq: number, pointId: number, ts: number, v: number | string | null, q: number];
 
@@ -229,7 +231,14 @@ export class Outbox {
   private readonly dropped: DropCounters;
   private readonly streams: Record<StreamName, Stream>;
   private readonly telemetry: Stream;
-  private readonly stmt: { insertPoint: Statement; setMeta: Statement };
+  private readonly stmt: {
+    insertPoint: Statement;
+    setMeta: Statement;
+    recallCommand: Statement;
+    rememberCommand: Statement;
+    pruneCommands: Statement;
+  };
+  private commandsSincePrune = 0;
 
   private constructor(
     db: Database,
@@ -244,11 +253,16 @@ export class Outbox {
     db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+      -- Results of recent commands by id: a repeated id is answered again, never executed twice.
+      CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, ts INTEGER NOT NULL, result TEXT NOT NULL) WITHOUT ROWID;
     `);
     this.pageSize = db.pragma("page_size", { simple: true }) as number;
     this.stmt = {
       insertPoint: db.prepare("INSERT INTO points (name) VALUES (?)"),
       setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      recallCommand: db.prepare("SELECT result FROM commands WHERE id = ?").pluck(),
+      rememberCommand: db.prepare("INSERT OR REPLACE INTO commands (id, ts, result) VALUES (?, ?, ?)"),
+      pruneCommands: db.prepare("DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY ts DESC LIMIT ?)"),
     };
     for (const { id, name } of db.prepare("SELECT id, name FROM points").all() as { id: number; name: string }[]) {
       this.pointIds.set(name, id);
@@ -309,6 +323,19 @@ export class Outbox {
    */
   stream(name: StreamName): StreamStore {
     return this.streams[name];
+  }
+
+  /** The stored result of a command id, if it was seen among the last COMMAND_MEMORY commands. */
+  recallCommand(id: string): string | undefined {
+    return this.stmt.recallCommand.get(id) as string | undefined;
+  }
+
+  rememberCommand(id: string, ts: number, result: string): void {
+    this.stmt.rememberCommand.run(id, ts, result);
+    if (++this.commandsSincePrune >= 100) {
+      this.commandsSincePrune = 0;
+      this.stmt.pruneCommands.run(COMMAND_MEMORY);
+    }
   }
 
   get lastSeq(): number {

@@ -81,3 +81,21 @@ export function decodeTelemetry(payload: Buffer | string): { ok: true; msg: Tele
   }
   return { ok: true, msg: data as TelemetryMessage };
 }
+
+/**
+ * A command result is one message of its own on the result topic (the platform waits for it by
+ * id): `{"v":1,"gw":…,"seq":N,"id":…,"target":…,"status":…,"reason"?,"state"?}`. The row's value
+ * holds the result as JSON; seq numbers the results stream.
+ */
+export function encodeResult(gateway: string, rows: readonly StoredReading[]): EncodedBatch | null {
+  const row = rows[0];
+  if (!row) return null;
+  let result: Record<string, unknown>;
+  try {
+    result = JSON.parse(String(row.value)) as Record<string, unknown>;
+  } catch {
+    result = { status: "error", reason: "unreadable stored result" };
+  }
+  const payload = JSON.stringify({ v: PAYLOAD_VERSION, gw: gateway, seq: row.seq, ...result });
+  return { payload, count: 1, first: row.seq, last: row.seq };
+}

@@ -7,11 +7,13 @@ export interface TopicNames {
   telemetry: string;
   events: string;
   results: string;
+  /** Prefix of the command topics: `<commands>/<target>`. */
+  commands: string;
 }
 
 export function gatewayTopics(root: string, site: string, gateway: string): TopicNames {
   const base = `${root}/${site}/${gateway}`;
-  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result` };
+  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result`, commands: `${base}/cmd` };
 }
 
 /** Streams whose messages carry sequence numbers (same envelope). */

@@ -15,7 +15,7 @@ import type { StoredReading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
-import { encodeTelemetry } from "./codec.js";
+import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
 
 export type UplinkState = "stopped" | "connecting" | "online" | "offline";
@@ -47,6 +47,8 @@ export interface UplinkOptions {
   log: Logger;
   /** Broker URL override (the embedded broker's actual port). */
   url?: string;
+  /** Called for each message on `<root>/<site>/<gateway>/cmd/<target>`. */
+  onCommand?: (target: string, payload: Buffer) => void;
   now?: () => number;
 }
 
@@ -81,6 +83,7 @@ class Channel {
     /** Backlog budget: messages in flight, and rows per second (0 = no rate limit). */
     readonly backlogInflightMax: number,
     readonly rate: number,
+    readonly encode: (rows: StoredReading[]) => EncodedBatch | null,
   ) {}
 
   reset(now: number): void {
@@ -152,10 +155,11 @@ export class Uplink {
     this.log = opts.log.child({ part: "uplink" });
     this.outbox = opts.outbox;
     const cfg = this.cfg;
-    this.telemetry = new Channel(opts.outbox.stream("telemetry"), this.topics.telemetry, cfg.batch.linger, cfg.backlog.max_inflight, cfg.backlog.rate);
+    const batches = (rows: StoredReading[]) => encodeTelemetry(opts.gateway, rows, cfg.batch.max_bytes);
+    this.telemetry = new Channel(opts.outbox.stream("telemetry"), this.topics.telemetry, cfg.batch.linger, cfg.backlog.max_inflight, cfg.backlog.rate, batches);
     this.channels = [
-      new Channel(opts.outbox.stream("events"), this.topics.events, 0, cfg.backlog.max_inflight, 0),
-      new Channel(opts.outbox.stream("results"), this.topics.results, 0, cfg.backlog.max_inflight, 0),
+      new Channel(opts.outbox.stream("results"), this.topics.results, 0, cfg.backlog.max_inflight, 0, (rows) => encodeResult(opts.gateway, rows)),
+      new Channel(opts.outbox.stream("events"), this.topics.events, 0, cfg.backlog.max_inflight, 0, batches),
       this.telemetry,
     ];
   }
@@ -284,6 +288,14 @@ export class Uplink {
     this.lastLoggedError = null;
     this.log.info({ broker: redactUrl(this.url) }, "connected to broker");
     client.publishAsync(this.topics.status, this.statusPayload("online"), { qos: 1, retain: true }).catch(() => {});
+    if (this.opts.onCommand) {
+      const onCommand = this.opts.onCommand;
+      const prefix = `${this.topics.commands}/`;
+      client.on("message", (topic, payload) => {
+        if (topic.startsWith(prefix)) onCommand(topic.slice(prefix.length), payload);
+      });
+      client.subscribeAsync(`${prefix}+`, { qos: 1 }).catch((err: unknown) => this.noteError(`cannot subscribe to commands: ${errorMessage(err)}`));
+    }
     // Everything stored until now is backlog; what is stored from now on is live.
     for (const c of this.channels) c.reset(this.now());
     if (this.telemetry.backlogRemaining > 0) {
@@ -384,7 +396,7 @@ export class Uplink {
   }
 
   private send(client: MqttClient, c: Channel, rows: StoredReading[], kind: Inflight["kind"]): number {
-    const batch = encodeTelemetry(this.opts.gateway, rows, this.cfg.batch.max_bytes);
+    const batch = c.encode(rows);
     if (!batch) return 0;
     if (kind === "live") {
       c.liveCursor = batch.last;
