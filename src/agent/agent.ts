@@ -2,9 +2,12 @@
  * Composes the agent from its config: outbox, (embedded broker), uplink, sources on a scheduler.
  * Parts start in that order and stop in reverse; stopping flushes what is buffered.
  */
+import { dirname, join } from "node:path";
 import type { Config } from "../config/schema.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
+import { type Actuator, type CommandResult, CommandRouter } from "../control/commands.js";
+import { ControlSocket } from "../ops/control-socket.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
 import { Outbox, type OutboxStats } from "../store/outbox.js";
@@ -18,13 +21,16 @@ import { createSources } from "./sources.js";
 const HOUSEKEEPING_MS = 60_000;
 
 export interface AgentStatus {
+  /** The last command results, newest last. */
+  commands: CommandResult[];
   stored: number;
   events: number;
   refused: number;
   storeErrors: number;
   outbox: OutboxStats;
   uplink: UplinkStats;
-  sources: Record<string, { polls: number; overruns: number; errors: number; lastError: string | null }>;
+  sources: Record<string, { polls: number; overruns: number; errors: number; lastError: string | null; health?: unknown }>;
+  actuators: Record<string, Record<string, unknown>>;
 }
 
 export interface AgentOptions {
@@ -33,6 +39,13 @@ export interface AgentOptions {
   sources?: Source[];
   /** Processors deriving figures and events from the readings. */
   processors?: Processor[];
+  /** Actuators reachable by commands (streetlights, chargers). */
+  actuators?: Actuator[];
+}
+
+/** Where the control socket lives: next to the outbox, unless the outbox is in memory. */
+export function controlSocketPath(config: Config): string | null {
+  return config.store.path === ":memory:" ? null : join(dirname(config.store.path), "edge-agent.sock");
 }
 
 export class Agent {
@@ -44,6 +57,10 @@ export class Agent {
   private readonly simulators: EmbeddedSimulators;
   private readonly sourceStats = new Map<string, { errors: number; lastError: string | null }>();
   private readonly processors: Processor[];
+  private readonly actuators: Actuator[];
+  private router: CommandRouter | null = null;
+  private control: ControlSocket | null = null;
+  private readonly recentResults: CommandResult[] = [];
   private processorTimer: NodeJS.Timeout | null = null;
   private events = 0;
   private housekeeping: NodeJS.Timeout | null = null;
@@ -65,6 +82,7 @@ export class Agent {
     this.givenSources = opts.sources !== undefined;
     this.simulators = new EmbeddedSimulators(config.simulators);
     this.processors = opts.processors ?? [];
+    this.actuators = opts.actuators ?? [];
   }
 
   async start(): Promise<void> {
@@ -88,6 +106,26 @@ export class Agent {
       this.log.info(`embedded MQTT broker on ${url} (watch it: edge-agent tail --broker ${url})`);
     }
 
+    const outbox = this.outbox;
+    this.router = new CommandRouter(
+      this.actuators,
+      {
+        recall: (id) => {
+          const json = outbox.recallCommand(id);
+          return json === undefined ? undefined : (JSON.parse(json) as CommandResult);
+        },
+        record: (result) => {
+          const json = JSON.stringify(result);
+          if (result.id) outbox.rememberCommand(result.id, result.ts, json);
+          outbox.stream("results").append([{ point: result.target, ts: result.ts, value: json, quality: "good" }]);
+          this.recentResults.push(result);
+          if (this.recentResults.length > 20) this.recentResults.shift();
+          this.uplink?.notify("results");
+        },
+      },
+      this.log.child({ part: "commands" }),
+    );
+    const router = this.router;
     this.uplink = new Uplink({
       config: cfg.uplink,
       site: cfg.site,
@@ -96,8 +134,23 @@ export class Agent {
       outbox: this.outbox,
       log: this.log,
       url,
+      onCommand: (target: string, payload: Buffer) => void router.handle(target, payload, "mqtt"),
     });
     this.uplink.start();
+
+    const socketPath = controlSocketPath(cfg);
+    if (socketPath) {
+      this.control = new ControlSocket(socketPath, async (req) => {
+        if (req.op === "status") return this.status();
+        return router.handle(req.target, req.payload, "local");
+      });
+      try {
+        await this.control.start();
+      } catch (err) {
+        this.control = null;
+        this.log.warn(`no control socket at ${socketPath}: ${(err as Error).message} (edge-agent status and local commands will not reach this agent)`);
+      }
+    }
 
     await this.simulators.start();
     for (const [name, a] of this.simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
@@ -210,6 +263,7 @@ export class Agent {
     if (!this.outbox || !this.uplink) throw new Error("agent not started");
     const sched = this.scheduler.stats();
     return {
+      commands: [...this.recentResults],
       stored: this.stored,
       events: this.events,
       refused: this.refused,
@@ -219,9 +273,11 @@ export class Agent {
       sources: Object.fromEntries(
         this.sources.map((s) => {
           const st = this.sourceStats.get(s.name);
-          return [s.name, { polls: sched[s.name]?.runs ?? 0, overruns: sched[s.name]?.overruns ?? 0, errors: st?.errors ?? 0, lastError: st?.lastError ?? null }];
+          const health = s.health?.();
+          return [s.name, { polls: sched[s.name]?.runs ?? 0, overruns: sched[s.name]?.overruns ?? 0, errors: st?.errors ?? 0, lastError: st?.lastError ?? null, ...(health !== undefined ? { health } : {}) }];
         }),
       ),
+      actuators: Object.fromEntries(this.actuators.map((a) => [a.name, a.state()])),
     };
   }
 
@@ -245,6 +301,7 @@ export class Agent {
     if (this.housekeeping) clearInterval(this.housekeeping);
     if (this.processorTimer) clearInterval(this.processorTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.control?.stop();
     await this.scheduler.stop();
     for (const source of [...this.sources].reverse()) {
       try {

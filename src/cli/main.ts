@@ -12,6 +12,7 @@ import { registerModbus } from "./modbus.js";
 import { registerPorts } from "./ports.js";
 import { registerRun } from "./run.js";
 import { registerSimulate } from "./simulate.js";
+import { registerStatus } from "./status.js";
 import { registerTail } from "./tail.js";
 
 export function buildProgram(): Command {
@@ -32,6 +33,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerRun(program);
+  registerStatus(program);
   registerConfig(program);
   registerBuffer(program);
   registerTail(program);

@@ -12,4 +12,6 @@ export interface Source {
   start?(): Promise<void>;
   poll(tickTs: number): Promise<Reading[]>;
   stop?(): Promise<void>;
+  /** How the device is doing (online, counters, last error), for status and metrics. */
+  health?(): unknown;
 }

@@ -1,0 +1,113 @@
+/**
+ * The agent's local control socket: a unix socket readable by the agent's user and group only,
+ * through which `edge-agent status` asks how things are and `edge-agent light …` /
+ * `edge-agent charger …` send commands down the same path as the platform's. One JSON request
+ * per line, one JSON answer per line.
+ */
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Server } from "node:net";
+import { dirname } from "node:path";
+import { UserError } from "../model/errors.js";
+
+export type ControlRequest = { op: "status" } | { op: "command"; target: string; payload: string };
+
+export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
+
+const MAX_LINE = 64 * 1024;
+
+export class ControlSocket {
+  private server: Server | null = null;
+
+  constructor(
+    readonly path: string,
+    private readonly handler: ControlHandler,
+  ) {}
+
+  async start(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    // A socket file left by a killed agent would make listen fail with EADDRINUSE.
+    rmSync(this.path, { force: true });
+    const server = createServer((sock) => {
+      let buf = "";
+      sock.setEncoding("utf8");
+      sock.on("error", () => sock.destroy());
+      sock.on("data", (chunk: string) => {
+        buf += chunk;
+        if (buf.length > MAX_LINE) {
+          sock.end(`${JSON.stringify({ error: "request too large" })}\n`);
+          return;
+        }
+        let nl = buf.indexOf("\n");
+        while (nl >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          void this.answer(line).then((out) => sock.write(`${JSON.stringify(out)}\n`));
+          nl = buf.indexOf("\n");
+        }
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.path, () => resolve());
+    });
+    chmodSync(this.path, 0o660);
+    this.server = server;
+  }
+
+  private async answer(line: string): Promise<unknown> {
+    let req: unknown;
+    try {
+      req = JSON.parse(line);
+    } catch {
+      return { error: "malformed request" };
+    }
+    const r = req as Partial<ControlRequest>;
+    if (r.op !== "status" && !(r.op === "command" && typeof r.target === "string" && typeof r.payload === "string")) {
+      return { error: "unknown request" };
+    }
+    try {
+      return { ok: await this.handler(r as ControlRequest) };
+    } catch (err) {
+      return { error: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(this.path, { force: true });
+  }
+}
+
+/** Sends one request to a running agent. A missing socket means the agent is not running. */
+export function askAgent(path: string, req: ControlRequest, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(path);
+    let buf = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new UserError(`the agent at ${path} did not answer within ${timeoutMs / 1000} s`, 1));
+    }, timeoutMs);
+    sock.setEncoding("utf8");
+    sock.on("connect", () => sock.write(`${JSON.stringify(req)}\n`));
+    sock.on("data", (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.end();
+      const answer = JSON.parse(buf.slice(0, nl)) as { ok?: unknown; error?: string };
+      if (answer.error !== undefined) reject(new UserError(`agent: ${answer.error}`, 1));
+      else resolve(answer.ok);
+    });
+    sock.on("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (err.code === "ENOENT" || err.code === "ECONNREFUSED") {
+        reject(new UserError(`no agent running with this config (no socket at ${path}); start it with: edge-agent run -c FILE`, 1));
+      } else if (err.code === "EACCES") {
+        reject(new UserError(`no permission on ${path} (run as the agent's user or a member of its group)`, 2));
+      } else reject(new UserError(`cannot reach the agent at ${path}: ${err.message}`, 1));
+    });
+  });
+}
