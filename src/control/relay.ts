@@ -1,0 +1,43 @@
+/**
+ * A switched output: a Modbus coil (EPEVER load output, a relay module) or a GPIO pin. Setting
+ * it resolves only once the new state was read back, so a controller never believes a charger
+ * is off when the relay did not move.
+ */
+import type { ModbusDevice } from "../sources/modbus/device.js";
+
+export interface Relay {
+  /** What it drives, for messages: `charger-relays coil relay_1`, `GPIO 22`. */
+  readonly describe: string;
+  /** Switches and verifies; throws when the device refused or the read-back differs. */
+  set(on: boolean): Promise<void>;
+}
+
+export class ModbusCoilRelay implements Relay {
+  readonly describe: string;
+
+  constructor(
+    private readonly device: ModbusDevice,
+    private readonly point: string,
+  ) {
+    this.describe = `${device.name} ${point}`;
+  }
+
+  async set(on: boolean): Promise<void> {
+    const r = await this.device.writePoint(this.point, on);
+    if (r.readBack !== on) throw new Error(`${this.describe}: read back ${String(r.readBack)} after writing ${String(on)}`);
+  }
+}
+
+/** A relay in memory, for tests and the demo; it can be told to fail like a dead bus. */
+export class SimRelay implements Relay {
+  on = false;
+  broken = false;
+  writes = 0;
+  constructor(readonly describe = "simulated relay") {}
+
+  async set(on: boolean): Promise<void> {
+    this.writes++;
+    if (this.broken) throw new Error(`${this.describe}: no answer (timeout)`);
+    this.on = on;
+  }
+}
