@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { Charger } from "../../src/control/charger.js";
+import { Charger, type ChargerOptions } from "../../src/control/charger.js";
 import { SimRelay } from "../../src/control/relay.js";
 import type { Reading } from "../../src/model/reading.js";
 import { silentLogger } from "../../src/ops/logger.js";
 
 const T0 = 1_800_000_000_000;
 
-function rig(over: Partial<{ maxKwh: number; maxMinutes: number; maxPowerW: number }> = {}) {
+function rig(over: Partial<Pick<ChargerOptions, "maxKwh" | "maxMinutes" | "maxPowerW" | "meterTimeoutMs">> = {}) {
   const relay = new SimRelay("relay-1");
   const charger = new Charger(
     { name: "point-1", relay, powerPoint: "m1/power", energyPoint: "m1/import_active_energy", onlinePoint: "m1/online", maxPowerW: 800, maxKwh: 2, maxMinutes: 120, meterTimeoutMs: 30_000, ...over },
