@@ -1,0 +1,138 @@
+/**
+ * A solar streetlight: dusk to dawn from the astronomical clock, part-night windows, a presence
+ * boost from a PIR, and manual overrides that expire. The lamp is a relay (the EPEVER load output
+ * or a GPIO relay); dimming is a capability only some lamps have. Every second the wanted state
+ * is computed and, when it differs from what the lamp was last confirmed to be, applied and
+ * verified. Runs entirely on the gateway: weeks without an uplink change nothing.
+ */
+import { z } from "zod";
+import type { Reading } from "../model/reading.js";
+import type { Logger } from "../ops/logger.js";
+import type { Processor, ProcessorOutput } from "../processors/processor.js";
+import type { Actuator } from "./commands.js";
+import type { Relay } from "./relay.js";
+import { boostUntil, desiredState, type LightState, type StreetlightScheduleConfig } from "./streetlight-schedule.js";
+
+export interface StreetlightOptions {
+  name: string;
+  relay: Relay;
+  schedule: StreetlightScheduleConfig;
+  /** A presence reading (true = someone there) that boosts the lamp during part-night. */
+  presencePoint?: string;
+  /** Longest override a command may ask for, in seconds. */
+  maxOverrideS: number;
+  /** Re-assert the wanted state this often even when nothing changed (a controller may have been reset). */
+  reassertMs: number;
+}
+
+export class Streetlight implements Actuator, Processor {
+  readonly kind = "streetlight";
+  readonly name: string;
+  readonly actions: Record<string, z.ZodType>;
+  private override: { on: boolean; level?: number; until: number } | undefined;
+  private presenceUntil: number | undefined;
+  /** What the lamp was last confirmed to be; null when unknown (start, or after a failed write). */
+  private applied: boolean | null = null;
+  private appliedAt = 0;
+  private applying = false;
+  private wanted: LightState | null = null;
+  private fault: string | null = null;
+
+  constructor(
+    private readonly opts: StreetlightOptions,
+    private readonly log: Logger,
+  ) {
+    this.name = opts.name;
+    this.actions = {
+      set: z.strictObject({
+        on: z.boolean(),
+        level: z.int().min(0).max(100).optional(),
+        duration_s: z.int().min(60).max(opts.maxOverrideS).default(Math.min(3600, opts.maxOverrideS)),
+      }),
+      auto: z.strictObject({}),
+    };
+  }
+
+  /** At start the lamp takes its automatic state at once (at night: on). */
+  async start(now = Date.now()): Promise<void> {
+    await this.apply(now);
+  }
+
+  state(): Record<string, unknown> {
+    const w = this.wanted;
+    return {
+      mode: this.override ? "override" : "auto",
+      on: this.applied,
+      ...(w ? { level: w.level, reason: w.reason, next_change: new Date(w.nextChange).toISOString() } : {}),
+      ...(this.override ? { override_until: new Date(this.override.until).toISOString() } : {}),
+      ...(this.fault ? { fault: this.fault } : {}),
+    };
+  }
+
+  async execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>> {
+    if (action === "auto") {
+      this.override = undefined;
+    } else {
+      const a = args as { on: boolean; level?: number; duration_s: number };
+      this.override = { on: a.on, ...(a.level !== undefined ? { level: a.level } : {}), until: now + a.duration_s * 1000 };
+    }
+    await this.apply(now);
+    if (this.fault) throw new Error(this.fault);
+    return this.state();
+  }
+
+  process(readings: readonly Reading[], now: number): ProcessorOutput {
+    const p = this.opts.presencePoint;
+    if (p) {
+      for (const r of readings) {
+        if (r.point === p && r.value === true && r.quality === "good") this.presenceUntil = boostUntil(this.opts.schedule, r.ts);
+      }
+    }
+    return this.tick(now);
+  }
+
+  tick(now: number): ProcessorOutput {
+    if (this.override && now >= this.override.until) {
+      this.log.info({ light: this.name }, "override expired: automatic mode");
+      this.override = undefined;
+    }
+    const w = this.compute(now);
+    const stale = now - this.appliedAt >= this.opts.reassertMs;
+    if ((this.applied !== w.on || stale) && !this.applying) void this.apply(now);
+    return {
+      readings: [
+        { point: `${this.name}/on`, ts: now, value: this.applied, quality: this.applied === null ? "bad" : "good" },
+        { point: `${this.name}/level`, ts: now, value: w.level, quality: "good" },
+        { point: `${this.name}/mode`, ts: now, value: this.override ? "override" : "auto", quality: "good" },
+      ],
+      events: [],
+    };
+  }
+
+  private compute(now: number): LightState {
+    this.wanted = desiredState(this.opts.schedule, now, {
+      ...(this.presenceUntil !== undefined ? { presenceUntil: this.presenceUntil } : {}),
+      ...(this.override ? { override: this.override } : {}),
+    });
+    return this.wanted;
+  }
+
+  private async apply(now: number): Promise<void> {
+    const w = this.compute(now);
+    this.applying = true;
+    try {
+      await this.opts.relay.set(w.on);
+      if (this.applied !== w.on) this.log.info({ light: this.name, on: w.on, reason: w.reason }, `lamp ${w.on ? "on" : "off"} (${w.reason})`);
+      this.applied = w.on;
+      this.appliedAt = now;
+      this.fault = null;
+    } catch (err) {
+      this.applied = null;
+      const message = `${this.name}: could not switch ${w.on ? "on" : "off"} ${this.opts.relay.describe}: ${(err as Error).message}`;
+      if (message !== this.fault) this.log.error({ light: this.name }, message);
+      this.fault = message;
+    } finally {
+      this.applying = false;
+    }
+  }
+}
