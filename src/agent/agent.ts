@@ -6,7 +6,12 @@ import { dirname, join } from "node:path";
 import type { Config } from "../config/schema.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
+import { Charger } from "../control/charger.js";
 import { type Actuator, type CommandResult, CommandRouter } from "../control/commands.js";
+import { GpioRelay } from "../control/relay.js";
+import type { Streetlight } from "../control/streetlight.js";
+import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
+import { createProcessors } from "../processors/create.js";
 import { ControlSocket } from "../ops/control-socket.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
@@ -15,6 +20,7 @@ import { EmbeddedBroker } from "../uplink/embedded-broker.js";
 import { Uplink, type UplinkStats } from "../uplink/uplink.js";
 import { VERSION } from "../version.js";
 import { Scheduler } from "./scheduler.js";
+import { createCharger, createStreetlight } from "./actuators.js";
 import { EmbeddedSimulators } from "./simulators.js";
 import { createSources } from "./sources.js";
 
@@ -58,6 +64,7 @@ export class Agent {
   private readonly sourceStats = new Map<string, { errors: number; lastError: string | null }>();
   private readonly processors: Processor[];
   private readonly actuators: Actuator[];
+  private readonly controllers: Array<Streetlight | Charger> = [];
   private router: CommandRouter | null = null;
   private control: ControlSocket | null = null;
   private readonly recentResults: CommandResult[] = [];
@@ -81,7 +88,7 @@ export class Agent {
     this.sources = opts.sources ?? [];
     this.givenSources = opts.sources !== undefined;
     this.simulators = new EmbeddedSimulators(config.simulators);
-    this.processors = opts.processors ?? [];
+    this.processors = opts.processors ?? createProcessors(config);
     this.actuators = opts.actuators ?? [];
   }
 
@@ -155,6 +162,13 @@ export class Agent {
     await this.simulators.start();
     for (const [name, a] of this.simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
     if (!this.givenSources) this.sources = createSources(cfg, { log: this.log, simulators: this.simulators.addresses });
+    // Streetlights and chargers: commanded, and fed every tick's readings like processors.
+    const control = { sources: this.sources, log: this.log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
+    for (const l of cfg.streetlights) this.controllers.push(createStreetlight(l, control));
+    for (const c of cfg.chargers) this.controllers.push(createCharger(c, control));
+    this.actuators.push(...this.controllers);
+    this.processors.push(...this.controllers);
+    for (const c of this.controllers) this.router.register(c);
 
     for (const source of this.sources) {
       this.sourceStats.set(source.name, { errors: 0, lastError: null });
@@ -164,6 +178,10 @@ export class Agent {
         this.noteSourceError(source, err);
       }
       this.scheduler.add(source.name, source.interval, (tick) => this.tick(source, tick));
+    }
+    // Safe states before the first poll: charger off, streetlight in its automatic state.
+    for (const c of this.controllers) {
+      await c.start().catch((err: unknown) => this.log.error({ actuator: c.name, err: (err as Error).message }, "could not enter the safe state"));
     }
     this.scheduler.start();
     if (this.processors.some((p) => p.tick)) {
@@ -303,6 +321,13 @@ export class Agent {
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.control?.stop();
     await this.scheduler.stop();
+    // Safe states while the lines are still open: chargers off, sessions recorded.
+    for (const c of this.controllers) {
+      if (c instanceof Charger) {
+        const out = await c.stop();
+        this.store(out.readings, out.events);
+      }
+    }
     for (const source of [...this.sources].reverse()) {
       try {
         await source.stop?.();

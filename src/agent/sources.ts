@@ -1,5 +1,8 @@
+import { I2cBusPool } from "../buses/i2c/queue.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../ops/logger.js";
+import { createGpioSource } from "../sources/gpio/source.js";
+import { createI2cSource } from "../sources/i2c/source.js";
 import { createModbusDevices } from "../sources/modbus/source.js";
 import { SimulatedSource } from "../sources/simulated.js";
 import type { Source } from "../sources/source.js";
@@ -10,14 +13,22 @@ export interface SourceDeps {
   simulators: ReadonlyMap<string, { host: string; port: number }>;
 }
 
-/** Builds every source the config describes (a Modbus line gives one source per device). */
+/**
+ * Builds every source the config describes (a Modbus line gives one source per device; i2c
+ * sources on the same bus number share one queue).
+ */
 export function createSources(config: Config, deps: SourceDeps): Source[] {
+  const i2cBuses = new I2cBusPool();
   return config.sources.flatMap((cfg): Source[] => {
     switch (cfg.type) {
       case "simulated":
         return [new SimulatedSource(cfg)];
       case "modbus":
         return createModbusDevices(cfg, deps).devices;
+      case "i2c":
+        return [createI2cSource(cfg, { log: deps.log, buses: i2cBuses })];
+      case "gpio":
+        return [createGpioSource(cfg, { log: deps.log })];
     }
   });
 }

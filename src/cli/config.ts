@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
 import { checkConfigFile } from "../config/load.js";
-import { type Config, configSchema } from "../config/schema.js";
+import { type Config, configSchema, i2cSensorPoints } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 import { pointsOfDevice } from "../sources/modbus/source.js";
 import { printJson } from "./output.js";
@@ -59,6 +59,8 @@ export function summarizeSources(cfg: Config): string {
   let devices = 0;
   for (const s of cfg.sources) {
     if (s.type === "simulated") points += s.points.length;
+    else if (s.type === "i2c") points += s.sensors.reduce((n, x) => n + i2cSensorPoints(x).length, 0);
+    else if (s.type === "gpio") points += 1;
     else {
       devices += s.devices.length;
       points += s.devices.reduce((n, d) => n + pointsOfDevice(d).length, 0);

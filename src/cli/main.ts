@@ -8,6 +8,9 @@ import { UserError } from "../model/errors.js";
 import { VERSION } from "../version.js";
 import { registerBuffer } from "./buffer.js";
 import { registerConfig } from "./config.js";
+import { registerControl } from "./control.js";
+import { registerGpio } from "./gpio.js";
+import { registerI2c } from "./i2c.js";
 import { registerModbus } from "./modbus.js";
 import { registerPorts } from "./ports.js";
 import { registerRun } from "./run.js";
@@ -40,6 +43,9 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
   registerModbus(program);
   registerPorts(program);
   registerSimulate(program);
+  registerControl(program);
+  registerI2c(program);
+  registerGpio(program);
   const override = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(override);

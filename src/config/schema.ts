@@ -3,7 +3,10 @@
  * types are derived from it, and `configs/edge-agent.schema.json` is generated from it.
  */
 import { z } from "zod";
+import { checkAddress, checkDriver, getDriver, knownDrivers, sensorQuantities } from "../../drivers/i2c/registry.js";
+import { pointName, QUANTITIES } from "../../drivers/i2c/types.js";
 import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
+import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
 import { formatPath } from "./path.js";
 import { duration, size } from "./units.js";
 
@@ -173,10 +176,93 @@ const modbusSource = z.strictObject({
   devices: z.array(modbusDevice).min(1, { error: "needs at least one device" }),
 });
 
-const source = z.discriminatedUnion("type", [simulatedSource, modbusSource], {
-  error: (issue) =>
-    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated, modbus" : undefined,
+const ADDRESS_ERROR = 'expected a 7-bit I²C address 0x03–0x77, like 0x44 or "0x44"';
+
+const addressNumber = () => z.int({ error: ADDRESS_ERROR }).min(0x03, { error: ADDRESS_ERROR }).max(0x77, { error: ADDRESS_ERROR });
+
+const i2cAddress = z
+  .union(
+    [
+      addressNumber(),
+      z
+        .string()
+        .regex(/^0x[0-9a-fA-F]{1,2}$/, { error: ADDRESS_ERROR })
+        .transform((text) => Number.parseInt(text.slice(2), 16))
+        .pipe(addressNumber()),
+    ],
+    { error: ADDRESS_ERROR },
+  )
+  .meta({ description: "7-bit I²C address, written 0x44 or \"0x44\"; default: the driver's usual one." });
+
+const i2cSensor = z.strictObject({
+  driver: z.string({ error: "expected a driver id" }).meta({ description: `Sensor driver: ${knownDrivers()} (edge-agent i2c read --help).` }),
+  address: i2cAddress.optional(),
+  prefix: name("prefix").optional().meta({
+    description: "Point names become <prefix>_<quantity>; needed when two sensors of a source measure the same quantity.",
+  }),
+  only: z.array(z.enum(QUANTITIES)).min(1).optional().meta({ description: "Publish only these quantities of the sensor." }),
+  precision: z.enum(["high", "medium", "low"]).optional().meta({ description: "sht3x, sht4x: measurement repeatability (default high)." }),
+  mtreg: z.int().min(31).max(254).optional().meta({ description: "bh1750: measurement time register, 31–254 (default 69)." }),
+  resolution: z.enum(["high", "high2", "low"]).optional().meta({ description: "bh1750: 1 lx (high), 0.5 lx (high2) or 4 lx (low); default high." }),
 });
+
+const i2cSource = z
+  .strictObject({
+    type: z.literal("i2c"),
+    name: name("source name"),
+    bus: z.int().min(0).max(255).default(1).meta({ description: "The N of /dev/i2c-N: 1 on a Raspberry Pi's header (pins 3 and 5)." }),
+    interval: duration({ min: 1000 }).default(10_000),
+    simulated: z.boolean().default(false).meta({ description: "Use a simulated bus with chip models and moving values (demo, tests)." }),
+    sensors: z.array(i2cSensor).min(1, { error: "needs at least one sensor" }),
+  })
+  .meta({ description: "Sensors on one I²C bus; points are <name>/<quantity>: temperature, humidity, co2, pressure, illuminance." });
+
+const gpioSource = z
+  .strictObject({
+    type: z.literal("gpio"),
+    name: name("source name"),
+    pin: z
+      .int({ error: "expected a BCM GPIO number 0–53" })
+      .min(0, { error: "expected a BCM GPIO number 0–53" })
+      .max(53, { error: "expected a BCM GPIO number 0–53" })
+      .meta({ description: "BCM GPIO number (GPIO17 is header pin 11), not the header pin number." }),
+    point: name("point name").default("presence"),
+    edge: z.enum(["rising", "falling", "both"]).default("both"),
+    debounce: duration().default(50).meta({ description: "A change counts once the input has held it this long." }),
+    active_low: z.boolean().default(false).meta({ description: "The input is active when low (e.g. a contact to ground)." }),
+    interval: duration({ min: 1000 }).default(60_000).meta({ description: "The current value is also reported this often; edges are reported as they happen." }),
+    simulated: z.boolean().default(false).meta({ description: "Use a simulated pin driven by a simulated presence (demo, tests)." }),
+  })
+  .meta({ description: "A digital input, e.g. a PIR presence sensor: point <name>/<point> (true = active)." });
+
+const source = z.discriminatedUnion("type", [simulatedSource, modbusSource, i2cSource, gpioSource], {
+  error: (issue) =>
+    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated, modbus, i2c, gpio" : undefined,
+});
+
+const pointRef = (what: string) =>
+  z
+    .string({ error: "expected a point id like room-101/co2" })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/, { error: "expected a point id like room-101/co2" })
+    .meta({ description: what });
+
+const room = z
+  .strictObject({
+    name: name("room name"),
+    presence: pointRef("A presence point (true while someone is detected), e.g. room-101-pir/presence.").optional(),
+    co2: pointRef("A CO₂ point in ppm.").optional(),
+    temperature: pointRef("A temperature point in °C (for the dew point).").optional(),
+    humidity: pointRef("A relative humidity point in % (for the dew point).").optional(),
+    hold: duration({ min: 1000 }).default(600_000).meta({ description: "The room counts as free when no presence was seen for this long." }),
+    co2_bands: z
+      .strictObject({
+        good: z.number().positive().default(800).meta({ description: "Below this (ppm): good." }),
+        fair: z.number().positive().default(1200).meta({ description: "Below this (ppm): fair; at or above: poor." }),
+        hysteresis: z.number().min(0).default(25).meta({ description: "ppm a value must fall below a threshold to return to the better band (no flapping)." }),
+      })
+      .prefault({}),
+  })
+  .meta({ description: "Room metrics derived on the gateway: <name>/occupied, <name>/co2_band, <name>/dew_point; changes are events." });
 
 const modbusSimulator = z
   .strictObject({
@@ -207,6 +293,9 @@ export const configSchema = z
     store,
     sources: z.array(source).default([]),
     simulators: z.array(modbusSimulator).default([]),
+    rooms: z.array(room).default([]),
+    streetlights: z.array(streetlightConfig).default([]),
+    chargers: z.array(chargerConfig).default([]),
     log,
   })
   .superRefine((cfg, ctx) => {
@@ -228,10 +317,26 @@ export const configSchema = z
       });
     };
     const simulators = new Set(cfg.simulators.map((s) => s.name));
+    const i2cAddresses = new Map<string, string>();
+    const gpioPins = new Map<number, string>();
     cfg.sources.forEach((src, i) => {
       if (src.type === "simulated") {
         claim(src.name, ["sources", i, "name"]);
         uniquePoints(src.points, src.name, ["sources", i, "points"]);
+        return;
+      }
+      if (src.type === "i2c") {
+        claim(src.name, ["sources", i, "name"]);
+        checkI2cSource(src, ["sources", i], i2cAddresses, (path, message) => ctx.addIssue({ code: "custom", path, message }));
+        return;
+      }
+      if (src.type === "gpio") {
+        claim(src.name, ["sources", i, "name"]);
+        // A simulated pin is the source's own; real ones are one per physical pin.
+        if (src.simulated) return;
+        const other = gpioPins.get(src.pin);
+        if (other !== undefined) ctx.addIssue({ code: "custom", path: ["sources", i, "pin"], message: `GPIO ${src.pin} is also ${other}` });
+        else gpioPins.set(src.pin, formatPath(["sources", i, "pin"]));
         return;
       }
       const transports = (["rtu", "tcp", "rtu_over_tcp", "simulator"] as const).filter((k) => src[k] !== undefined);
@@ -264,10 +369,51 @@ export const configSchema = z
         }
       }),
     );
+    checkRooms(cfg, (path, message) => ctx.addIssue({ code: "custom", path, message }));
+    checkActuators(cfg, claim, (path, message) => ctx.addIssue({ code: "custom", path, message }));
     if (cfg.uplink.reconnect.max < cfg.uplink.reconnect.min) {
       ctx.addIssue({ code: "custom", path: ["uplink", "reconnect", "max"], message: "must not be below reconnect.min" });
     }
   });
+
+/** Streetlights and chargers: relays on real, writable coils; meters that are polled; unique names. */
+function checkActuators(cfg: z.output<typeof configSchema>, claim: (prefix: string, path: (string | number)[]) => void, report: Report): void {
+  const devices = new Map<string, z.output<typeof modbusDevice>>();
+  for (const src of cfg.sources) if (src.type === "modbus") for (const d of src.devices) devices.set(d.name, d);
+  // What the agent polls of a device: its profile's points (or the `only` ones) and its own.
+  const pointsOf = (d: z.output<typeof modbusDevice>) => [...(d.profile ? (getProfile(d.profile)?.points ?? []) : []).filter((p) => !d.only || d.only.includes(p.name)), ...d.points];
+  const checkRelay = (relay: RelayConfig, at: (string | number)[]) => {
+    if (!("modbus" in relay)) return;
+    const d = devices.get(relay.modbus.device);
+    if (!d) return report([...at, "relay", "modbus", "device"], `no Modbus device named '${relay.modbus.device}' under sources:`);
+    const point = [...(d.profile ? (getProfile(d.profile)?.points ?? []) : []), ...d.points].find((p) => p.name === relay.modbus.point);
+    if (!point) return report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}' has no point '${relay.modbus.point}'`);
+    if (point.table !== "coil" || !point.writable) report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}.${point.name}' is not a writable coil`);
+  };
+  cfg.streetlights.forEach((l, i) => {
+    const at = ["streetlights", i];
+    claim(l.name, [...at, "name"]);
+    checkRelay(l.relay, at);
+    if (l.part_night?.mode === "dim" && !l.dimmable) report([...at, "part_night", "mode"], "dim needs a dimmable lamp (dimmable: true); this one would stay fully on");
+    if (l.presence_boost && !l.presence) report([...at, "presence_boost"], "needs presence: the point id of a presence input");
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: l.timezone });
+    } catch {
+      report([...at, "timezone"], `unknown time zone '${l.timezone}' (expected an IANA name like Europe/Rome)`);
+    }
+  });
+  cfg.chargers.forEach((c, i) => {
+    const at = ["chargers", i];
+    claim(c.name, [...at, "name"]);
+    checkRelay(c.relay, at);
+    const meter = devices.get(c.meter);
+    if (!meter) return report([...at, "meter"], `no Modbus device named '${c.meter}' under sources:`);
+    const names = new Set(pointsOf(meter).map((p) => p.name));
+    for (const key of ["power_point", "energy_point"] as const) {
+      if (!names.has(c[key])) report([...at, key], `'${c.meter}' does not read a point '${c[key]}'`);
+    }
+  });
+}
 
 function unknownProfile(id: string): string {
   return `unknown profile '${id}'; built in: ${profileIds().join(", ")}`;
@@ -292,6 +438,112 @@ function checkModbusDevice(dev: z.output<typeof modbusDevice>): { key: string; m
   return null;
 }
 
+type Report = (path: (string | number)[], message: string) => void;
+type I2cSourceOutput = z.output<typeof i2cSource>;
+
+/** The point names an i2c sensor entry publishes (empty for an unknown driver). */
+export function i2cSensorPoints(sensor: Pick<z.output<typeof i2cSensor>, "driver" | "only" | "prefix">): string[] {
+  const driver = getDriver(sensor.driver);
+  if (!driver) return [];
+  return sensorQuantities(driver, sensor.only).map((q) => pointName(q, sensor.prefix));
+}
+
+/** Drivers, addresses and options exist and fit; no two sensors publish the same point or share an address. */
+function checkI2cSource(src: I2cSourceOutput, at: (string | number)[], busAddresses: Map<string, string>, report: Report): void {
+  const points = new Map<string, number>();
+  const addresses = new Map<number, number>();
+  src.sensors.forEach((sensor, j) => {
+    const here = [...at, "sensors", j];
+    const driverIssue = checkDriver(sensor.driver);
+    const driver = getDriver(sensor.driver);
+    if (!driver) {
+      report([...here, "driver"], driverIssue!);
+      return;
+    }
+    const address = sensor.address ?? driver.addresses[0]!;
+    const addressIssue = checkAddress(driver, address);
+    if (addressIssue) report([...here, "address"], addressIssue);
+    for (const option of ["precision", "mtreg", "resolution"] as const) {
+      if (sensor[option] !== undefined && !driver.options.includes(option)) {
+        report([...here, option], `not an option of ${driver.id}${driver.options.length ? ` (it has: ${driver.options.join(", ")})` : ""}`);
+      }
+    }
+    const foreign = (sensor.only ?? []).filter((q) => !driver.quantities.includes(q));
+    if (foreign.length) report([...here, "only"], `${driver.id} does not measure ${foreign.join(", ")} (it measures ${driver.quantities.join(", ")})`);
+    const sameAddress = addresses.get(address);
+    if (sameAddress !== undefined) {
+      report([...here, "address"], `address 0x${address.toString(16)} is also sensors[${sameAddress}] (${src.sensors[sameAddress]!.driver}) on this bus`);
+    } else addresses.set(address, j);
+    if (!src.simulated) {
+      const key = `${src.bus}:${address}`;
+      const other = busAddresses.get(key);
+      const path = formatPath([...here, "address"]);
+      if (other !== undefined && other.split(".sensors")[0] !== formatPath(at)) {
+        report([...here, "address"], `address 0x${address.toString(16)} on bus ${src.bus} is also ${other}`);
+      } else if (other === undefined) busAddresses.set(key, path);
+    }
+    for (const p of i2cSensorPoints(sensor)) {
+      const first = points.get(p);
+      if (first !== undefined) {
+        report(here, `point '${src.name}/${p}' is also produced by sensors[${first}] (${src.sensors[first]!.driver}); give one of them a prefix (or an only: list)`);
+      } else points.set(p, j);
+    }
+  });
+}
+
+/** Every point id the sources produce. */
+function sourcePointIds(cfg: z.output<typeof configSchema>): Set<string> {
+  const ids = new Set<string>();
+  for (const src of cfg.sources) {
+    switch (src.type) {
+      case "simulated":
+        for (const p of src.points) ids.add(`${src.name}/${p.name}`);
+        break;
+      case "modbus":
+        for (const dev of src.devices) {
+          for (const p of [...profilePointNames(dev), ...dev.points]) ids.add(`${dev.name}/${p.name}`);
+          ids.add(`${dev.name}/online`);
+        }
+        break;
+      case "i2c":
+        for (const sensor of src.sensors) for (const p of i2cSensorPoints(sensor)) ids.add(`${src.name}/${p}`);
+        break;
+      case "gpio":
+        ids.add(`${src.name}/${src.point}`);
+        break;
+    }
+  }
+  return ids;
+}
+
+/** The derived points of a room, with the inputs each needs. */
+export const ROOM_OUTPUTS = [
+  { point: "occupied", needs: ["presence"] },
+  { point: "co2_band", needs: ["co2"] },
+  { point: "dew_point", needs: ["temperature", "humidity"] },
+] as const;
+
+function checkRooms(cfg: z.output<typeof configSchema>, report: Report): void {
+  const points = sourcePointIds(cfg);
+  const names = new Map<string, number>();
+  cfg.rooms.forEach((room, i) => {
+    const at = ["rooms", i];
+    const first = names.get(room.name);
+    if (first !== undefined) report([...at, "name"], `duplicate room '${room.name}' (also rooms[${first}])`);
+    else names.set(room.name, i);
+    const inputs = (["presence", "co2", "temperature", "humidity"] as const).filter((k) => room[k] !== undefined);
+    if (inputs.length === 0) report(at, "a room needs at least one of: presence, co2, temperature, humidity");
+    for (const k of inputs) {
+      if (!points.has(room[k]!)) report([...at, k], `no source produces '${room[k]}'`);
+    }
+    if (room.co2_bands.fair <= room.co2_bands.good) report([...at, "co2_bands", "fair"], `must be above good (${room.co2_bands.good})`);
+    for (const out of ROOM_OUTPUTS) {
+      const id = `${room.name}/${out.point}`;
+      if (out.needs.every((k) => room[k] !== undefined) && points.has(id)) report([...at, "name"], `'${id}' is already a point of a source`);
+    }
+  });
+}
+
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type UplinkConfig = Config["uplink"];
@@ -302,3 +554,7 @@ export type SimulatedPointConfig = z.output<typeof simulatedPoint>;
 export type ModbusSourceConfig = z.output<typeof modbusSource>;
 export type ModbusDeviceConfig = z.output<typeof modbusDevice>;
 export type ModbusSimulatorConfig = z.output<typeof modbusSimulator>;
+export type I2cSourceConfig = z.output<typeof i2cSource>;
+export type I2cSensorConfig = z.output<typeof i2cSensor>;
+export type GpioSourceConfig = z.output<typeof gpioSource>;
+export type RoomConfig = z.output<typeof room>;

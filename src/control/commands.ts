@@ -69,6 +69,11 @@ export class CommandRouter {
     for (const a of actuators) this.actuators.set(a.name, a);
   }
 
+  /** Declares one more actuator (the agent builds them once the devices they use exist). */
+  register(actuator: Actuator): void {
+    this.actuators.set(actuator.name, actuator);
+  }
+
   targets(): string[] {
     return [...this.actuators.keys()];
   }

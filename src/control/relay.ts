@@ -3,6 +3,7 @@
  * it resolves only once the new state was read back, so a controller never believes a charger
  * is off when the relay did not move.
  */
+import type { GpioBackend, GpioOutput } from "../buses/gpio/gpio.js";
 import type { ModbusDevice } from "../sources/modbus/device.js";
 
 export interface Relay {
@@ -39,5 +40,33 @@ export class SimRelay implements Relay {
     this.writes++;
     if (this.broken) throw new Error(`${this.describe}: no answer (timeout)`);
     this.on = on;
+  }
+}
+
+/** A relay on a GPIO output; opened on first use with the pin already at its safe level (off). */
+export class GpioRelay implements Relay {
+  readonly describe: string;
+  private output: Promise<GpioOutput> | null = null;
+
+  constructor(
+    private readonly backend: GpioBackend,
+    private readonly pin: number,
+    private readonly activeLow: boolean,
+  ) {
+    this.describe = `GPIO ${pin}`;
+  }
+
+  async set(on: boolean): Promise<void> {
+    this.output ??= this.backend.output(this.pin, { initial: 0, activeLow: this.activeLow });
+    let out: GpioOutput;
+    try {
+      out = await this.output;
+    } catch (err) {
+      this.output = null;
+      throw err;
+    }
+    await out.write(on ? 1 : 0);
+    const back = await out.read();
+    if (back !== (on ? 1 : 0)) throw new Error(`${this.describe}: reads ${back} after writing ${on ? 1 : 0}`);
   }
 }

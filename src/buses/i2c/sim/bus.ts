@@ -1,0 +1,95 @@
+/**
+ * The simulated implementation of I2cBus: transfers go to in-process chip models by address;
+ * an address with no chip, or a chip that is absent or busy, does not acknowledge — the same
+ * I2cError the real bus raises. A bus can also be "missing" or "not permitted", to exercise
+ * those paths without a kernel.
+ */
+import { busMissingError, busName, type I2cBus, I2cError, nackError, SCAN_FIRST, SCAN_LAST } from "../bus.js";
+import type { SimChip } from "./chip.js";
+import type { SimClock } from "./clock.js";
+
+const LOG_LIMIT = 10_000;
+
+export interface SimI2cBusOptions {
+  /** Every transfer fails as on a machine without this bus. */
+  missing?: string | boolean;
+  /** Every transfer fails with "no permission". */
+  forbidden?: boolean;
+  /** Called with the clock's time before each transfer (moving values for the demo). */
+  onAccess?: (now: number) => void;
+}
+
+export class SimI2cBus implements I2cBus {
+  readonly name: string;
+  private readonly chips = new Map<number, SimChip>();
+  /** The latest transfers as a bus analyser would show them (acknowledged or not), for tests. */
+  readonly log: Array<{ op: "write" | "read"; address: number; bytes: number[]; ack: boolean; at: number }> = [];
+  closed = false;
+
+  constructor(
+    bus: number | string,
+    readonly clock: SimClock,
+    private readonly opts: SimI2cBusOptions = {},
+  ) {
+    this.name = typeof bus === "number" ? busName(bus) : bus;
+  }
+
+  attach(...chips: SimChip[]): this {
+    for (const chip of chips) this.chips.set(chip.address, chip);
+    return this;
+  }
+
+  chip<T extends SimChip = SimChip>(address: number): T | undefined {
+    return this.chips.get(address) as T | undefined;
+  }
+
+  allChips(): SimChip[] {
+    return [...this.chips.values()];
+  }
+
+  private check(): void {
+    if (this.opts.missing) {
+      throw busMissingError(this.name, typeof this.opts.missing === "string" ? this.opts.missing : undefined);
+    }
+    if (this.opts.forbidden) {
+      throw new I2cError("permission", `no permission on /dev/${this.name} (add the user to the i2c group)`, this.name);
+    }
+    this.opts.onAccess?.(this.clock.now());
+  }
+
+  async write(address: number, bytes: Uint8Array): Promise<void> {
+    this.check();
+    const ack = this.chips.get(address)?.write(bytes) ?? false;
+    this.record({ op: "write", address, bytes: [...bytes], ack, at: this.clock.now() });
+    if (!ack) throw nackError(this.name, address);
+  }
+
+  async read(address: number, length: number): Promise<Buffer> {
+    this.check();
+    const data = this.chips.get(address)?.read(length) ?? null;
+    this.record({ op: "read", address, bytes: data ? [...data] : [], ack: data !== null, at: this.clock.now() });
+    if (!data) throw nackError(this.name, address);
+    return data;
+  }
+
+  /** A demo runs for days: the log keeps the latest transfers only. */
+  private record(entry: SimI2cBus["log"][number]): void {
+    if (this.log.length >= LOG_LIMIT) this.log.splice(0, this.log.length - LOG_LIMIT + 1);
+    this.log.push(entry);
+  }
+
+  async scan(): Promise<number[]> {
+    this.check();
+    const found: number[] = [];
+    for (let a = SCAN_FIRST; a <= SCAN_LAST; a++) if (this.chips.get(a)?.acknowledges()) found.push(a);
+    return found;
+  }
+
+  delay(ms: number): Promise<void> {
+    return this.clock.sleep(ms);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
