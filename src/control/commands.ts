@@ -109,7 +109,7 @@ export class CommandRouter {
     const earlier = this.sink.recall(cmd.id);
     if (earlier) {
       this.log.info({ id: cmd.id, target }, "repeated command: answered again, not executed");
-      return earlier;
+      return this.finish(earlier, origin);
     }
     if (cmd.expires !== undefined && cmd.expires <= ts) {
       return reject(`expired at ${new Date(cmd.expires).toISOString()}`, cmd.id, cmd.action);

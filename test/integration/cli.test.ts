@@ -119,6 +119,23 @@ describe("edge-agent run", () => {
     expect(tail.out()).toMatch(/verify demo-site\/demo-gw: seq \d+\.\.\d+ · \d+ readings in \d+ messages · no gaps · 0 duplicates/);
     await new Promise((r) => setTimeout(r, 600));
     expect(agent.out()).toMatch(/stored \d+ · sent \d+ · pending \d+ · broker online/);
+    // The technician's commands reach the running agent through its control socket.
+    const on = runCli(["light", "set", "street-1", "--on", "--for", "10m", "-c", file, "--json"]);
+    expect(on.code).toBe(0);
+    expect(JSON.parse(on.stdout)).toMatchObject({ target: "street-1", action: "set", status: "ok", state: { mode: "override", on: true } });
+    const tooMuch = runCli(["charger", "start", "bike-1", "--max-kwh", "50", "-c", file]);
+    expect(tooMuch.code).toBe(2);
+    expect(tooMuch.stdout).toMatch(/bike-1 start: rejected — args\.max_kwh/);
+    const status = runCli(["status", "-c", file, "--json"]);
+    expect(status.code).toBe(0);
+    const s = JSON.parse(status.stdout);
+    expect(s.uplink.state).toBe("online");
+    expect(s.actuators["street-1"]).toMatchObject({ mode: "override", on: true });
+    expect(s.commands.map((c: { status: string }) => c.status)).toEqual(["ok", "rejected"]);
+    expect(s.sources["main-meter"].health).toMatchObject({ online: true });
+    const text = runCli(["status", "-c", file]);
+    expect(text.stdout).toMatch(/^uplink\s+online/m);
+    expect(text.stdout).toMatch(/main-meter\s+online · \d+ req\/poll/);
     agent.kill("SIGINT");
     expect(await exited(agent)).toBe(0);
     expect(agent.out()).toContain("agent stopped");

@@ -57,7 +57,7 @@ describe("CommandRouter", () => {
     expect(again).toEqual(first);
     expect(light.executed).toHaveLength(1);
     expect(light.on).toBe(true);
-    expect(results).toHaveLength(1);
+    expect(results).toEqual([first, first]); // answered (published) again
   });
 
   it.each([

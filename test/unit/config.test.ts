@@ -130,6 +130,35 @@ sources:
     ]);
   });
 
+  it("checks streetlights and chargers against the devices they use", () => {
+    const errors = errorsOf(`${minimal}
+sources:
+  - type: modbus
+    name: line
+    tcp: { host: 10.0.0.2 }
+    devices:
+      - { name: solar-1, unit: 1, profile: epever }
+      - { name: m1, unit: 2, profile: sdm120, only: [voltage] }
+streetlights:
+  - { name: s1, relay: { modbus: { device: solar-9, point: load_output } }, latitude: 45, longitude: 9 }
+  - { name: s2, relay: { modbus: { device: solar-1, point: battery_voltage } }, latitude: 45, longitude: 9, timezone: Mars/Olympus, part_night: { from: "00:30", to: "05:00", mode: dim }, presence_boost: {} }
+chargers:
+  - { name: c1, relay: { simulated: true }, meter: m1, max_power: 800 }
+  - { name: s1, relay: { gpio: { pin: 22 } }, meter: nope, max_power: 800 }
+`);
+    expect(errors).toEqual([
+      "streetlights[0].relay.modbus.device: no Modbus device named 'solar-9' under sources:",
+      "streetlights[1].relay.modbus.point: 'solar-1.battery_voltage' is not a writable coil",
+      "streetlights[1].part_night.mode: dim needs a dimmable lamp (dimmable: true); this one would stay fully on",
+      "streetlights[1].presence_boost: needs presence: the point id of a presence input",
+      "streetlights[1].timezone: unknown time zone 'Mars/Olympus' (expected an IANA name like Europe/Rome)",
+      "chargers[0].power_point: 'm1' does not read a point 'active_power'",
+      "chargers[0].energy_point: 'm1' does not read a point 'import_active_energy'",
+      "chargers[1].name: duplicate name 's1' (also streetlights[0].name)",
+      "chargers[1].meter: no Modbus device named 'nope' under sources:",
+    ]);
+  });
+
   it("names missing required keys", () => {
     expect(errorsOf("site: s1\n")).toEqual(["gateway: required", "uplink: required"]);
   });
@@ -149,7 +178,7 @@ sources:
   });
 
   it("accepts every config shipped in configs/", () => {
-    for (const name of ["demo.yaml", "gateway.example.yaml"]) {
+    for (const name of ["demo.yaml", "gateway.example.yaml", "sala-smart.yaml", "street-cabinet.yaml"]) {
       const r = checkConfigFile(join("configs", name));
       expect(r.ok ? [] : r.errors, name).toEqual([]);
     }
