@@ -176,3 +176,29 @@ describe("edge-agent tail --verify", () => {
     expect(r.stderr).toContain("--for: expected a duration like 30s, got 'soon'");
   });
 });
+
+describe("edge-agent i2c and gpio (simulated bus)", () => {
+  it("scans like i2cdetect, reads a sensor with its CRC checked, and reads a pin by its BCM number", () => {
+    const scan = runCli(["i2c", "scan", "--bus", "1", "--sim", "--json"]);
+    expect(scan.code).toBe(0);
+    expect(JSON.stringify(JSON.parse(scan.stdout))).toMatch(/"0x44"|68/);
+    const read = runCli(["i2c", "read", "--bus", "1", "--driver", "sht4x", "--sim"]);
+    expect(read.code).toBe(0);
+    expect(read.stdout).toMatch(/temperature\s+-?\d+(\.\d+)? °C/);
+    expect(read.stdout).toMatch(/CRC: every word checked, all match/);
+    const pin = runCli(["gpio", "read", "17", "--sim"]);
+    expect(pin.code).toBe(0);
+    expect(pin.stdout).toMatch(/GPIO 17 \(BCM\) = sysfs 529/);
+  });
+
+  it.each([
+    [["i2c", "read", "--bus", "7", "--driver", "sht4x"], /bus i2c-7 does not exist/],
+    [["i2c", "read", "--bus", "1", "--driver", "sht4x", "--address", "0x50", "--sim"], /0x50 is not an address of sht4x \(allowed: 0x44, 0x45\)/],
+    [["i2c", "read", "--bus", "1", "--driver", "sht99", "--sim"], /sht99/],
+  ])("bad input %j: one clear line, exit 2", (args, message) => {
+    const r = runCli(args as string[]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+  });
+});
