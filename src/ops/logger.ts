@@ -3,8 +3,11 @@
  * compact readable form on a terminal. Secrets are redacted wherever they appear in a logged
  * object.
  */
+import { createRequire } from "node:module";
 import pino, { type Logger } from "pino";
-import pretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
+
+const require = createRequire(import.meta.url);
 
 export type { Logger };
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "silent";
@@ -40,6 +43,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
   };
   if (readable) {
+    // Only a technician's terminal needs the readable form: the service never loads it.
+    const pretty = require("pino-pretty") as typeof PinoPretty;
     return pino(
       base,
       pretty({ destination, sync: true, colorize: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" }),

@@ -3,7 +3,7 @@
  * use it. Production gateways talk to a real broker.
  */
 import { createServer, type Server } from "node:net";
-import { Aedes } from "aedes";
+import type { Aedes } from "aedes";
 
 export class EmbeddedBroker {
   private broker: Aedes | null = null;
@@ -18,7 +18,9 @@ export class EmbeddedBroker {
 
   /** Listens on the configured port, or on a free one when it is taken; returns the URL. */
   async start(): Promise<string> {
-    this.broker = await Aedes.createBroker();
+    // Loaded only when a config asks for it: production gateways never carry the broker.
+    const { Aedes: AedesBroker } = await import("aedes");
+    this.broker = await AedesBroker.createBroker();
     const server = createServer(this.broker.handle);
     this.server = server;
     try {

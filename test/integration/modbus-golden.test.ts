@@ -14,7 +14,7 @@ import { ModbusDevice } from "../../src/sources/modbus/device.js";
 import { PtyPair } from "../helpers/socat.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const vectors = JSON.parse(readFileSync("../shared/reference/vectors.json", "utf8")) as { modbus_rtu_frames: { what: string; frame: string }[] };
+const vectors = JSON.parse(readFileSync("test/fixtures/vectors.json", "utf8")) as { modbus_rtu_frames: { what: string; frame: string }[] };
 const frame = (prefix: string) => Buffer.from(vectors.modbus_rtu_frames.find((f) => f.what.startsWith(prefix))!.frame.replace(/ /g, ""), "hex");
 
 const cleanups: Array<() => Promise<void>> = [];

@@ -28,7 +28,7 @@ interface Vectors {
   sensors: Array<{ chip: string; reply?: string; raw?: number; mtreg?: number; temperature_c?: number; humidity_pct?: number; co2_ppm?: number; lux?: number }>;
   bme280: { calibration: typeof REFERENCE_CALIBRATION; raw: { temperature: number; pressure: number; humidity: number }; expected_float: { temperature_c: number; pressure_hpa: number; humidity_pct: number } };
 }
-const vectors = JSON.parse(readFileSync("../shared/reference/vectors.json", "utf8")) as Vectors;
+const vectors = JSON.parse(readFileSync("test/fixtures/vectors.json", "utf8")) as Vectors;
 const bytes = (hexText: string) => Buffer.from(hexText.replace(/\s+/g, ""), "hex");
 const by = (values: SensorValue[]) => Object.fromEntries(values.map((v) => [v.quantity, v.value]));
 

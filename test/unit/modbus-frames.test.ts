@@ -17,8 +17,8 @@ import {
 } from "../../src/buses/modbus/frames.js";
 import { SimDevice, type SimWrite } from "../../src/buses/modbus/sim/device.js";
 
-// The golden frames live next to the repository (../shared/reference), not inside it.
-const VECTORS = fileURLToPath(new URL("../../../shared/reference/vectors.json", import.meta.url));
+// The golden frames of ../shared/reference, copied into test/fixtures (fixtures.test.ts checks the copy).
+const VECTORS = fileURLToPath(new URL("../fixtures/vectors.json", import.meta.url));
 const vectors = (JSON.parse(readFileSync(VECTORS, "utf8")) as { modbus_rtu_frames: Array<{ what: string; frame: string }> }).modbus_rtu_frames;
 
 function vector(what: RegExp): Buffer {
