@@ -13,6 +13,7 @@ import type { Streetlight } from "../control/streetlight.js";
 import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
 import { createProcessors } from "../processors/create.js";
 import { ControlSocket } from "../ops/control-socket.js";
+import { HealthReporter } from "../ops/health.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
 import { Outbox, type OutboxStats } from "../store/outbox.js";
@@ -71,6 +72,7 @@ export class Agent {
   private processorTimer: NodeJS.Timeout | null = null;
   private events = 0;
   private housekeeping: NodeJS.Timeout | null = null;
+  private healthTimer: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private stored = 0;
   private refused = 0;
@@ -191,6 +193,18 @@ export class Agent {
 
     this.housekeeping = setInterval(() => this.houseKeep(), HOUSEKEEPING_MS);
     this.housekeeping.unref();
+    if (cfg.uplink.health_interval > 0) {
+      const reporter = new HealthReporter(cfg.gateway, VERSION, cfg.store.path === ":memory:" ? null : dirname(cfg.store.path));
+      const topic = this.uplink.topicNames.health;
+      this.healthTimer = setInterval(() => {
+        try {
+          this.uplink?.publishSnapshot(topic, JSON.stringify(reporter.snapshot(this.status())));
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, "could not publish gateway health");
+        }
+      }, cfg.uplink.health_interval);
+      this.healthTimer.unref();
+    }
     if (cfg.log.status_interval > 0) {
       this.statusTimer = setInterval(() => this.log.info(this.statusLine()), cfg.log.status_interval);
       this.statusTimer.unref();
@@ -318,6 +332,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
     if (this.processorTimer) clearInterval(this.processorTimer);
+    if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.control?.stop();
     await this.scheduler.stop();

@@ -80,6 +80,9 @@ const uplink = z.strictObject({
   max_inflight: z.int().min(1).max(1000).default(16).meta({
     description: "Telemetry messages that may await their PUBACK at once.",
   }),
+  health_interval: duration().default(60_000).meta({
+    description: "Publish gateway health (uptime, CPU, memory, disk, outbox, devices) on <root>/<site>/<gateway>/health this often; 0 = never.",
+  }),
   batch,
   backlog,
   reconnect,

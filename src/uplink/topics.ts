@@ -9,11 +9,12 @@ export interface TopicNames {
   results: string;
   /** Prefix of the command topics: `<commands>/<target>`. */
   commands: string;
+  health: string;
 }
 
 export function gatewayTopics(root: string, site: string, gateway: string): TopicNames {
   const base = `${root}/${site}/${gateway}`;
-  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result`, commands: `${base}/cmd` };
+  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result`, commands: `${base}/cmd`, health: `${base}/health` };
 }
 
 /** Streams whose messages carry sequence numbers (same envelope). */

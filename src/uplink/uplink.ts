@@ -176,6 +176,17 @@ export class Uplink {
     this.connect();
   }
 
+  /**
+   * Publishes a snapshot that is not worth keeping (gateway health): only while online, QoS 1,
+   * not through the outbox; the next snapshot replaces a lost one. False when offline.
+   */
+  publishSnapshot(topic: string, payload: string): boolean {
+    const client = this.client;
+    if (this.state !== "online" || !client) return false;
+    withTimeout(client.publishAsync(topic, payload, { qos: 1 }), this.cfg.publish_timeout).catch(() => {});
+    return true;
+  }
+
   /** Tells the uplink that new rows were stored in a stream. */
   notify(stream: StreamName = "telemetry"): void {
     const channel = this.channels.find((c) => c.store.name === stream);

@@ -1,0 +1,39 @@
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { Agent } from "../../src/agent/agent.js";
+import { silentLogger } from "../../src/ops/logger.js";
+import { startBroker } from "../helpers/broker.js";
+import { testConfig } from "../helpers/config.js";
+import { Collector } from "../helpers/subscriber.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe("gateway health", () => {
+  it("is published on <root>/<site>/<gateway>/health at its interval", async () => {
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const sub = await Collector.connect(broker.url, "edge/test-site/gw-test/health");
+    cleanups.push(() => sub.close());
+    const cfg = testConfig({
+      uplink: { url: broker.url, health_interval: "300ms" },
+      store: { path: join(tempDir(), "o.db") },
+      sources: [{ type: "simulated", name: "m", interval: "100ms", points: [{ name: "p" }] }],
+    });
+    const agent = new Agent(cfg, { log: silentLogger() });
+    await agent.start();
+    cleanups.push(() => agent.stop());
+    await sub.waitFor(() => sub.other.length >= 2, 10_000, "two health messages");
+    const h = JSON.parse(sub.other[1]!.payload);
+    expect(h).toMatchObject({ v: 1, gw: "gw-test", versions: { node: process.version }, devices: { online: 0, offline: 0 } });
+    expect(h.uptime_s).toBeGreaterThanOrEqual(0);
+    expect(h.memory.rss_bytes).toBeGreaterThan(10_000_000);
+    expect(h.disk.total_bytes).toBeGreaterThan(h.disk.free_bytes);
+    expect(h.outbox.quota_bytes).toBe(cfg.store.quota);
+    expect(h.cpu.cores).toBeGreaterThan(0);
+    expect(sub.other[1]!.retain).toBe(false);
+  });
+});
