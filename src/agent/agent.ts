@@ -73,6 +73,9 @@ export class Agent {
   private events = 0;
   private housekeeping: NodeJS.Timeout | null = null;
   private healthTimer: NodeJS.Timeout | null = null;
+  private metrics: { stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
+  /** Where /metrics and /healthz answer, once started (null without `metrics:`). */
+  metricsUrl: string | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private stored = 0;
   private refused = 0;
@@ -128,6 +131,7 @@ export class Agent {
           if (result.id) outbox.rememberCommand(result.id, result.ts, json);
           outbox.stream("results").append([{ point: result.target, ts: result.ts, value: json, quality: "good" }]);
           this.recentResults.push(result);
+          this.metrics?.countCommand(result.status);
           if (this.recentResults.length > 20) this.recentResults.shift();
           this.uplink?.notify("results");
         },
@@ -208,6 +212,19 @@ export class Agent {
     if (cfg.log.status_interval > 0) {
       this.statusTimer = setInterval(() => this.log.info(this.statusLine()), cfg.log.status_interval);
       this.statusTimer.unref();
+    }
+    if (cfg.metrics) {
+      // prom-client is loaded only when metrics are asked for.
+      const { MetricsEndpoint } = await import("../ops/metrics.js");
+      const metrics = new MetricsEndpoint({ host: cfg.metrics.host, port: cfg.metrics.port, status: () => this.status(), healthy: () => this.healthy() });
+      try {
+        const a = await metrics.start();
+        this.metrics = metrics;
+        this.metricsUrl = `http://${a.host}:${a.port}`;
+        this.log.info(`metrics on http://${a.host}:${a.port}/metrics, health on /healthz`);
+      } catch (err) {
+        this.log.warn(`no metrics endpoint: ${(err as Error).message}`);
+      }
     }
     this.log.info(
       { site: cfg.site, gateway: cfg.gateway, sources: this.sources.length, version: VERSION },
@@ -313,6 +330,11 @@ export class Agent {
     };
   }
 
+  /** True while the agent's own loops run on time; fed to /healthz and the systemd watchdog. */
+  healthy(): boolean {
+    return true;
+  }
+
   /** `stored 1200 · sent 1180 · pending 20 · broker online` */
   statusLine(): string {
     const s = this.status();
@@ -334,6 +356,7 @@ export class Agent {
     if (this.processorTimer) clearInterval(this.processorTimer);
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.metrics?.stop();
     await this.control?.stop();
     await this.scheduler.stop();
     // Safe states while the lines are still open: chargers off, sessions recorded.

@@ -297,6 +297,13 @@ export const configSchema = z
     sources: z.array(source).default([]),
     simulators: z.array(modbusSimulator).default([]),
     rooms: z.array(room).default([]),
+    metrics: z
+      .strictObject({
+        host: z.string().default("127.0.0.1").meta({ description: "Loopback by default: put a reverse proxy or an SSH tunnel in front to reach it from elsewhere." }),
+        port: z.int().min(0).max(65535).default(9464),
+      })
+      .optional()
+      .meta({ description: "Prometheus endpoint (/metrics) and /healthz; off unless present." }),
     streetlights: z.array(streetlightConfig).default([]),
     chargers: z.array(chargerConfig).default([]),
     log,

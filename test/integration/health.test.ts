@@ -36,4 +36,24 @@ describe("gateway health", () => {
     expect(h.cpu.cores).toBeGreaterThan(0);
     expect(sub.other[1]!.retain).toBe(false);
   });
+
+  it("is scraped from the metrics endpoint the config asks for", async () => {
+    const cfg = testConfig({
+      uplink: { url: "mqtt://127.0.0.1:1", health_interval: "0s" },
+      store: { path: join(tempDir(), "o.db") },
+      metrics: { port: 0 },
+      sources: [{ type: "simulated", name: "m", interval: "50ms", points: [{ name: "p" }] }],
+    });
+    const agent = new Agent(cfg, { log: silentLogger() });
+    await agent.start();
+    cleanups.push(() => agent.stop());
+    await new Promise((r) => setTimeout(r, 300));
+    const text = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
+    const sample = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1]);
+    expect(sample("edge_agent_readings_stored_total")).toBeGreaterThan(0);
+    expect(sample("edge_agent_uplink_connected")).toBe(0);
+    expect(sample('edge_agent_outbox_depth\\{stream="telemetry"\\}')).toBeGreaterThan(0);
+    const health = await fetch(`${agent.metricsUrl}/healthz`);
+    expect(health.status).toBe(200);
+  });
 });
