@@ -14,6 +14,7 @@ import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
 import { createProcessors } from "../processors/create.js";
 import { ControlSocket } from "../ops/control-socket.js";
 import { HealthReporter } from "../ops/health.js";
+import { healthProblems } from "../ops/systemd.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
 import { Outbox, type OutboxStats } from "../store/outbox.js";
@@ -48,6 +49,8 @@ export interface AgentOptions {
   processors?: Processor[];
   /** Actuators reachable by commands (streetlights, chargers). */
   actuators?: Actuator[];
+  /** A poll loop may go this long without finishing a run before the agent is unhealthy (at least 3 intervals). */
+  healthGraceMs?: number;
 }
 
 /** Where the control socket lives: next to the outbox, unless the outbox is in memory. */
@@ -73,6 +76,10 @@ export class Agent {
   private events = 0;
   private housekeeping: NodeJS.Timeout | null = null;
   private healthTimer: NodeJS.Timeout | null = null;
+  private pulse: NodeJS.Timeout | null = null;
+  private startedAt: number | null = null;
+  private readonly healthGraceMs: number;
+  private lastLoopTick = 0;
   private metrics: { stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
   /** Where /metrics and /healthz answer, once started (null without `metrics:`). */
   metricsUrl: string | null = null;
@@ -95,6 +102,7 @@ export class Agent {
     this.simulators = new EmbeddedSimulators(config.simulators);
     this.processors = opts.processors ?? createProcessors(config);
     this.actuators = opts.actuators ?? [];
+    this.healthGraceMs = opts.healthGraceMs ?? 60_000;
   }
 
   async start(): Promise<void> {
@@ -190,6 +198,11 @@ export class Agent {
       await c.start().catch((err: unknown) => this.log.error({ actuator: c.name, err: (err as Error).message }, "could not enter the safe state"));
     }
     this.scheduler.start();
+    this.startedAt = performance.now();
+    this.lastLoopTick = this.startedAt;
+    // The loop's own pulse: the uplink, commands and timers all live on this event loop.
+    this.pulse = setInterval(() => (this.lastLoopTick = performance.now()), 1000);
+    this.pulse.unref();
     if (this.processors.some((p) => p.tick)) {
       this.processorTimer = setInterval(() => this.tickProcessors(), 1000);
       this.processorTimer.unref();
@@ -330,9 +343,25 @@ export class Agent {
     };
   }
 
-  /** True while the agent's own loops run on time; fed to /healthz and the systemd watchdog. */
+  /**
+   * What keeps the agent from being healthy: a poll loop that has not finished a run for three
+   * intervals (a minute at least), or housekeeping that stopped. Empty when healthy. Fed to
+   * /healthz and to the systemd watchdog, so a stuck agent is restarted.
+   */
+  healthProblems(): string[] {
+    if (this.startedAt === null) return ["not started"];
+    return healthProblems({
+      now: performance.now(),
+      startedAt: this.startedAt,
+      lastLoopTick: this.lastLoopTick,
+      loopMaxLagMs: 10_000,
+      graceMs: this.healthGraceMs,
+      tasks: this.scheduler.health(),
+    });
+  }
+
   healthy(): boolean {
-    return true;
+    return this.healthProblems().length === 0;
   }
 
   /** `stored 1200 · sent 1180 · pending 20 · broker online` */
@@ -355,6 +384,7 @@ export class Agent {
     if (this.housekeeping) clearInterval(this.housekeeping);
     if (this.processorTimer) clearInterval(this.processorTimer);
     if (this.healthTimer) clearInterval(this.healthTimer);
+    if (this.pulse) clearInterval(this.pulse);
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.metrics?.stop();
     await this.control?.stop();

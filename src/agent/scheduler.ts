@@ -7,6 +7,8 @@ export interface TaskStats {
   runs: number;
   overruns: number;
   lastDurationMs: number;
+  /** performance.now() when the last run finished (null before the first): for the watchdog. */
+  lastRunEnd: number | null;
 }
 
 interface Task {
@@ -25,7 +27,7 @@ export class Scheduler {
   constructor(private readonly now: () => number = Date.now) {}
 
   add(name: string, interval: number, run: (tickTs: number) => Promise<void>): void {
-    const task: Task = { name, interval, run, timer: null, running: null, stats: { runs: 0, overruns: 0, lastDurationMs: 0 } };
+    const task: Task = { name, interval, run, timer: null, running: null, stats: { runs: 0, overruns: 0, lastDurationMs: 0, lastRunEnd: null } };
     this.tasks.push(task);
     if (this.started) this.arm(task, this.nextTick(task, this.now()));
   }
@@ -37,18 +39,26 @@ export class Scheduler {
     for (const task of this.tasks) this.arm(task, this.nextTick(task, now));
   }
 
-  /** Cancels future ticks and waits for the ones running. */
-  async stop(): Promise<void> {
+  /** Cancels future ticks and waits for the ones running (a stuck one at most `waitMs`). */
+  async stop(waitMs = 5000): Promise<void> {
     this.started = false;
     for (const task of this.tasks) {
       if (task.timer) clearTimeout(task.timer);
       task.timer = null;
     }
-    await Promise.all(this.tasks.flatMap((t) => (t.running ? [t.running] : [])));
+    const running = Promise.all(this.tasks.flatMap((t) => (t.running ? [t.running] : [])));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([running, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
   }
 
   stats(): Record<string, TaskStats> {
     return Object.fromEntries(this.tasks.map((t) => [t.name, { ...t.stats }]));
+  }
+
+  /** Each task's interval and when its last run finished (monotonic clock). */
+  health(): Array<{ name: string; interval: number; lastRunEnd: number | null }> {
+    return this.tasks.map((t) => ({ name: t.name, interval: t.interval, lastRunEnd: t.stats.lastRunEnd }));
   }
 
   private nextTick(task: Task, after: number): number {
@@ -73,6 +83,7 @@ export class Scheduler {
         const end = this.now();
         task.stats.runs++;
         task.stats.lastDurationMs = end - begun;
+        task.stats.lastRunEnd = performance.now();
         if (!this.started) return;
         let next = tick + task.interval;
         if (next <= end) {

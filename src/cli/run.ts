@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { Agent } from "../agent/agent.js";
 import { checkConfigFile, loadConfig } from "../config/load.js";
 import { createLogger, type Logger, type LogLevel } from "../ops/logger.js";
+import { Notifier, Watchdog } from "../ops/systemd.js";
 
 /**
  * Runs the agent until SIGINT/SIGTERM. SIGHUP reloads the config file: a valid new config
@@ -14,6 +15,21 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
   let current = config;
   let agent = new Agent(current, { log });
   await agent.start();
+  // Under systemd (Type=notify): ready now, and a watchdog ping only while the agent is healthy.
+  const notifier = new Notifier({ log: { info: (m: string) => log.info(m), warn: (m: string) => log.warn(m) } });
+  let lastProblems = "";
+  const watchdog = new Watchdog(
+    () => {
+      const problems = agent.healthProblems();
+      const text = problems.join("; ");
+      if (text && text !== lastProblems) log.error(`unhealthy, withholding the watchdog ping: ${text}`);
+      lastProblems = text;
+      return problems.length === 0;
+    },
+    { notifier },
+  );
+  watchdog.start();
+  await notifier.ready(agent.statusLine());
   let busy: Promise<void> = Promise.resolve();
   let stopping = false;
 
@@ -50,6 +66,8 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
       }
       stopping = true;
       log.info(`${signal}: stopping (flushing the outbox; press Ctrl-C again to force)`);
+      watchdog.stop();
+      void notifier.stopping();
       busy
         .then(() => agent.stop())
         .then(resolve, (err: unknown) => {

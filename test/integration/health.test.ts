@@ -57,3 +57,26 @@ describe("gateway health", () => {
     expect(health.status).toBe(200);
   });
 });
+
+describe("agent health (watchdog and /healthz)", () => {
+  it("turns unhealthy when a poll loop stops finishing its runs", async () => {
+    let hang = false;
+    const source = {
+      name: "stuck",
+      interval: 50,
+      poll: (ts: number) =>
+        hang ? new Promise<never>(() => {}) : Promise.resolve([{ point: "stuck/p", ts, value: 1, quality: "good" as const }]),
+    };
+    const cfg = testConfig({ uplink: { url: "mqtt://127.0.0.1:1", health_interval: "0s" }, store: { path: join(tempDir(), "o.db") }, metrics: { port: 0 } });
+    const agent = new Agent(cfg, { log: silentLogger(), sources: [source], healthGraceMs: 300 });
+    await agent.start();
+    cleanups.push(() => agent.stop()); // a stuck poll delays the stop by at most the scheduler's wait
+    await new Promise((r) => setTimeout(r, 400));
+    expect(agent.healthProblems()).toEqual([]);
+    expect((await fetch(`${agent.metricsUrl}/healthz`)).status).toBe(200);
+    hang = true;
+    await new Promise((r) => setTimeout(r, 800));
+    expect(agent.healthProblems().join()).toMatch(/task stuck: last run finished \d+\.\d s ago/);
+    expect((await fetch(`${agent.metricsUrl}/healthz`)).status).toBe(503);
+  });
+});
