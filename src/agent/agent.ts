@@ -14,6 +14,7 @@ import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
 import { createProcessors } from "../processors/create.js";
 import { ControlSocket } from "../ops/control-socket.js";
 import { HealthReporter } from "../ops/health.js";
+import { LiveFeed } from "../ops/live-feed.js";
 import { healthProblems } from "../ops/systemd.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
@@ -81,6 +82,8 @@ export class Agent {
   private readonly healthGraceMs: number;
   private lastLoopTick = 0;
   private metrics: { stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
+  private liveFeed: LiveFeed | null = null;
+  liveFeedUrl: string | null = null;
   /** Where /metrics and /healthz answer, once started (null without `metrics:`). */
   metricsUrl: string | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
@@ -226,6 +229,17 @@ export class Agent {
       this.statusTimer = setInterval(() => this.log.info(this.statusLine()), cfg.log.status_interval);
       this.statusTimer.unref();
     }
+    if (cfg.live_feed) {
+      const feed = new LiveFeed({ host: cfg.live_feed.host, port: cfg.live_feed.port });
+      try {
+        const a = await feed.start();
+        this.liveFeed = feed;
+        this.liveFeedUrl = `http://${a.host}:${a.port}`;
+        this.log.info(`live feed on ${this.liveFeedUrl}/points and /stream`);
+      } catch (err) {
+        this.log.warn((err as Error).message);
+      }
+    }
     if (cfg.metrics) {
       // prom-client is loaded only when metrics are asked for.
       const { MetricsEndpoint } = await import("../ops/metrics.js");
@@ -296,7 +310,10 @@ export class Agent {
       this.log.error({ err: (err as Error).message }, "could not store readings");
       return;
     }
-    if (readings.length > 0) this.uplink?.notify("telemetry");
+    if (readings.length > 0) {
+      this.uplink?.notify("telemetry");
+      this.liveFeed?.update(readings);
+    }
     if (events.length > 0) this.uplink?.notify("events");
   }
 
@@ -387,6 +404,7 @@ export class Agent {
     if (this.pulse) clearInterval(this.pulse);
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.metrics?.stop();
+    await this.liveFeed?.stop();
     await this.control?.stop();
     await this.scheduler.stop();
     // Safe states while the lines are still open: chargers off, sessions recorded.

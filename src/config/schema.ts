@@ -304,6 +304,13 @@ export const configSchema = z
       })
       .optional()
       .meta({ description: "Prometheus endpoint (/metrics) and /healthz; off unless present." }),
+    live_feed: z
+      .strictObject({
+        host: z.string().default("127.0.0.1").meta({ description: "0.0.0.0 to serve panels on the LAN." }),
+        port: z.int().min(0).max(65535).default(8080),
+      })
+      .optional()
+      .meta({ description: "Read-only HTTP feed of the latest values (/points) and their changes (/stream, Server-Sent Events)." }),
     streetlights: z.array(streetlightConfig).default([]),
     chargers: z.array(chargerConfig).default([]),
     log,
