@@ -16,6 +16,7 @@ interface DeviceHealthLike {
   online?: boolean;
   lastError?: string | null;
   requestsPerPoll?: number;
+  bus?: { name: string; open: boolean; lastError: string | null };
 }
 
 export function printStatus(s: AgentStatus): void {
@@ -27,6 +28,12 @@ export function printStatus(s: AgentStatus): void {
     ["outbox", `${o.depth} pending · oldest ${formatAge(o.oldestAgeMs)} · ${formatBytes(o.fileBytes)} of ${formatBytes(o.quota)}`],
     ["dropped", `${d.quota_oldest + d.quota_newest + d.max_age}${d.quota_oldest + d.quota_newest + d.max_age ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old)` : ""}`],
   ];
+  const buses = new Map<string, NonNullable<DeviceHealthLike["bus"]>>();
+  for (const src of Object.values(s.sources)) {
+    const bus = (src.health as DeviceHealthLike | undefined)?.bus;
+    if (bus) buses.set(bus.name, bus);
+  }
+  for (const [name, bus] of buses) rows.push([`bus ${name}`, `${bus.open ? "open" : "closed"}${bus.lastError ? ` · last error: ${bus.lastError}` : ""}`]);
   for (const [name, src] of Object.entries(s.sources)) {
     const h = src.health as DeviceHealthLike | undefined;
     const state = h?.online === undefined ? `${src.polls} polls` : h.online ? "online" : "OFFLINE";

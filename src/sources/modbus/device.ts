@@ -37,6 +37,8 @@ export interface DeviceHealth {
   requestsPerPoll: number;
   counters: Record<ModbusErrorKind | "requests" | "ok" | "retries" | "polls", number>;
   unsupported: string[];
+  /** The line (bus) the device is on, shared with its neighbours. */
+  bus: { name: string; open: boolean; opens: number; openFailures: number; queued: number; lastError: string | null };
 }
 
 export class ModbusDevice implements Source {
@@ -90,6 +92,7 @@ export class ModbusDevice implements Source {
       requestsPerPoll: this.plan.length,
       counters: { ...this.counters },
       unsupported: [...this.unsupported].map((p) => p.name),
+      bus: (({ open, opens, openFailures, queued, lastError }) => ({ name: this.line.name, open, opens, openFailures, queued, lastError }))(this.line.stats()),
     };
   }
 
