@@ -10,6 +10,7 @@ import type { AgentStatus } from "../agent/agent.js";
 import type { CommandStatus } from "../control/commands.js";
 import { UserError } from "../model/errors.js";
 import { VERSION } from "../version.js";
+import { listen } from "./listen.js";
 
 const PREFIX = "edge_agent_";
 const COMMAND_STATUSES: readonly CommandStatus[] = ["ok", "error", "rejected"];
@@ -426,18 +427,3 @@ function send(req: IncomingMessage, res: ServerResponse, code: number, type: str
   res.end(req.method === "HEAD" ? undefined : body);
 }
 
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => {
-      server.off("listening", onListening);
-      reject(err);
-    };
-    const onListening = () => {
-      server.off("error", onError);
-      resolve();
-    };
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen(port, host);
-  });
-}

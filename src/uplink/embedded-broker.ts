@@ -4,6 +4,7 @@
  */
 import { createServer, type Server } from "node:net";
 import type { Aedes } from "aedes";
+import { listen } from "../ops/listen.js";
 
 export class EmbeddedBroker {
   private broker: Aedes | null = null;
@@ -24,10 +25,10 @@ export class EmbeddedBroker {
     const server = createServer(this.broker.handle);
     this.server = server;
     try {
-      await listen(server, this.port);
+      await listen(server, this.port, "127.0.0.1");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || this.port === 0) throw err;
-      await listen(server, 0);
+      await listen(server, 0, "127.0.0.1");
     }
     const address = server.address();
     this.boundPort = typeof address === "object" && address ? address.port : 0;
@@ -48,18 +49,3 @@ export class EmbeddedBroker {
   }
 }
 
-function listen(server: Server, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => {
-      server.off("listening", onListening);
-      reject(err);
-    };
-    const onListening = () => {
-      server.off("error", onError);
-      resolve();
-    };
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen(port, "127.0.0.1");
-  });
-}

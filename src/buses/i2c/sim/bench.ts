@@ -11,6 +11,7 @@ import type { SimClock } from "./clock.js";
 import { SimScd4x } from "./scd4x.js";
 import { SimSht3x } from "./sht3x.js";
 import { SimSht4x } from "./sht4x.js";
+import { prng } from "../../prng.js";
 
 /** The chip model behind each driver id. */
 export function createSimChip(driver: string, address: number, clock: SimClock): SimChip {
@@ -30,17 +31,6 @@ export function createSimChip(driver: string, address: number, clock: SimClock):
   }
 }
 
-/** mulberry32: small, seedable, good enough for wandering values. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A meeting room's air and light as a function of time: temperature and humidity drift over

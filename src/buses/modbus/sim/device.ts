@@ -7,6 +7,7 @@ import { decodePoint, encodePoint } from "../../../../drivers/modbus/codec.js";
 import type { ModbusPoint, ModbusProfile, Table } from "../../../../drivers/modbus/types.js";
 import { registerCount } from "../../../../drivers/modbus/types.js";
 import { exceptionPdu, ModbusException } from "../frames.js";
+import { prng } from "../../prng.js";
 
 export type PointValue = number | boolean | string;
 
@@ -40,17 +41,6 @@ interface PointState {
   walk?: number;
 }
 
-/** mulberry32: small, seedable, good enough for wandering values. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function isBitTable(t: Table): boolean {
   return t === "coil" || t === "discrete";
