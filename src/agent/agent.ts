@@ -23,9 +23,10 @@ import { EmbeddedBroker } from "../uplink/embedded-broker.js";
 import { Uplink, type UplinkStats } from "../uplink/uplink.js";
 import { VERSION } from "../version.js";
 import { Scheduler } from "./scheduler.js";
+import type { OpcuaServerPart } from "../opcua/server.js";
 import { createCharger, createStreetlight } from "./actuators.js";
 import { EmbeddedSimulators } from "./simulators.js";
-import { createSources } from "./sources.js";
+import { createSources, unitsOf } from "./sources.js";
 
 const HOUSEKEEPING_MS = 60_000;
 
@@ -83,6 +84,8 @@ export class Agent {
   private lastLoopTick = 0;
   private metrics: { stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
   private liveFeed: LiveFeed | null = null;
+  private opcua: OpcuaServerPart | null = null;
+  opcuaUrl: string | null = null;
   liveFeedUrl: string | null = null;
   /** Where /metrics and /healthz answer, once started (null without `metrics:`). */
   metricsUrl: string | null = null;
@@ -240,6 +243,28 @@ export class Agent {
         this.log.warn((err as Error).message);
       }
     }
+    if (cfg.opcua?.server) {
+      // node-opcua (~0.7 s, 60+ MB) is loaded only when the config asks for the server.
+      const { OpcuaServerPart } = await import("../opcua/server.js");
+      const units = unitsOf(cfg);
+      const part = new OpcuaServerPart({
+        config: cfg.opcua.server,
+        storePath: cfg.store.path,
+        router: this.router,
+        actuators: this.actuators,
+        unitOf: (p: string) => units.get(p),
+        log: this.log,
+        gateway: cfg.gateway,
+        version: VERSION,
+      });
+      try {
+        this.opcuaUrl = (await part.start()).url;
+        this.opcua = part;
+        this.log.info(`OPC UA server on ${this.opcuaUrl}`);
+      } catch (err) {
+        this.log.warn(`no OPC UA server: ${(err as Error).message}`);
+      }
+    }
     if (cfg.metrics) {
       // prom-client is loaded only when metrics are asked for.
       const { MetricsEndpoint } = await import("../ops/metrics.js");
@@ -295,6 +320,7 @@ export class Agent {
   /** Stores one tick's readings in one transaction (events in their own stream) and wakes the uplink. */
   store(readings: Reading[], events: Reading[] = []): void {
     if (!this.outbox) return;
+    if (readings.length > 0) this.opcua?.update(readings);
     try {
       if (readings.length > 0) {
         const result = this.outbox.append(readings);
@@ -405,6 +431,7 @@ export class Agent {
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.metrics?.stop();
     await this.liveFeed?.stop();
+    await this.opcua?.stop();
     await this.control?.stop();
     await this.scheduler.stop();
     // Safe states while the lines are still open: chargers off, sessions recorded.

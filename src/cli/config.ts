@@ -61,6 +61,7 @@ export function summarizeSources(cfg: Config): string {
     if (s.type === "simulated") points += s.points.length;
     else if (s.type === "i2c") points += s.sensors.reduce((n, x) => n + i2cSensorPoints(x).length, 0);
     else if (s.type === "gpio") points += 1;
+    else if (s.type === "opcua") points += s.nodes.length;
     else {
       devices += s.devices.length;
       points += s.devices.reduce((n, d) => n + pointsOfDevice(d).length, 0);

@@ -12,6 +12,7 @@ import { registerControl } from "./control.js";
 import { registerGpio } from "./gpio.js";
 import { registerI2c } from "./i2c.js";
 import { registerModbus } from "./modbus.js";
+import { registerOpcua } from "./opcua.js";
 import { registerPorts } from "./ports.js";
 import { registerRun } from "./run.js";
 import { registerSimulate } from "./simulate.js";
@@ -46,6 +47,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
   registerControl(program);
   registerI2c(program);
   registerGpio(program);
+  registerOpcua(program);
   const override = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(override);

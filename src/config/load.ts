@@ -28,6 +28,9 @@ export function validateConfig(raw: unknown, baseDir = process.cwd()): ConfigRes
   // Relative paths are relative to the config file, so the same file works from any directory.
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.store.path = config.store.path === ":memory:" ? ":memory:" : at(config.store.path);
+  const server = config.opcua?.server;
+  if (server?.pki_dir) server.pki_dir = at(server.pki_dir);
+  for (const src of config.sources) if (src.type === "opcua" && src.pki_dir) src.pki_dir = at(src.pki_dir);
   const tls = config.uplink.tls;
   if (tls) {
     if (tls.ca) tls.ca = at(tls.ca);

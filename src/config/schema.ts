@@ -238,9 +238,52 @@ const gpioSource = z
   })
   .meta({ description: "A digital input, e.g. a PIR presence sensor: point <name>/<point> (true = active)." });
 
-const source = z.discriminatedUnion("type", [simulatedSource, modbusSource, i2cSource, gpioSource], {
+/** The security policies offered and used: the modern ones (no RSA PKCS#1 v1.5), and None. */
+const OPCUA_POLICIES = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
+
+const opcuaNodeId = z
+  .string({ error: "expected a node id like ns=2;s=FlowTemp or ns=3;i=1001" })
+  .regex(/^(ns=\d+;)?(i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=[A-Za-z0-9+/=]+)$/, { error: "expected a node id like ns=2;s=FlowTemp or ns=3;i=1001" });
+
+const opcuaSource = z
+  .strictObject({
+    type: z.literal("opcua"),
+    name: name("source name"),
+    endpoint: z
+      .string({ error: "expected an endpoint like opc.tcp://plc-1:4840" })
+      .regex(/^opc\.tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+)(:\d{1,5})?(\/\S*)?$/, { error: "expected an endpoint like opc.tcp://plc-1:4840" }),
+    security: z
+      .strictObject({
+        mode: z.enum(["None", "Sign", "SignAndEncrypt"]).default("SignAndEncrypt"),
+        policy: z.enum(OPCUA_POLICIES).default("Basic256Sha256"),
+      })
+      .optional()
+      .meta({ description: "Secure channel; default none. The PLC's certificate is accepted and kept in the client PKI's trusted/ folder; ours must be trusted by the PLC." }),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    nodes: z
+      .array(
+        z.strictObject({
+          name: name("point name"),
+          node: opcuaNodeId,
+          unit: z.string().optional(),
+        }),
+      )
+      .min(1, { error: "needs at least one node" }),
+    interval: duration({ min: 100 }).default(5000).meta({ description: "Sampling and publishing interval; the points are also reported this often." }),
+    reconnect: z
+      .strictObject({
+        min: duration({ min: 100 }).default(1000),
+        max: duration({ min: 100 }).default(30_000),
+      })
+      .prefault({}),
+    pki_dir: z.string().min(1).optional().meta({ description: "The client's certificates; default opcua-client-pki next to the outbox." }),
+  })
+  .meta({ description: "Nodes of a PLC or BMS read over OPC UA (subscriptions): points <name>/<node name>, quality from the status code." });
+
+const source = z.discriminatedUnion("type", [simulatedSource, modbusSource, i2cSource, gpioSource, opcuaSource], {
   error: (issue) =>
-    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated, modbus, i2c, gpio" : undefined,
+    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated, modbus, i2c, gpio, opcua" : undefined,
 });
 
 const pointRef = (what: string) =>
@@ -279,6 +322,26 @@ const modbusSimulator = z
   })
   .meta({ description: "A Modbus TCP simulator inside the agent, for demos and tests." });
 
+const opcuaServer = z
+  .strictObject({
+    host: z.string().min(1).default("127.0.0.1").meta({ description: "Loopback by default; give the gateway's LAN address (or 0.0.0.0) for a BMS or SCADA to reach it." }),
+    port: z.int().min(0).max(65535).default(4840),
+    allow_anonymous: z.boolean().default(false).meta({ description: "Let clients in without a user (read only: methods always need a user)." }),
+    users: z
+      .array(z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1) }))
+      .default([]),
+    read_only: z.boolean().default(false).meta({ description: "Expose the points only: no actuator methods." }),
+    security: z
+      .array(z.enum(OPCUA_POLICIES))
+      .min(1)
+      .default(["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"])
+      .meta({ description: "Security policies offered (each with Sign and SignAndEncrypt); add None to allow unsecured channels." }),
+    pki_dir: z.string().min(1).optional().meta({
+      description: "Server certificate and trusted clients; default opcua-pki next to the outbox. A client is let in once its certificate is moved from rejected/ to trusted/certs/.",
+    }),
+  })
+  .meta({ description: "OPC UA server: every point as a variable (folder per device), actuator actions as methods." });
+
 const log = z
   .strictObject({
     level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
@@ -313,6 +376,10 @@ export const configSchema = z
       .meta({ description: "Read-only HTTP feed of the latest values (/points) and their changes (/stream, Server-Sent Events)." }),
     streetlights: z.array(streetlightConfig).default([]),
     chargers: z.array(chargerConfig).default([]),
+    opcua: z
+      .strictObject({ server: opcuaServer.optional() })
+      .optional()
+      .meta({ description: "OPC UA; node-opcua is loaded only when this is present." }),
     log,
   })
   .superRefine((cfg, ctx) => {
@@ -345,6 +412,12 @@ export const configSchema = z
       if (src.type === "i2c") {
         claim(src.name, ["sources", i, "name"]);
         checkI2cSource(src, ["sources", i], i2cAddresses, (path, message) => ctx.addIssue({ code: "custom", path, message }));
+        return;
+      }
+      if (src.type === "opcua") {
+        claim(src.name, ["sources", i, "name"]);
+        uniquePoints(src.nodes, src.name, ["sources", i, "nodes"]);
+        checkOpcuaSource(src, ["sources", i], (path, message) => ctx.addIssue({ code: "custom", path, message }));
         return;
       }
       if (src.type === "gpio") {
@@ -388,6 +461,7 @@ export const configSchema = z
     );
     checkRooms(cfg, (path, message) => ctx.addIssue({ code: "custom", path, message }));
     checkActuators(cfg, claim, (path, message) => ctx.addIssue({ code: "custom", path, message }));
+    checkOpcuaServer(cfg, (path, message) => ctx.addIssue({ code: "custom", path, message }));
     if (cfg.uplink.reconnect.max < cfg.uplink.reconnect.min) {
       ctx.addIssue({ code: "custom", path: ["uplink", "reconnect", "max"], message: "must not be below reconnect.min" });
     }
@@ -430,6 +504,32 @@ function checkActuators(cfg: z.output<typeof configSchema>, claim: (prefix: stri
       if (!names.has(c[key])) report([...at, key], `'${c.meter}' does not read a point '${c[key]}'`);
     }
   });
+}
+
+/** Credentials come in pairs; a security mode and its policy agree; backoff bounds are ordered. */
+function checkOpcuaSource(src: z.output<typeof opcuaSource>, at: (string | number)[], report: Report): void {
+  if ((src.username === undefined) !== (src.password === undefined)) {
+    report([...at, src.username === undefined ? "username" : "password"], "username and password go together");
+  }
+  const sec = src.security;
+  if (sec && (sec.mode === "None") !== (sec.policy === "None")) {
+    report([...at, "security", "policy"], sec.mode === "None" ? "mode None needs policy None" : `mode ${sec.mode} needs a policy other than None`);
+  }
+  if (src.reconnect.max < src.reconnect.min) report([...at, "reconnect", "max"], "must not be below reconnect.min");
+}
+
+/** Somebody must be able to log in, and a user name means one user. */
+function checkOpcuaServer(cfg: z.output<typeof configSchema>, report: Report): void {
+  const server = cfg.opcua?.server;
+  if (!server) return;
+  const at = ["opcua", "server"];
+  if (!server.allow_anonymous && server.users.length === 0) report([...at, "users"], "nobody can log in: add users, or set allow_anonymous: true");
+  const seen = new Set<string>();
+  server.users.forEach((u, i) => {
+    if (seen.has(u.username)) report([...at, "users", i, "username"], `duplicate user '${u.username}'`);
+    seen.add(u.username);
+  });
+  if (new Set(server.security).size !== server.security.length) report([...at, "security"], "lists a policy twice");
 }
 
 function unknownProfile(id: string): string {
@@ -528,6 +628,9 @@ function sourcePointIds(cfg: z.output<typeof configSchema>): Set<string> {
       case "gpio":
         ids.add(`${src.name}/${src.point}`);
         break;
+      case "opcua":
+        for (const n of src.nodes) ids.add(`${src.name}/${n.name}`);
+        break;
     }
   }
   return ids;
@@ -574,4 +677,6 @@ export type ModbusSimulatorConfig = z.output<typeof modbusSimulator>;
 export type I2cSourceConfig = z.output<typeof i2cSource>;
 export type I2cSensorConfig = z.output<typeof i2cSensor>;
 export type GpioSourceConfig = z.output<typeof gpioSource>;
+export type OpcuaSourceConfig = z.output<typeof opcuaSource>;
+export type OpcuaServerConfig = z.output<typeof opcuaServer>;
 export type RoomConfig = z.output<typeof room>;

@@ -195,6 +195,7 @@ describe("edge-agent i2c and gpio (simulated bus)", () => {
     [["i2c", "read", "--bus", "7", "--driver", "sht4x"], /bus i2c-7 does not exist/],
     [["i2c", "read", "--bus", "1", "--driver", "sht4x", "--address", "0x50", "--sim"], /0x50 is not an address of sht4x \(allowed: 0x44, 0x45\)/],
     [["i2c", "read", "--bus", "1", "--driver", "sht99", "--sim"], /sht99/],
+    [["opcua", "browse", "nonsense"], /expected an endpoint URL like opc\.tcp:\/\/plc-1:4840, got 'nonsense'/],
   ])("bad input %j: one clear line, exit 2", (args, message) => {
     const r = runCli(args as string[]);
     expect(r.code).toBe(2);

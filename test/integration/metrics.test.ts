@@ -23,11 +23,13 @@ function cabinetStatus(): AgentStatus {
     online: true, lastError: null, lastOkTs: NOW - 1000, requestsPerPoll: 3,
     counters: meterCounters({ polls: 3600, requests: 10_812, ok: 10_800, retries: 12, timeout: 9, crc: 3 }),
     unsupported: [],
+    bus: { name: "meter-room", open: true, opens: 1, openFailures: 0, queued: 0, lastError: null },
   };
   const meter2: DeviceHealth = {
     online: false, lastError: "timeout after 500 ms (unit 2)", lastOkTs: NOW - 600_000, requestsPerPoll: 2,
     counters: meterCounters({ polls: 3600, requests: 7000, ok: 6900, retries: 60, timeout: 40, crc: 5, exception: 2, "wrong-unit": 1 }),
     unsupported: ["thd_v1"],
+    bus: { name: "meter-room", open: true, opens: 1, openFailures: 0, queued: 0, lastError: null },
   };
   const sht: SensorHealth = {
     driver: "sht4x", address: "0x44", online: true, initialised: true, lastError: null, lastOkTs: NOW - 2000, info: { serial: "0x1234abcd" },

@@ -1,0 +1,345 @@
+/**
+ * `edge-agent opcua browse URL`: what an OPC UA server (a PLC, a BMS, or the gateway's own)
+ * shows, as a tree of node ids, browse names and node classes, with the value and data type of
+ * each variable. Exit codes: 2 for a bad URL or flag, 1 when the server cannot be reached,
+ * refuses the session, or does not know the node.
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Command } from "commander";
+import type { ClientSession, NodeId, OPCUAClient, ReferenceDescription, UserIdentityInfo } from "node-opcua";
+import { UserError } from "../model/errors.js";
+import { loadOpcua, type Opcua } from "../opcua/load.js";
+import { plainValue } from "../opcua/values.js";
+import { clientCertificateManager, describeOpcuaError } from "../sources/opcua.js";
+import { printJson } from "./output.js";
+import { parseDurationFlag } from "./tail.js";
+
+/** A browse stops here, so a large server cannot flood the terminal. */
+const MAX_NODES = 2000;
+const POLICIES = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
+type Policy = (typeof POLICIES)[number];
+
+export interface BrowseFlags {
+  node?: string;
+  depth?: string;
+  username?: string;
+  password?: string;
+  security?: string;
+  pki?: string;
+  timeout?: string;
+  json?: boolean;
+}
+
+export interface BrowsedNode {
+  nodeId: string;
+  browseName: string;
+  displayName: string;
+  nodeClass: string;
+  /** Variables only. */
+  dataType?: string;
+  value?: unknown;
+  /** Variables only, when the value is not Good. */
+  status?: string;
+  children?: BrowsedNode[];
+  /** Children left out: the depth or the node budget was reached. */
+  more?: boolean;
+}
+
+export interface BrowseOutput {
+  url: string;
+  security: string;
+  root: BrowsedNode;
+  nodes: number;
+  truncated: boolean;
+}
+
+/** Where the CLI keeps its client certificate (a server trusts it once). */
+export function defaultCliPki(): string {
+  return join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "edge-agent", "opcua-pki");
+}
+
+function parseUrl(url: string): string {
+  if (!/^opc\.tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+)(:\d{1,5})?(\/\S*)?$/.test(url)) {
+    throw new UserError(`expected an endpoint URL like opc.tcp://plc-1:4840, got '${url}'`);
+  }
+  return url;
+}
+
+function parseOptions(url: string, flags: BrowseFlags) {
+  const depth = flags.depth === undefined ? 2 : /^\d+$/.test(flags.depth) ? Number(flags.depth) : Number.NaN;
+  if (!Number.isInteger(depth) || depth > 10) throw new UserError(`--depth: expected 0–10, got '${flags.depth}'`);
+  const security = flags.security ?? "auto";
+  if (security !== "auto" && !(POLICIES as readonly string[]).includes(security)) {
+    throw new UserError(`--security: expected auto, ${POLICIES.join(", ")}; got '${security}'`);
+  }
+  if ((flags.username === undefined) !== (flags.password === undefined)) throw new UserError("--username and --password go together");
+  const timeout = flags.timeout === undefined ? 10_000 : parseDurationFlag("--timeout", flags.timeout);
+  return { url: parseUrl(url), depth, security: security as Policy | "auto", timeout, pki: flags.pki ?? defaultCliPki() };
+}
+
+function resolveNode(ua: Opcua, text: string | undefined): NodeId {
+  if (text === undefined) return ua.resolveNodeId("ObjectsFolder");
+  try {
+    return ua.resolveNodeId(text);
+  } catch {
+    throw new UserError(`--node: expected a node id like ns=2;s=FlowTemp or i=85, got '${text}'`);
+  }
+}
+
+/** Connects with the given security, or (auto) without if the server allows it, else with its best policy. */
+async function connect(ua: Opcua, opts: ReturnType<typeof parseOptions>, track: (c: OPCUAClient) => void): Promise<{ client: OPCUAClient; security: string }> {
+  const cm = clientCertificateManager(ua, opts.pki);
+  const open = async (policy: Policy) => {
+    const client = ua.OPCUAClient.create({
+      applicationName: "edge-agent-cli",
+      endpointMustExist: false,
+      securityMode: policy === "None" ? ua.MessageSecurityMode.None : ua.MessageSecurityMode.SignAndEncrypt,
+      securityPolicy: ua.SecurityPolicy[policy],
+      clientCertificateManager: cm,
+      connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 100 },
+    });
+    track(client);
+    try {
+      await client.connect(opts.url);
+    } catch (err) {
+      const why = describeOpcuaError(err);
+      if (/BadSecurityChecksFailed|BadCertificate/.test(why)) {
+        throw new UserError(
+          `${opts.url}: the server does not trust this client's certificate (${join(cm.rootDir, "own/certs/client_certificate.pem")}) [${why}]; on an edge-agent gateway, move it from <pki>/rejected/ to <pki>/trusted/certs/`,
+          1,
+        );
+      }
+      throw new UserError(`cannot reach ${opts.url}: ${why}`, 1);
+    }
+    return client;
+  };
+  if (opts.security !== "auto") return { client: await open(opts.security), security: opts.security };
+  const client = await open("None");
+  const endpoints = await client.getEndpoints();
+  if (endpoints.some((e) => e.securityMode === ua.MessageSecurityMode.None)) return { client, security: "None" };
+  const best = endpoints
+    .filter((e) => e.securityMode === ua.MessageSecurityMode.SignAndEncrypt)
+    .map((e) => ({ e, policy: POLICIES.find((p) => ua.SecurityPolicy[p] === e.securityPolicyUri) }))
+    .filter((x) => x.policy !== undefined)
+    .sort((a, b) => b.e.securityLevel - a.e.securityLevel)[0];
+  await client.disconnect();
+  if (!best) throw new UserError(`${opts.url}: the server offers no security policy edge-agent speaks (${POLICIES.join(", ")})`, 1);
+  return { client: await open(best.policy!), security: best.policy! };
+}
+
+async function createSession(ua: Opcua, client: OPCUAClient, url: string, flags: BrowseFlags): Promise<ClientSession> {
+  const identity: UserIdentityInfo =
+    flags.username !== undefined && flags.password !== undefined
+      ? { type: ua.UserTokenType.UserName, userName: flags.username, password: flags.password }
+      : { type: ua.UserTokenType.Anonymous };
+  try {
+    return await client.createSession(identity);
+  } catch (err) {
+    const why = describeOpcuaError(err);
+    const hint = flags.username === undefined ? " (try --username and --password)" : "";
+    throw new UserError(`${url}: the server refused the session${flags.username !== undefined ? ` for user '${flags.username}'` : ""}: ${why}${hint}`, 1);
+  }
+}
+
+class Browser {
+  count = 0;
+  truncated = false;
+  private readonly typeNames = new Map<string, string>();
+
+  constructor(
+    private readonly ua: Opcua,
+    private readonly session: ClientSession,
+  ) {}
+
+  async root(nodeId: NodeId, depth: number): Promise<BrowsedNode> {
+    const ua = this.ua;
+    const [cls, bn, dn] = await this.session.read([
+      { nodeId, attributeId: ua.AttributeIds.NodeClass },
+      { nodeId, attributeId: ua.AttributeIds.BrowseName },
+      { nodeId, attributeId: ua.AttributeIds.DisplayName },
+    ]);
+    if (!cls!.statusCode.isGood()) throw new UserError(`no node ${nodeId.toString()} on the server: ${cls!.statusCode.name}`, 1);
+    const node: BrowsedNode = {
+      nodeId: nodeId.toString(),
+      browseName: String(bn!.value.value),
+      displayName: (dn!.value.value as { text?: string } | null)?.text ?? "",
+      nodeClass: ua.NodeClass[cls!.value.value as number] ?? String(cls!.value.value),
+    };
+    this.count = 1;
+    if (node.nodeClass === "Variable") await this.describeVariables([node]);
+    await this.expand(node, depth);
+    return node;
+  }
+
+  private async expand(node: BrowsedNode, depth: number): Promise<void> {
+    if (depth <= 0) {
+      node.more = (await this.references(node.nodeId)).length > 0 || undefined;
+      if (!node.more) delete node.more;
+      return;
+    }
+    const refs = await this.references(node.nodeId);
+    const children: BrowsedNode[] = [];
+    for (const r of refs) {
+      if (this.count >= MAX_NODES) {
+        this.truncated = true;
+        node.more = true;
+        break;
+      }
+      this.count++;
+      children.push({
+        nodeId: r.nodeId.toString(),
+        browseName: r.browseName.toString(),
+        displayName: r.displayName.text ?? "",
+        nodeClass: this.ua.NodeClass[r.nodeClass] ?? String(r.nodeClass),
+      });
+    }
+    await this.describeVariables(children.filter((c) => c.nodeClass === "Variable"));
+    node.children = children;
+    for (const c of children) await this.expand(c, depth - 1);
+  }
+
+  /** Forward hierarchical references (Organizes, HasComponent, HasProperty…), all pages. */
+  private async references(nodeId: string): Promise<ReferenceDescription[]> {
+    const ua = this.ua;
+    let result = await this.session.browse({
+      nodeId,
+      referenceTypeId: "HierarchicalReferences",
+      includeSubtypes: true,
+      browseDirection: ua.BrowseDirection.Forward,
+      nodeClassMask: 0,
+      resultMask: 0x3f,
+    });
+    const refs = [...(result.references ?? [])];
+    while (result.continuationPoint && result.continuationPoint.length > 0 && refs.length < MAX_NODES) {
+      result = await this.session.browseNext(result.continuationPoint, false);
+      refs.push(...(result.references ?? []));
+    }
+    return refs;
+  }
+
+  private async describeVariables(vars: BrowsedNode[]): Promise<void> {
+    if (vars.length === 0) return;
+    const ua = this.ua;
+    const values = await this.session.read(vars.flatMap((v) => [
+      { nodeId: v.nodeId, attributeId: ua.AttributeIds.Value },
+      { nodeId: v.nodeId, attributeId: ua.AttributeIds.DataType },
+    ]));
+    for (const [i, v] of vars.entries()) {
+      const value = values[2 * i]!;
+      const type = values[2 * i + 1]!;
+      v.value = plainValue(ua, value.value);
+      if (!value.statusCode.isGood()) v.status = value.statusCode.name;
+      const typeId = type.value.value as NodeId | null;
+      const array = value.value.arrayType !== ua.VariantArrayType.Scalar ? "[]" : "";
+      if (typeId) v.dataType = `${await this.typeName(typeId)}${array}`;
+    }
+  }
+
+  private async typeName(id: NodeId): Promise<string> {
+    const key = id.toString();
+    let name = this.typeNames.get(key);
+    if (name === undefined) {
+      const dv = await this.session.read({ nodeId: id, attributeId: this.ua.AttributeIds.BrowseName });
+      name = dv.statusCode.isGood() ? String((dv.value.value as { name?: string }).name ?? key) : key;
+      this.typeNames.set(key, name);
+    }
+    return name;
+  }
+}
+
+export async function opcuaBrowse(url: string, flags: BrowseFlags): Promise<BrowseOutput> {
+  const opts = parseOptions(url, flags);
+  const ua = await loadOpcua(null);
+  const nodeId = resolveNode(ua, flags.node);
+  const clients: OPCUAClient[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const work = (async () => {
+    const { client, security } = await connect(ua, opts, (c) => clients.push(c));
+    const session = await createSession(ua, client, opts.url, flags);
+    try {
+      const browser = new Browser(ua, session);
+      const root = await browser.root(nodeId, opts.depth);
+      return { url: opts.url, security, root, nodes: browser.count, truncated: browser.truncated };
+    } finally {
+      await session.close().catch(() => undefined);
+    }
+  })();
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UserError(`${opts.url}: no answer within ${opts.timeout / 1000} s`, 1)), opts.timeout);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`${opts.url}: ${describeOpcuaError(err)}`, 1);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+    for (const c of clients) await c.disconnect().catch(() => undefined);
+  }
+}
+
+/** Values in the tree stay on one line. */
+const MAX_SHOWN = 120;
+
+function shown(value: unknown): string {
+  if (value === null || value === undefined) return "(null)";
+  const text = JSON.stringify(value);
+  return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}…` : text;
+}
+
+function line(n: BrowsedNode): string {
+  const variable = n.nodeClass === "Variable" ? `  ${n.dataType ?? "?"} = ${shown(n.value)}` : "";
+  return `${n.browseName}  ${n.nodeClass}  ${n.nodeId}${variable}${n.status ? `  [${n.status}]` : ""}${n.more ? "  …" : ""}`;
+}
+
+export function formatTree(out: BrowseOutput): string {
+  const lines = [`${out.url} (security ${out.security})`, line(out.root)];
+  const walk = (n: BrowsedNode, indent: string) => {
+    const children = n.children ?? [];
+    children.forEach((c, i) => {
+      const last = i === children.length - 1;
+      lines.push(`${indent}${last ? "└─ " : "├─ "}${line(c)}`);
+      walk(c, `${indent}${last ? "   " : "│  "}`);
+    });
+  };
+  walk(out.root, "");
+  if (out.truncated) lines.push(`(stopped after ${out.nodes} nodes: browse a deeper node with --node)`);
+  return lines.join("\n");
+}
+
+export function registerOpcua(program: Command): void {
+  const opcua = program
+    .command("opcua")
+    .description("check an OPC UA server: a PLC, a BMS, or this gateway's own")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  edge-agent opcua browse opc.tcp://192.168.1.50:4840              the Objects folder, two levels
+  edge-agent opcua browse opc.tcp://plc-1:4840 --node "ns=2;s=Line1" --depth 1
+  edge-agent opcua browse opc.tcp://127.0.0.1:4840 --username ops --password '…'
+
+A server that refuses this tool's certificate keeps it in its rejected certificates; on an
+edge-agent gateway, move it from <pki>/rejected/ to <pki>/trusted/certs/.`,
+    );
+
+  opcua
+    .command("browse")
+    .description("print the node tree under a node, with values and data types of the variables")
+    .argument("<url>", "endpoint, e.g. opc.tcp://192.168.1.50:4840")
+    .option("--node <id>", "where to start (default: the Objects folder, i=85)")
+    .option("--depth <n>", "levels below the start node, 0–10", "2")
+    .option("--username <name>", "log in as this user (default: anonymous)")
+    .option("--password <password>", "the user's password")
+    .option("--security <policy>", `auto (None if offered, else the best policy), ${POLICIES.join(", ")}`, "auto")
+    .option("--pki <dir>", "this tool's certificate and trusted servers", defaultCliPki())
+    .option("--timeout <duration>", "give up after this long", "10s")
+    .option("--json", "print as JSON")
+    .action(async (url: string, flags: BrowseFlags) => {
+      const out = await opcuaBrowse(url, flags);
+      if (flags.json) printJson(out);
+      else process.stdout.write(`${formatTree(out)}\n`);
+    });
+}
