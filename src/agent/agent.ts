@@ -132,6 +132,17 @@ export class Agent {
       this.log.info(`embedded MQTT broker on ${url} (watch it: edge-agent tail --broker ${url})`);
     }
 
+    await this.simulators.start();
+    for (const [name, a] of this.simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
+    if (!this.givenSources) this.sources = createSources(cfg, { log: this.log, simulators: this.simulators.addresses });
+    // Streetlights and chargers: commanded, and fed every tick's readings like processors. They
+    // exist before the uplink subscribes, so no early command finds its target missing.
+    const control = { sources: this.sources, log: this.log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
+    for (const l of cfg.streetlights) this.controllers.push(createStreetlight(l, control));
+    for (const c of cfg.chargers) this.controllers.push(createCharger(c, control));
+    this.actuators.push(...this.controllers);
+    this.processors.push(...this.controllers);
+
     const outbox = this.outbox;
     this.router = new CommandRouter(
       this.actuators,
@@ -179,16 +190,6 @@ export class Agent {
       }
     }
 
-    await this.simulators.start();
-    for (const [name, a] of this.simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
-    if (!this.givenSources) this.sources = createSources(cfg, { log: this.log, simulators: this.simulators.addresses });
-    // Streetlights and chargers: commanded, and fed every tick's readings like processors.
-    const control = { sources: this.sources, log: this.log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
-    for (const l of cfg.streetlights) this.controllers.push(createStreetlight(l, control));
-    for (const c of cfg.chargers) this.controllers.push(createCharger(c, control));
-    this.actuators.push(...this.controllers);
-    this.processors.push(...this.controllers);
-    for (const c of this.controllers) this.router.register(c);
 
     for (const source of this.sources) {
       this.sourceStats.set(source.name, { errors: 0, lastError: null });
