@@ -40,6 +40,7 @@ export function registerControl(program: Command): void {
   const light = program.command("light").description("switch a streetlight by hand (the override expires), or give it back to its schedule");
   light
     .command("set")
+    .description("switch a streetlight on or off by hand until --for runs out (then its schedule decides again)")
     .argument("<name>", "the streetlight, as named in the config")
     .option("--on", "switch on")
     .option("--off", "switch off")
@@ -64,6 +65,7 @@ export function registerControl(program: Command): void {
   const charger = program.command("charger").description("start or stop a charging session by hand (the point's limits apply)");
   charger
     .command("start")
+    .description("start a charging session (ends by itself at the point's limits or yours)")
     .argument("<name>", "the charging point, as named in the config")
     .option("--max-kwh <kwh>", "end the session after this much energy")
     .option("--max-minutes <minutes>", "end the session after this long")
@@ -77,6 +79,7 @@ export function registerControl(program: Command): void {
     });
   charger
     .command("stop")
+    .description("end the charging session now")
     .argument("<name>", "the charging point")
     .requiredOption("-c, --config <file>", "the agent's configuration file")
     .option("--json", "print the result as JSON")
