@@ -16,15 +16,10 @@ import {
   type SimListener,
 } from "../buses/modbus/sim/simulator.js";
 import { UserError } from "../model/errors.js";
+import type { TargetFlags } from "./modbus-target.js";
 
-export interface SimulateModbusFlags {
-  tcp?: string;
-  rtuOverTcp?: string;
-  rtu?: string;
-  baud?: string;
-  parity?: string;
-  dataBits?: string;
-  stopBits?: string;
+/** The same connection flags as the technician's modbus commands, plus the simulator's own. */
+export interface SimulateModbusFlags extends Omit<TargetFlags, "timeout"> {
   unit: string[];
   fault: string[];
   freeze?: boolean;
