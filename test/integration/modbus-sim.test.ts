@@ -7,13 +7,13 @@ import { Command } from "commander";
 import ModbusSerial from "modbus-serial";
 import { afterEach, describe, expect, it } from "vitest";
 import { decodePoint } from "../../drivers/modbus/codec.js";
-import { getProfile } from "../../drivers/modbus/registry.js";
-import { registerCount, type ModbusPoint, type ModbusProfile, type Table } from "../../drivers/modbus/types.js";
+import { registerCount, type ModbusPoint } from "../../drivers/modbus/types.js";
 import { fromHex, mbapFrame, rtuFrame, toHex } from "../../src/buses/modbus/frames.js";
 import { SimDevice, type PointValue } from "../../src/buses/modbus/sim/device.js";
 import { ModbusSimulator, type SimListener } from "../../src/buses/modbus/sim/simulator.js";
 import { registerSimulate, type RunningSimulation } from "../../src/cli/simulate.js";
 import { UserError } from "../../src/model/errors.js";
+import { pointAt, profile } from "../helpers/modbus.js";
 
 // CommonJS that sets `module.exports.default = module.exports`: under NodeNext the client class
 // is the namespace's `default`.
@@ -28,17 +28,7 @@ afterEach(async () => {
 const HOST = "127.0.0.1";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function profile(id: string): ModbusProfile {
-  const p = getProfile(id);
-  if (!p) throw new Error(`profile ${id} missing from the registry`);
-  return p;
-}
 
-function pointAt(p: ModbusProfile, table: Table, address: number): ModbusPoint {
-  const point = p.points.find((x) => x.table === table && x.address === address);
-  if (!point) throw new Error(`${p.id} has no ${table} point at 0x${address.toString(16)}`);
-  return point;
-}
 
 /** A simulator whose devices move only when the test ticks them. */
 function simulator(units: Record<number, string>, opts: { freeze?: boolean } = {}): ModbusSimulator {

@@ -2,8 +2,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { getProfile } from "../../drivers/modbus/registry.js";
-import type { ModbusPoint, ModbusProfile, Table } from "../../drivers/modbus/types.js";
+import type { ModbusPoint } from "../../drivers/modbus/types.js";
 import {
   crc16,
   crcOk,
@@ -16,6 +15,7 @@ import {
   type RtuRequest,
 } from "../../src/buses/modbus/frames.js";
 import { SimDevice, type SimWrite } from "../../src/buses/modbus/sim/device.js";
+import { pointAt, profile } from "../helpers/modbus.js";
 
 // The golden frames of ../shared/reference, copied into test/fixtures (fixtures.test.ts checks the copy).
 const VECTORS = fileURLToPath(new URL("../fixtures/vectors.json", import.meta.url));
@@ -35,18 +35,7 @@ const COIL_WRITE = vector(/write coil/);
 const EXCEPTION = vector(/^exception reply/);
 const FC16_WRITE = vector(/write holding 0x001C/);
 
-function profile(id: string): ModbusProfile {
-  const p = getProfile(id);
-  if (!p) throw new Error(`profile ${id} missing from the registry`);
-  return p;
-}
 
-/** Point names belong to the profiles' author: find points by where they live instead. */
-function pointAt(p: ModbusProfile, table: Table, address: number): ModbusPoint {
-  const point = p.points.find((x) => x.table === table && x.address === address);
-  if (!point) throw new Error(`${p.id} has no ${table} point at 0x${address.toString(16)}`);
-  return point;
-}
 
 /** What a slave puts on the line for a request frame. */
 function answer(device: SimDevice, request: Buffer): Buffer {
