@@ -21,7 +21,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
-import { getProfile } from "../drivers/modbus/registry.js";
+import { devicePoints, getProfile } from "../drivers/modbus/registry.js";
 import { Agent } from "../src/agent/agent.js";
 import { rtuFrame } from "../src/buses/modbus/frames.js";
 import { ModbusLine } from "../src/buses/modbus/line.js";
@@ -32,7 +32,7 @@ import { validateConfig } from "../src/config/load.js";
 import type { ModbusSourceConfig } from "../src/config/schema.js";
 import { silentLogger } from "../src/ops/logger.js";
 import { naiveRequestCount } from "../src/sources/modbus/planner.js";
-import { createModbusDevices, pointsOfDevice } from "../src/sources/modbus/source.js";
+import { createModbusDevices } from "../src/sources/modbus/source.js";
 import { fmt, median } from "./bench-util.js";
 
 const { values } = parseArgs({
@@ -242,7 +242,7 @@ async function benchPoll(meters: number, seconds: number, lines: number): Promis
     const pct = (us: number) => ((us / 1000 / wallMs) * 100).toFixed(1);
     const pollRate = (polls() - start.polls) / meters / (wallMs / 1000);
     const planned = devices.reduce((n, d) => n + d.health().requestsPerPoll, 0);
-    const naive = srcs.flatMap((s) => s.devices).reduce((n, d) => n + naiveRequestCount(pointsOfDevice(d)), 0);
+    const naive = srcs.flatMap((s) => s.devices).reduce((n, d) => n + naiveRequestCount(devicePoints(d)), 0);
     const profilePoints = POINTS > 0 ? POINTS : getProfile("sdm630")!.points.length;
     const reqRate = (requests() - start.requests) / (wallMs / 1000);
     const skipped = overruns() - start.overruns;

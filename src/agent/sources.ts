@@ -3,7 +3,8 @@ import type { Config } from "../config/schema.js";
 import type { Logger } from "../ops/logger.js";
 import { createGpioSource } from "../sources/gpio/source.js";
 import { createI2cSource } from "../sources/i2c/source.js";
-import { createModbusDevices, pointsOfDevice } from "../sources/modbus/source.js";
+import { devicePoints } from "../../drivers/modbus/registry.js";
+import { createModbusDevices } from "../sources/modbus/source.js";
 import { OpcuaSource } from "../sources/opcua.js";
 import { SimulatedSource } from "../sources/simulated.js";
 import type { Source } from "../sources/source.js";
@@ -43,7 +44,7 @@ export function unitsOf(config: Config): Map<string, string> {
     if (src.type === "simulated") {
       for (const p of src.points) if (p.unit) units.set(`${src.name}/${p.name}`, p.unit);
     } else if (src.type === "modbus") {
-      for (const dev of src.devices) for (const p of pointsOfDevice(dev)) if (p.unit) units.set(`${dev.name}/${p.name}`, p.unit);
+      for (const dev of src.devices) for (const p of devicePoints(dev)) if (p.unit) units.set(`${dev.name}/${p.name}`, p.unit);
     } else if (src.type === "opcua") {
       for (const n of src.nodes) if (n.unit) units.set(`${src.name}/${n.name}`, n.unit);
     }

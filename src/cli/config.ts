@@ -5,7 +5,7 @@ import { z } from "zod";
 import { checkConfigFile } from "../config/load.js";
 import { type Config, configSchema, i2cSensorPoints } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
-import { pointsOfDevice } from "../sources/modbus/source.js";
+import { devicePoints } from "../../drivers/modbus/registry.js";
 import { printJson } from "./output.js";
 
 /** The JSON Schema editors use to complete and check configs (configs/edge-agent.schema.json). */
@@ -64,7 +64,7 @@ export function summarizeSources(cfg: Config): string {
     else if (s.type === "opcua") points += s.nodes.length;
     else {
       devices += s.devices.length;
-      points += s.devices.reduce((n, d) => n + pointsOfDevice(d).length, 0);
+      points += s.devices.reduce((n, d) => n + devicePoints(d).length, 0);
     }
   }
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;

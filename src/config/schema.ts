@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { checkAddress, checkDriver, getDriver, knownDrivers, sensorQuantities } from "../../drivers/i2c/registry.js";
 import { pointName, QUANTITIES } from "../../drivers/i2c/types.js";
-import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
+import { devicePoints, getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
 import { formatPath } from "./path.js";
 import { duration, size } from "./units.js";
@@ -449,7 +449,7 @@ export const configSchema = z
         units.set(dev.unit, dev.name);
         const issue = checkModbusDevice(dev);
         if (issue) ctx.addIssue({ code: "custom", path: [...at, issue.key], message: issue.message });
-        uniquePoints([...profilePointNames(dev), ...dev.points], dev.name, [...at, "points"]);
+        uniquePoints(devicePoints(dev), dev.name, [...at, "points"]);
       });
     });
     cfg.simulators.forEach((sim, i) =>
@@ -471,13 +471,12 @@ export const configSchema = z
 function checkActuators(cfg: z.output<typeof configSchema>, claim: (prefix: string, path: (string | number)[]) => void, report: Report): void {
   const devices = new Map<string, z.output<typeof modbusDevice>>();
   for (const src of cfg.sources) if (src.type === "modbus") for (const d of src.devices) devices.set(d.name, d);
-  // What the agent polls of a device: its profile's points (or the `only` ones) and its own.
-  const pointsOf = (d: z.output<typeof modbusDevice>) => [...(d.profile ? (getProfile(d.profile)?.points ?? []) : []).filter((p) => !d.only || d.only.includes(p.name)), ...d.points];
   const checkRelay = (relay: RelayConfig, at: (string | number)[]) => {
     if (!("modbus" in relay)) return;
     const d = devices.get(relay.modbus.device);
     if (!d) return report([...at, "relay", "modbus", "device"], `no Modbus device named '${relay.modbus.device}' under sources:`);
-    const point = [...(d.profile ? (getProfile(d.profile)?.points ?? []) : []), ...d.points].find((p) => p.name === relay.modbus.point);
+    // The device writes only points it knows (its `only` list, when it has one).
+    const point = devicePoints(d).find((p) => p.name === relay.modbus.point);
     if (!point) return report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}' has no point '${relay.modbus.point}'`);
     if (point.table !== "coil" || !point.writable) report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}.${point.name}' is not a writable coil`);
   };
@@ -499,7 +498,7 @@ function checkActuators(cfg: z.output<typeof configSchema>, claim: (prefix: stri
     checkRelay(c.relay, at);
     const meter = devices.get(c.meter);
     if (!meter) return report([...at, "meter"], `no Modbus device named '${c.meter}' under sources:`);
-    const names = new Set(pointsOf(meter).map((p) => p.name));
+    const names = new Set(devicePoints(meter).map((p) => p.name));
     for (const key of ["power_point", "energy_point"] as const) {
       if (!names.has(c[key])) report([...at, key], `'${c.meter}' does not read a point '${c[key]}'`);
     }
@@ -534,12 +533,6 @@ function checkOpcuaServer(cfg: z.output<typeof configSchema>, report: Report): v
 
 function unknownProfile(id: string): string {
   return `unknown profile '${id}'; built in: ${profileIds().join(", ")}`;
-}
-
-function profilePointNames(dev: { profile?: string | undefined; only?: string[] | undefined }): { name: string }[] {
-  const profile = dev.profile ? getProfile(dev.profile) : undefined;
-  if (!profile) return [];
-  return profile.points.filter((p) => !dev.only || dev.only.includes(p.name));
 }
 
 function checkModbusDevice(dev: z.output<typeof modbusDevice>): { key: string; message: string } | null {
@@ -618,7 +611,7 @@ function sourcePointIds(cfg: z.output<typeof configSchema>): Set<string> {
         break;
       case "modbus":
         for (const dev of src.devices) {
-          for (const p of [...profilePointNames(dev), ...dev.points]) ids.add(`${dev.name}/${p.name}`);
+          for (const p of devicePoints(dev)) ids.add(`${dev.name}/${p.name}`);
           ids.add(`${dev.name}/online`);
         }
         break;

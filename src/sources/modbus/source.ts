@@ -2,21 +2,13 @@
  * Builds the devices of a `type: modbus` source: one ModbusLine per physical line (shared by
  * every device on it), one ModbusDevice per device, each polled at its own interval.
  */
-import { getProfile } from "../../../drivers/modbus/registry.js";
-import type { ModbusPoint } from "../../../drivers/modbus/types.js";
+import { devicePoints, getProfile } from "../../../drivers/modbus/registry.js";
 import type { ModbusDeviceConfig, ModbusSourceConfig } from "../../config/schema.js";
 import { interFrameMs, ModbusSerialLink, type ModbusTransport } from "../../buses/modbus/link.js";
 import { ModbusLine } from "../../buses/modbus/line.js";
 import type { Logger } from "../../ops/logger.js";
 import { ModbusDevice } from "./device.js";
 import { PROTOCOL_LIMITS } from "./planner.js";
-
-/** The points a device config reads: its profile's (or the `only` subset) plus its own. */
-export function pointsOfDevice(dev: Pick<ModbusDeviceConfig, "profile" | "only" | "points">): ModbusPoint[] {
-  const profile = dev.profile ? getProfile(dev.profile) : undefined;
-  const fromProfile = (profile?.points ?? []).filter((p) => !dev.only || dev.only.includes(p.name));
-  return [...fromProfile, ...dev.points];
-}
 
 export function transportOf(src: ModbusSourceConfig, simulators: ReadonlyMap<string, { host: string; port: number }>): ModbusTransport {
   if (src.rtu) {
@@ -43,7 +35,7 @@ export function createModbusDevices(
         {
           name: dev.name,
           unit: dev.unit,
-          points: pointsOfDevice(dev),
+          points: devicePoints(dev),
           interval: dev.interval ?? src.interval,
           timeout: dev.timeout ?? src.timeout,
           retries: dev.retries ?? src.retries,
