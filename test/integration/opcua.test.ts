@@ -25,12 +25,11 @@ import {
   type UserIdentityInfo,
 } from "node-opcua";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { z } from "zod";
 import { Agent } from "../../src/agent/agent.js";
 import { formatTree, opcuaBrowse } from "../../src/cli/opcua.js";
 import { validateConfig } from "../../src/config/load.js";
 import type { OpcuaSourceConfig } from "../../src/config/schema.js";
-import { type Actuator, type CommandResult, CommandRouter } from "../../src/control/commands.js";
+import { type CommandResult, CommandRouter } from "../../src/control/commands.js";
 import { UserError } from "../../src/model/errors.js";
 import type { Reading } from "../../src/model/reading.js";
 import { createLogger, silentLogger } from "../../src/ops/logger.js";
@@ -38,6 +37,7 @@ import { loadOpcua } from "../../src/opcua/load.js";
 import { OpcuaServerPart } from "../../src/opcua/server.js";
 import { OpcuaSource } from "../../src/sources/opcua.js";
 import { testConfig } from "../helpers/config.js";
+import { FakeLight } from "../helpers/fake-light.js";
 
 // node-opcua (imported above for the test's own clients and PLC) prints W27 a moment after it
 // loads; routing its messages now keeps the test output clean, as the agent's is.
@@ -81,33 +81,12 @@ function capturedLogger() {
   return { log: createLogger({ level: "debug", pretty: false, destination }), lines };
 }
 
-class FakeLamp implements Actuator {
-  readonly kind = "streetlight";
-  readonly name = "lamp-1";
-  readonly executed: Array<{ action: string; args: unknown }> = [];
-  on = false;
-  fail = false;
-  readonly actions = {
-    set: z.strictObject({ on: z.boolean(), duration_s: z.int().min(60).max(86_400).default(3600) }),
-    auto: z.strictObject({}),
-  };
-  async execute(action: string, args: unknown) {
-    this.executed.push({ action, args });
-    if (this.fail) throw new Error("coil write not confirmed by read-back");
-    if (action === "set") this.on = (args as { on: boolean }).on;
-    return this.state();
-  }
-  state() {
-    return { on: this.on };
-  }
-}
-
 function serverConfig(server: Record<string, unknown>) {
   return testConfig({ uplink: { url: "mqtt://127.0.0.1:1" }, opcua: { server: { port: 0, ...server } } }).opcua!.server!;
 }
 
 async function startPart(server: Record<string, unknown>, pkiDir: string, log = silentLogger()) {
-  const lamp = new FakeLamp();
+  const lamp = new FakeLight("lamp-1");
   const results: CommandResult[] = [];
   const router = new CommandRouter([lamp], { recall: () => undefined, record: (r) => results.push(r) }, silentLogger());
   const part = new OpcuaServerPart({

@@ -1,29 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { z } from "zod";
-import { type Actuator, type CommandResult, CommandRouter, MAX_COMMAND_BYTES } from "../../src/control/commands.js";
+import { type CommandResult, CommandRouter, MAX_COMMAND_BYTES } from "../../src/control/commands.js";
 import { silentLogger } from "../../src/ops/logger.js";
-
-class FakeLight implements Actuator {
-  readonly kind = "streetlight";
-  executed: Array<{ action: string; args: unknown }> = [];
-  on = false;
-  fail = false;
-  readonly actions = {
-    set: z.strictObject({ on: z.boolean(), level: z.int().min(0).max(100).optional(), duration_s: z.int().min(60).max(86_400).default(3600) }),
-    auto: z.strictObject({}),
-  };
-  constructor(readonly name: string) {}
-  async execute(action: string, args: unknown) {
-    this.executed.push({ action, args });
-    if (this.fail) throw new Error("coil write not confirmed by read-back");
-    if (action === "set") this.on = (args as { on: boolean }).on;
-    return this.state();
-  }
-  state() {
-    return { on: this.on };
-  }
-}
+import { FakeLight } from "../helpers/fake-light.js";
 
 function rig(now = () => 1_000_000) {
   const light = new FakeLight("street-3");
