@@ -366,18 +366,27 @@ export class Uplink {
 
   /** Sends one message of live rows if there are enough, or they waited long enough. */
   private sendLive(client: MqttClient, c: Channel, max: number): boolean {
-    const live = c.store.readAfter(c.liveCursor, max);
-    if (live.length === 0) {
+    // Decide from the sequence numbers; read the rows only to send them (the pump runs on every
+    // stored tick and every PUBACK, for every stream).
+    const pending = c.store.lastSeq - c.liveCursor;
+    if (pending <= 0) {
       c.liveSince = null;
       return false;
     }
     const waited = this.now() - (c.liveSince ?? this.now());
-    if (live.length >= max || waited >= c.linger || this.stopping) {
-      this.send(client, c, live, "live");
-      return true;
+    if (pending < max && waited < c.linger && !this.stopping) {
+      this.armLinger(c.linger - waited);
+      return false;
     }
-    this.armLinger(c.linger - waited);
-    return false;
+    const live = c.store.readAfter(c.liveCursor, max);
+    if (live.length === 0) {
+      // Dropped by the quota before they could be sent.
+      c.liveCursor = c.store.lastSeq;
+      c.liveSince = null;
+      return false;
+    }
+    this.send(client, c, live, "live");
+    return true;
   }
 
   /** Sends one backlog message if the channel's budget allows; false when nothing was sent. */
