@@ -121,7 +121,9 @@ export class Charger implements Actuator, Processor {
 
   /** Every tick's readings: the meter's figures, and the limits checked against them. */
   process(readings: readonly Reading[], now: number): ProcessorOutput {
+    let metered = false;
     for (const r of readings) {
+      if (r.point === this.opts.onlinePoint || r.point === this.opts.powerPoint || r.point === this.opts.energyPoint) metered = true;
       if (r.point === this.opts.onlinePoint) this.meterOnline = r.value === true;
       else if (r.point === this.opts.powerPoint) {
         if (r.quality === "good" && typeof r.value === "number") {
@@ -133,7 +135,8 @@ export class Charger implements Actuator, Processor {
       }
     }
     this.check(now);
-    return this.drain(this.figures(now));
+    // The point's figures go with its meter's poll, not with every other source's.
+    return this.drain(metered ? this.figures(now) : []);
   }
 
   /** Every second: the duration limit and a silent meter need no reading to be noticed. */

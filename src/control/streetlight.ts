@@ -8,10 +8,13 @@
 import { z } from "zod";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
-import type { Processor, ProcessorOutput } from "../processors/processor.js";
+import { NOTHING, type Processor, type ProcessorOutput } from "../processors/processor.js";
 import type { Actuator } from "./commands.js";
 import type { Relay } from "./relay.js";
 import { boostUntil, desiredState, type LightState, type StreetlightScheduleConfig } from "./streetlight-schedule.js";
+
+/** The lamp's figures are published when they change, and at least this often. */
+const FIGURES_EVERY_MS = 60_000;
 
 export interface StreetlightOptions {
   name: string;
@@ -37,6 +40,8 @@ export class Streetlight implements Actuator, Processor {
   private applying = false;
   private wanted: LightState | null = null;
   private fault: string | null = null;
+  private lastFigures = "";
+  private lastFiguresAt = 0;
 
   constructor(
     private readonly opts: StreetlightOptions,
@@ -81,6 +86,7 @@ export class Streetlight implements Actuator, Processor {
     return this.state();
   }
 
+  /** Sees every tick's readings: a presence detection may switch the lamp at once. */
   process(readings: readonly Reading[], now: number): ProcessorOutput {
     const p = this.opts.presencePoint;
     if (p) {
@@ -88,10 +94,30 @@ export class Streetlight implements Actuator, Processor {
         if (r.point === p && r.value === true && r.quality === "good") this.presenceUntil = boostUntil(this.opts.schedule, r.ts);
       }
     }
-    return this.tick(now);
+    this.reconcile(now);
+    return NOTHING;
   }
 
+  /** Every second: expiry and schedule; the lamp's figures when they change, and once a minute. */
   tick(now: number): ProcessorOutput {
+    const w = this.reconcile(now);
+    const mode = this.override ? "override" : "auto";
+    const key = `${String(this.applied)}|${w.level}|${mode}`;
+    if (key === this.lastFigures && now - this.lastFiguresAt < FIGURES_EVERY_MS) return NOTHING;
+    this.lastFigures = key;
+    this.lastFiguresAt = now;
+    return {
+      readings: [
+        { point: `${this.name}/on`, ts: now, value: this.applied, quality: this.applied === null ? "bad" : "good" },
+        { point: `${this.name}/level`, ts: now, value: w.level, quality: "good" },
+        { point: `${this.name}/mode`, ts: now, value: mode, quality: "good" },
+      ],
+      events: [],
+    };
+  }
+
+  /** Ends an expired override and switches the lamp when it is not what the schedule wants. */
+  private reconcile(now: number): LightState {
     if (this.override && now >= this.override.until) {
       this.log.info({ light: this.name }, "override expired: automatic mode");
       this.override = undefined;
@@ -99,14 +125,7 @@ export class Streetlight implements Actuator, Processor {
     const w = this.compute(now);
     const stale = now - this.appliedAt >= this.opts.reassertMs;
     if ((this.applied !== w.on || stale) && !this.applying) void this.apply(now);
-    return {
-      readings: [
-        { point: `${this.name}/on`, ts: now, value: this.applied, quality: this.applied === null ? "bad" : "good" },
-        { point: `${this.name}/level`, ts: now, value: w.level, quality: "good" },
-        { point: `${this.name}/mode`, ts: now, value: this.override ? "override" : "auto", quality: "good" },
-      ],
-      events: [],
-    };
+    return w;
   }
 
   private compute(now: number): LightState {
