@@ -6,6 +6,7 @@
 import { statfsSync } from "node:fs";
 import { cpus, freemem, loadavg, totalmem, uptime as osUptime } from "node:os";
 import type { AgentStatus } from "../agent/agent.js";
+import { deviceFigures } from "./devices.js";
 
 export interface GatewayHealth {
   v: 1;
@@ -48,13 +49,9 @@ export class HealthReporter {
         disk = null;
       }
     }
-    let online = 0;
-    let offline = 0;
-    for (const src of Object.values(status.sources)) {
-      const h = src.health as { online?: boolean } | undefined;
-      if (h?.online === true) online++;
-      else if (h?.online === false) offline++;
-    }
+    const devices = deviceFigures(status);
+    const online = devices.filter((d) => d.up).length;
+    const offline = devices.length - online;
     const o = status.outbox;
     return {
       v: 1,

@@ -10,13 +10,12 @@ import type { AgentStatus } from "../agent/agent.js";
 import type { CommandStatus } from "../control/commands.js";
 import { UserError } from "../model/errors.js";
 import { VERSION } from "../version.js";
+import { type DeviceFigures, deviceFigures, isRecord } from "./devices.js";
 import { listen } from "./listen.js";
 
 const PREFIX = "edge_agent_";
 const COMMAND_STATUSES: readonly CommandStatus[] = ["ok", "error", "rejected"];
 /** Device counters that count work done, not failures; every other counter is an error kind. */
-const NOT_ERRORS = new Set(["polls", "requests", "reads", "ok", "retries", "inits", "waits"]);
-
 export interface MetricsOptions {
   /** Loopback unless the config says otherwise (`metrics.host`). */
   host?: string;
@@ -35,19 +34,6 @@ export interface MetricsAddress {
 }
 
 /** One device as the metrics and /healthz see it: a Modbus meter, an I²C sensor, a GPIO pin. */
-export interface DeviceFigures {
-  device: string;
-  source: string;
-  up: boolean;
-  requests?: number;
-  ok?: number;
-  retries?: number;
-  /** Failed requests by kind (timeout, crc, nack…). */
-  errors: Record<string, number>;
-  lastOkTs?: number;
-  requestsPerPoll?: number;
-  unsupported?: number;
-}
 
 export interface HealthAnswer {
   code: 200 | 503;
@@ -367,63 +353,13 @@ export class MetricsEndpoint {
   }
 }
 
-/**
- * The devices among the sources, from their `health()`: a Modbus device (`online`), each sensor
- * of an I²C source (an array, one per sensor), a GPIO input (`open`). Sources without health
- * (simulators) are not devices.
- */
-export function deviceFigures(status: AgentStatus): DeviceFigures[] {
-  const out: DeviceFigures[] = [];
-  for (const [source, s] of Object.entries(status.sources)) {
-    const h = s.health;
-    if (Array.isArray(h)) {
-      h.forEach((sensor: unknown, i) => {
-        if (!isRecord(sensor)) return;
-        const name = typeof sensor.driver === "string" && typeof sensor.address === "string" ? `${sensor.driver}@${sensor.address}` : String(i);
-        const f = figures(`${source}/${name}`, source, sensor);
-        if (f) out.push(f);
-      });
-    } else if (isRecord(h)) {
-      const f = figures(source, source, h);
-      if (f) out.push(f);
-    }
-  }
-  return out;
-}
-
-function figures(device: string, source: string, h: Record<string, unknown>): DeviceFigures | null {
-  const up = typeof h.online === "boolean" ? h.online : typeof h.open === "boolean" ? h.open : null;
-  if (up === null) return null;
-  const counters: Record<string, number> = {};
-  if (isRecord(h.counters)) {
-    for (const [k, n] of Object.entries(h.counters)) if (typeof n === "number" && Number.isFinite(n)) counters[k] = n;
-  }
-  const errors = Object.fromEntries(Object.entries(counters).filter(([k]) => !NOT_ERRORS.has(k)));
-  return {
-    device,
-    source,
-    up,
-    requests: counters.requests ?? counters.reads,
-    ok: counters.ok,
-    retries: counters.retries,
-    errors,
-    lastOkTs: typeof h.lastOkTs === "number" ? h.lastOkTs : undefined,
-    requestsPerPoll: typeof h.requestsPerPoll === "number" ? h.requestsPerPoll : undefined,
-    unsupported: Array.isArray(h.unsupported) ? h.unsupported.length : undefined,
-  };
-}
-
-function loss(s: AgentStatus): { storeErrors: number; dropped: number } {
-  const d = s.outbox.dropped;
-  return { storeErrors: s.storeErrors, dropped: d.quota_oldest + d.quota_newest + d.max_age };
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
-}
 
 function send(req: IncomingMessage, res: ServerResponse, code: number, type: string, body: string): void {
   res.writeHead(code, { "Content-Type": type, "Content-Length": Buffer.byteLength(body), "Cache-Control": "no-store" });
   res.end(req.method === "HEAD" ? undefined : body);
 }
 
+function loss(s: AgentStatus): { storeErrors: number; dropped: number } {
+  const d = s.outbox.dropped;
+  return { storeErrors: s.storeErrors, dropped: d.quota_oldest + d.quota_newest + d.max_age };
+}
