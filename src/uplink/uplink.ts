@@ -249,6 +249,9 @@ export class Uplink {
       connectTimeout: cfg.connect_timeout,
       reconnectPeriod: 0,
       queueQoSZero: false,
+      // MQTT.js otherwise pre-builds 65,536 two-byte Buffers for packet ids and lengths on its
+      // first write: ~7 MB of heap kept for the life of the process, a tenth of a Pi's budget.
+      writeCache: false,
       will: {
         topic: this.topics.status,
         payload: Buffer.from(this.statusPayload("offline")),
