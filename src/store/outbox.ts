@@ -109,10 +109,14 @@ class Stream implements StreamStore {
     first: Statement;
   };
   private readonly metaKey: string;
+  // Built once: db.transaction() makes a new wrapper (closures and property definitions) per call,
+  // which on a busy gateway is garbage every tick.
+  private readonly insertTx: (readings: readonly Reading[]) => void;
+  private readonly deleteTx: (ranges: ReadonlyArray<readonly [number, number]>) => number;
 
   constructor(
     readonly name: StreamName,
-    private readonly db: Database,
+    db: Database,
     meta: Map<string, number>,
     private readonly codec: PointCodec,
   ) {
@@ -133,6 +137,18 @@ class Stream implements StreamStore {
     const maxSeq = (db.prepare(`SELECT max(seq) FROM ${t}`).pluck().get() as number | null) ?? 0;
     this.seq = Math.max(meta.get(this.metaKey) ?? 0, maxSeq);
     this.rows = db.prepare(`SELECT count(*) FROM ${t}`).pluck().get() as number;
+    this.insertTx = db.transaction((readings: readonly Reading[]) => {
+      for (const r of readings) {
+        const { v, q } = encodeValue(r.value, r.quality);
+        this.stmt.insert.run(++this.seq, this.codec.pointId(r.point), r.ts, v, q);
+      }
+      this.codec.setMeta.run(this.metaKey, this.seq);
+    });
+    this.deleteTx = db.transaction((ranges: ReadonlyArray<readonly [number, number]>) => {
+      let deleted = 0;
+      for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
+      return deleted;
+    });
   }
 
   get lastSeq(): number {
@@ -148,13 +164,7 @@ class Stream implements StreamStore {
     if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
     const before = this.seq;
     try {
-      this.db.transaction(() => {
-        for (const r of readings) {
-          const { v, q } = encodeValue(r.value, r.quality);
-          this.stmt.insert.run(++this.seq, this.codec.pointId(r.point), r.ts, v, q);
-        }
-        this.codec.setMeta.run(this.metaKey, this.seq);
-      })();
+      this.insertTx(readings);
     } catch (err) {
       this.seq = before;
       throw err;
@@ -186,10 +196,7 @@ class Stream implements StreamStore {
   /** Deletes acknowledged ranges (inclusive) in one transaction; returns rows deleted. */
   ack(ranges: ReadonlyArray<readonly [number, number]>): number {
     if (ranges.length === 0) return 0;
-    let deleted = 0;
-    this.db.transaction(() => {
-      for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
-    })();
+    const deleted = this.deleteTx(ranges);
     this.rows -= deleted;
     return deleted;
   }
@@ -212,9 +219,7 @@ class Stream implements StreamStore {
       // Rows are stored roughly in time order: stop at the first chunk with nothing to expire.
       const old = chunk.filter(([, ts]) => ts < cutoff);
       if (old.length === 0) break;
-      this.db.transaction(() => {
-        for (const [seq] of old) total += this.stmt.deleteRange.run(seq, seq).changes;
-      })();
+      total += this.deleteTx(old.map(([seq]) => [seq, seq] as const));
       after = chunk[chunk.length - 1]![0];
     }
     this.rows -= total;
