@@ -6,20 +6,40 @@
 import { Command, CommanderError } from "commander";
 import { UserError } from "../model/errors.js";
 import { VERSION } from "../version.js";
-import { registerBuffer } from "./buffer.js";
-import { registerConfig } from "./config.js";
-import { registerControl } from "./control.js";
-import { registerGpio } from "./gpio.js";
-import { registerI2c } from "./i2c.js";
-import { registerModbus } from "./modbus.js";
-import { registerOpcua } from "./opcua.js";
-import { registerPorts } from "./ports.js";
-import { registerRun } from "./run.js";
-import { registerSimulate } from "./simulate.js";
-import { registerStatus } from "./status.js";
-import { registerTail } from "./tail.js";
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Every top-level command and the module that defines it, in the order `--help` lists them.
+ * Only the module of the command asked for is loaded: `run` (the daemon) then carries none of
+ * the technicians' tools (progress bars, simulators, scanners), and every command starts faster.
+ * Help, `help <cmd>`, no command or a mistyped one load them all (for the list and "did you mean").
+ */
+const COMMANDS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Register> }> = [
+  { names: ["run"], load: async () => (await import("./run.js")).registerRun },
+  { names: ["status"], load: async () => (await import("./status.js")).registerStatus },
+  { names: ["config"], load: async () => (await import("./config.js")).registerConfig },
+  { names: ["buffer"], load: async () => (await import("./buffer.js")).registerBuffer },
+  { names: ["tail"], load: async () => (await import("./tail.js")).registerTail },
+  { names: ["modbus"], load: async () => (await import("./modbus.js")).registerModbus },
+  { names: ["ports"], load: async () => (await import("./ports.js")).registerPorts },
+  { names: ["simulate"], load: async () => (await import("./simulate.js")).registerSimulate },
+  { names: ["light", "charger"], load: async () => (await import("./control.js")).registerControl },
+  { names: ["i2c"], load: async () => (await import("./i2c.js")).registerI2c },
+  { names: ["gpio"], load: async () => (await import("./gpio.js")).registerGpio },
+  { names: ["opcua"], load: async () => (await import("./opcua.js")).registerOpcua },
+];
+
+/** The modules to load for these arguments: the one naming the command, else all. */
+export function commandsFor(args: readonly string[]): typeof COMMANDS {
+  // The program itself takes no option with a value, so the first word is the command.
+  const word = args.find((a) => !a.startsWith("-"));
+  const one = COMMANDS.find((c) => word !== undefined && c.names.includes(word));
+  return one ? [one] : COMMANDS;
+}
+
+/** The program with the commands these arguments need (argv without node and the script). */
+export async function buildProgram(args: readonly string[] = []): Promise<Command> {
   const program = new Command("edge-agent")
     .description("Field gateway agent: reads meters and sensors, keeps every reading in a local outbox, and delivers it over MQTT.")
     .addHelpText(
@@ -36,18 +56,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
     .version(VERSION)
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
-  registerRun(program);
-  registerStatus(program);
-  registerConfig(program);
-  registerBuffer(program);
-  registerTail(program);
-  registerModbus(program);
-  registerPorts(program);
-  registerSimulate(program);
-  registerControl(program);
-  registerI2c(program);
-  registerGpio(program);
-  registerOpcua(program);
+  for (const c of commandsFor(args)) (await c.load())(program);
   const override = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(override);
@@ -58,7 +67,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`,
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram(argv.slice(2))).parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) {
