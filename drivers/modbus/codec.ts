@@ -5,18 +5,26 @@
 import type { DataType, ModbusPoint, WordOrder } from "./types.js";
 import { registerCount } from "./types.js";
 
-/** Puts the registers' bytes in big-endian ABCD… order according to `order`. */
-function toBigEndian(words: readonly number[], order: WordOrder): Buffer {
+/**
+ * Puts the first `count` registers' bytes into `into` in big-endian ABCD… order according to
+ * `order`, and returns it.
+ */
+function toBigEndian(words: readonly number[], count: number, order: WordOrder, into: Buffer): Buffer {
   const swapWords = order === "CDAB" || order === "DCBA";
   const swapBytes = order === "BADC" || order === "DCBA";
-  const seq = swapWords ? [...words].reverse() : words;
-  const buf = Buffer.alloc(seq.length * 2);
-  seq.forEach((w, i) => {
-    if (swapBytes) buf.writeUInt16LE(w & 0xffff, i * 2);
-    else buf.writeUInt16BE(w & 0xffff, i * 2);
-  });
-  return buf;
+  for (let i = 0; i < count; i++) {
+    const w = words[swapWords ? count - 1 - i : i]! & 0xffff;
+    if (swapBytes) into.writeUInt16LE(w, i * 2);
+    else into.writeUInt16BE(w, i * 2);
+  }
+  return into;
 }
+
+/**
+ * Numbers span at most four registers and are decoded synchronously, so they all go through this
+ * one buffer: a gateway decodes hundreds of values a second, each would otherwise be a Buffer.
+ */
+const scratch = Buffer.alloc(8);
 
 /** The inverse of toBigEndian. */
 function fromBigEndian(buf: Buffer, order: WordOrder): number[] {
@@ -58,7 +66,8 @@ function tidy(n: number): number {
 export function decodePoint(p: ModbusPoint, words: readonly number[]): number | boolean | string {
   if (p.table === "coil" || p.table === "discrete") return words[0] === 1;
   if (p.type === "bool") return ((words[0]! >> (p.bit ?? 0)) & 1) === 1;
-  const be = toBigEndian(words.slice(0, registerCount(p)), p.order ?? "ABCD");
+  const n = registerCount(p);
+  const be = toBigEndian(words, n, p.order ?? "ABCD", p.type === "string" ? Buffer.alloc(n * 2) : scratch);
   if (p.type === "string") return be.toString("latin1").replace(/\0+$/, "").trimEnd();
   let raw = rawNumber(p.type, be);
   // A float32 holds about 7 significant digits; the rest of the double is noise (230.2 is
