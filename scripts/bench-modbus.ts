@@ -1,19 +1,22 @@
 /**
  * Modbus benchmarks for the README (timing claims live here, not in tests).
- * Usage: node dist/scripts/bench-modbus.js [--only poll|rtu] [--seconds 30] [--meters 50] [--transactions 500] [--lines 1]
+ * Usage: node dist/scripts/bench-modbus.js [--only poll|rtu] [--seconds 30] [--meters 50] [--points 0]
+ *        [--lines 1] [--node-flags="..."] [--transactions 500]
  *
- * poll: the real agent polls N simulated SDM630 over Modbus TCP on loopback every second; the
- *   simulator runs in a child process (`edge-agent simulate modbus`) so only the agent's CPU is
- *   counted. Prints CPU and RSS of the agent process, polls per device per second and the
- *   planned requests per cycle next to the naive one-request-per-value count. All meters share
- *   one TCP connection (one line, one queue) unless --lines splits them over several.
+ * poll: the real agent (`edge-agent run`, its own process, with the node flags and NODE_OPTIONS of
+ *   systemd/edge-agent.service unless --node-flags replaces them) polls N simulated SDM630 over
+ *   Modbus TCP on loopback every second; the simulator runs in another process (`edge-agent
+ *   simulate modbus`). Prints the agent process's CPU and RSS (median and peak of 1-s samples from
+ *   /proc), polls per device per second (from `status` over the control socket) and the planned
+ *   requests per cycle next to the naive one-request-per-value count. All meters share one TCP
+ *   connection (one line, one queue) unless --lines splits them over several.
  * rtu: software overhead of one RTU transaction (9600 8N1) over a socat pty pair: the agent's
  *   stack (ModbusLine + ModbusSerialLink) against the same request sent as raw bytes through
  *   serialport, to a simulator that answers as fast as it can (in a child process).
  * Needs socat for the rtu part. Every child process and temp dir is removed on exit, error or Ctrl-C.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
 import { devicePoints, getProfile } from "../drivers/modbus/registry.js";
-import { Agent } from "../src/agent/agent.js";
+import { type AgentStatus, controlSocketPath } from "../src/agent/agent.js";
 import { rtuFrame } from "../src/buses/modbus/frames.js";
 import { ModbusLine } from "../src/buses/modbus/line.js";
 import { interFrameMs, ModbusSerialLink, type ModbusTransport } from "../src/buses/modbus/link.js";
@@ -30,9 +33,8 @@ import { SimDevice } from "../src/buses/modbus/sim/device.js";
 import { ModbusSimulator } from "../src/buses/modbus/sim/simulator.js";
 import { validateConfig } from "../src/config/load.js";
 import type { ModbusSourceConfig } from "../src/config/schema.js";
-import { silentLogger } from "../src/ops/logger.js";
+import { askAgent } from "../src/ops/control-socket.js";
 import { naiveRequestCount } from "../src/sources/modbus/planner.js";
-import { createModbusDevices } from "../src/sources/modbus/source.js";
 import { fmt, median } from "./bench-util.js";
 
 const { values } = parseArgs({
@@ -47,6 +49,8 @@ const { values } = parseArgs({
     transactions: { type: "string", default: "500" },
     // Internal: this script started as the RTU peer (a child of itself).
     "peer-rtu": { type: "string" },
+    // Node flags for the agent instead of the systemd unit's (e.g. --node-flags= for none; use the = form).
+    "node-flags": { type: "string" },
     baud: { type: "string", default: "9600" },
   },
 });
@@ -163,104 +167,135 @@ function childCpuSeconds(pid: number | undefined): number | null {
   }
 }
 
+/** VmRSS of another process in bytes, from /proc (Linux); null elsewhere. */
+function childRss(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The node flags and environment the shipped systemd unit gives the agent (its ExecStart
+ * arguments before the script, and NODE_OPTIONS / MALLOC_* from Environment=), so that the
+ * figures are those of the agent as installed.
+ */
+function unitNodeSettings(): { flags: string[]; env: Record<string, string> } {
+  const unit = readFileSync(fileURLToPath(new URL("../../systemd/edge-agent.service", import.meta.url)), "utf8");
+  const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+  const script = exec.findIndex((w) => w.endsWith("/main.js"));
+  const flags = script > 0 ? exec.slice(1, script) : [];
+  const env: Record<string, string> = {};
+  for (const line of unit.matchAll(/^Environment=(.*)$/gm)) {
+    for (const [, k, v] of line[1]!.matchAll(/(\w+)=(\S+)/g)) if (k === "NODE_OPTIONS" || k!.startsWith("MALLOC_")) env[k!] = v!;
+  }
+  return { flags, env };
+}
+
 async function benchPoll(meters: number, seconds: number, lines: number): Promise<void> {
   const units = Array.from({ length: meters }, (_, i) => ["--unit", `${i + 1}=sdm630`]).flat();
   const sim = await spawnJson([MAIN, "simulate", "modbus", "--tcp", "127.0.0.1:0", ...units, "--json"], "edge-agent simulate modbus");
   const dir = tempDir("edge-bench-modbus-");
-  let agent: Agent | null = null;
+  let agent: ChildProcess | null = null;
   try {
     const listener = (sim.info.listeners as Array<{ host: string; port: number }>)[0]!;
     const uplinkPort = await closedPort();
     // Meters 1..N in `lines` contiguous groups, each its own source: its own TCP connection and queue.
     const per = Math.ceil(meters / lines);
     const groups = Array.from({ length: lines }, (_, k) => Array.from({ length: Math.max(0, Math.min(meters, (k + 1) * per) - k * per) }, (_, i) => k * per + i + 1)).filter((g) => g.length > 0);
-    const cfg = validateConfig({
+    const raw = {
       site: "bench",
       gateway: "gw-bench",
       // Nobody listens there: readings are stored in the outbox, never sent.
       uplink: { url: `mqtt://127.0.0.1:${uplinkPort}` },
       store: { path: join(dir, "outbox.db"), quota: "1GB" },
+      log: { level: "warn" },
       sources: groups.map((g, k) => ({
         type: "modbus",
         name: groups.length === 1 ? "meters" : `meters-${k + 1}`,
         tcp: { host: listener.host, port: listener.port },
         devices: g.map((n) => ({ name: `meter-${n}`, unit: n, profile: "sdm630", interval: "1s", ...(POINTS > 0 ? { only: getProfile("sdm630")!.points.slice(0, POINTS).map((p) => p.name) } : {}) })),
       })),
-    });
+    };
+    const cfg = validateConfig(raw);
     if (!cfg.ok) throw new Error(cfg.errors.join("\n"));
     const config = cfg.config;
-    const srcs = config.sources as ModbusSourceConfig[];
-    // The agent keeps its sources private. For a modbus source createSources() returns exactly
-    // createModbusDevices(cfg).devices, so we build those same objects and hand them to the
-    // Agent through AgentOptions.sources: the agent then runs as in production (outbox, uplink,
-    // scheduler, one outbox transaction per poll) and we can still read each device's health().
-    const built = srcs.map((src) => createModbusDevices(src, { log: silentLogger(), simulators: new Map() }));
-    const devices = built.flatMap((b) => b.devices);
-    agent = new Agent(config, { log: silentLogger(), sources: devices });
-    await agent.start();
+    const file = join(dir, "edge-agent.yaml");
+    writeFileSync(file, JSON.stringify(raw, null, 2)); // JSON is YAML
+
+    // The agent as systemd runs it: its own process, the unit's node flags (unless --node-flags).
+    const unit = unitNodeSettings();
+    const flags = values["node-flags"] !== undefined ? values["node-flags"].split(/\s+/).filter(Boolean) : unit.flags;
+    const env = { ...process.env, ...(values["node-flags"] !== undefined ? {} : unit.env) };
+    if (values["node-flags"] !== undefined) delete env.NODE_OPTIONS;
+    const child = track(spawn(process.execPath, [...flags, MAIN, "run", "--config", file], { stdio: ["ignore", "ignore", "pipe"], env }));
+    agent = child;
+    let stderr = "";
+    child.stderr!.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+    const socket = controlSocketPath(config)!;
+    const ask = async () => (await askAgent(socket, { op: "status" }, 5000)) as AgentStatus;
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the agent exited (${child.exitCode}): ${stderr.trim()}`);
+      if (existsSync(socket) && (await ask().then(() => true, () => false))) break;
+      if (Date.now() > deadline) throw new Error(`the agent did not answer on ${socket} within 15 s: ${stderr.trim()}`);
+      await sleep(100);
+    }
 
     // Warm up: the first poll learns where the simulator refuses merged reads (register holes).
     await sleep(3000);
-    const polls = () => devices.reduce((n, d) => n + d.health().counters.polls, 0);
-    const errors = () =>
-      devices.reduce((n, d) => {
-        const c = d.health().counters;
-        return n + c.timeout + c.crc + c.exception + c["wrong-unit"] + c.truncated + c.disconnected + c.other;
-      }, 0);
-    const requests = () => built.reduce((n, b) => n + b.line.stats().requests, 0);
-    const overruns = () => Object.values(agent!.status().sources).reduce((n, s) => n + s.overruns, 0);
-    const start = {
-      cpu: process.cpuUsage(),
-      t: performance.now(),
-      polls: polls(),
-      errors: errors(),
-      overruns: overruns(),
-      requests: requests(),
-      stored: agent.status().stored,
-      simCpu: childCpuSeconds(sim.child.pid),
-    };
+    type Health = { requestsPerPoll?: number; counters?: Record<string, number> };
+    const sum = (st: AgentStatus, f: (h: Health, s: AgentStatus["sources"][string]) => number) =>
+      Object.values(st.sources).reduce((n, src) => n + f((src.health ?? {}) as Health, src), 0);
+    const errorsOf = (h: Health) => ["timeout", "crc", "exception", "wrong-unit", "truncated", "disconnected", "other"].reduce((n, k) => n + (h.counters?.[k] ?? 0), 0);
+    const first = await ask();
+    const start = { cpu: childCpuSeconds(child.pid)!, t: performance.now(), simCpu: childCpuSeconds(sim.child.pid), status: first };
 
-    // CPU in one-second slices too, to show how steady it is on a shared box.
+    // CPU in one-second slices too, to show how steady it is on a shared box; RSS every second.
     const slices: number[] = [];
-    let last = { cpu: process.cpuUsage(), t: performance.now() };
-    let rssMax = process.memoryUsage().rss;
+    const rssSamples: number[] = [];
+    let last = { cpu: start.cpu, t: start.t };
     const sampler = setInterval(() => {
-      const now = { cpu: process.cpuUsage(), t: performance.now() };
-      const d = process.cpuUsage(last.cpu);
-      slices.push(((d.user + d.system) / 1000 / (now.t - last.t)) * 100);
+      const now = { cpu: childCpuSeconds(child.pid) ?? last.cpu, t: performance.now() };
+      slices.push(((now.cpu - last.cpu) * 1000 / (now.t - last.t)) * 100);
       last = now;
-      rssMax = Math.max(rssMax, process.memoryUsage().rss);
+      const rss = childRss(child.pid);
+      if (rss !== null) rssSamples.push(rss);
     }, 1000);
     await sleep(seconds * 1000);
     clearInterval(sampler);
-    const cpu = process.cpuUsage(start.cpu);
-    const wallMs = performance.now() - start.t;
-    const simCpu = childCpuSeconds(sim.child.pid);
-    const rss = process.memoryUsage().rss;
-    rssMax = Math.max(rssMax, rss);
+    const end = { cpu: childCpuSeconds(child.pid)!, t: performance.now(), simCpu: childCpuSeconds(sim.child.pid), status: await ask() };
+    const wallMs = end.t - start.t;
+    const cpuPct = (((end.cpu - start.cpu) * 1000) / wallMs) * 100;
 
-    const pct = (us: number) => ((us / 1000 / wallMs) * 100).toFixed(1);
-    const pollRate = (polls() - start.polls) / meters / (wallMs / 1000);
-    const planned = devices.reduce((n, d) => n + d.health().requestsPerPoll, 0);
-    const naive = srcs.flatMap((s) => s.devices).reduce((n, d) => n + naiveRequestCount(devicePoints(d)), 0);
+    const delta = (f: (h: Health, s: AgentStatus["sources"][string]) => number) => sum(end.status, f) - sum(start.status, f);
+    const pollRate = delta((_h, s) => s.polls) / meters / (wallMs / 1000);
+    const planned = sum(end.status, (h) => h.requestsPerPoll ?? 0);
+    const naive = (config.sources as ModbusSourceConfig[]).flatMap((s) => s.devices).reduce((n, d) => n + naiveRequestCount(devicePoints(d)), 0);
     const profilePoints = POINTS > 0 ? POINTS : getProfile("sdm630")!.points.length;
-    const reqRate = (requests() - start.requests) / (wallMs / 1000);
-    const skipped = overruns() - start.overruns;
-    const status = agent.status();
+    const reqRate = delta((h, s) => s.polls * (h.requestsPerPoll ?? 0)) / (wallMs / 1000);
+    const skipped = delta((_h, s) => s.overruns);
     const mb = (b: number) => (b / 1024 / 1024).toFixed(0);
     const over = groups.length === 1 ? "over TCP" : `over ${groups.length} TCP connections`;
+    const points = meters * profilePoints;
 
-    console.log(`modbus poll: ${meters} SDM630 ${over}, 1 s interval, ${seconds} s: CPU ${pct(cpu.user + cpu.system)} % of one core, RSS ${mb(rss)} MB, ${pollRate.toFixed(2)} polls/s per device`);
     console.log(
-      `  CPU in 1-s slices: median ${median(slices).toFixed(1)} %, p95 ${percentile(slices, 95).toFixed(1)} % (whole run: user ${pct(cpu.user)} %, system ${pct(cpu.system)} %); RSS peak ${mb(rssMax)} MB` +
-        (start.simCpu !== null && simCpu !== null ? `; simulator child (not counted) ${(((simCpu - start.simCpu) * 1000 / wallMs) * 100).toFixed(1)} %` : ""),
+      `modbus poll: ${meters} SDM630 (${fmt(points)} points) ${over}, 1 s interval, ${seconds} s: agent CPU ${cpuPct.toFixed(1)} % of one core, ` +
+        `RSS median ${mb(median(rssSamples))} MB, peak ${mb(Math.max(...rssSamples))} MB; ${pollRate.toFixed(2)} polls/s per device`,
+    );
+    console.log(
+      `  CPU in 1-s slices: median ${median(slices).toFixed(1)} %, p95 ${percentile(slices, 95).toFixed(1)} %` +
+        (start.simCpu !== null && end.simCpu !== null ? `; simulator child (not counted) ${(((end.simCpu - start.simCpu) * 1000) / wallMs * 100).toFixed(1)} %` : ""),
     );
     console.log(
       `requests per cycle: ${fmt(planned)} planned (${(planned / meters).toFixed(planned % meters ? 1 : 0)} per meter) vs ${fmt(naive)} naive (one per value, ${profilePoints} values per SDM630) = ${(naive / planned).toFixed(1)}× fewer`,
     );
     console.log(
-      `  line${groups.length === 1 ? "" : "s"}: ${fmt(reqRate)} requests/s, ${errors() - start.errors} errors, ${skipped} skipped ticks; ` +
-        `${fmt(status.stored - start.stored)} readings stored, ${status.uplink.readingsAcked} sent (the uplink points at a closed loopback port: stored, never sent)`,
+      `  line${groups.length === 1 ? "" : "s"}: ~${fmt(reqRate)} requests/s (polls × planned requests), ${sum(end.status, errorsOf) - sum(start.status, errorsOf)} errors, ${skipped} skipped ticks; ` +
+        `${fmt(end.status.stored - start.status.stored)} readings stored, ${end.status.uplink.readingsAcked} sent (the uplink points at a closed loopback port: stored, never sent)`,
     );
     if (skipped > 0) {
       // A saturated line answers reqRate requests per second, one at a time per connection.
@@ -271,9 +306,13 @@ async function benchPoll(meters: number, seconds: number, lines: number): Promis
           `takes ~${(planned / groups.length / perLine).toFixed(2)} s; try --lines to spread the meters over several connections`,
       );
     }
-    console.log(`  agent: outbox synchronous=${config.store.sync} in a temp dir; simulator in a child process; measured for ${seconds} s after a 3 s warm-up`);
+    const shown = [...Object.entries(env).filter(([k]) => k === "NODE_OPTIONS" || k.startsWith("MALLOC_")).map(([k, v]) => `${k}=${v}`), "node", ...flags].join(" ");
+    console.log(
+      `  agent: \`${shown} main.js run\` (${values["node-flags"] !== undefined ? "--node-flags" : "as in systemd/edge-agent.service"}), Node ${process.versions.node}; ` +
+        `outbox synchronous=${config.store.sync} in a temp dir; simulator in another process; measured for ${seconds} s after a 3 s warm-up`,
+    );
   } finally {
-    await agent?.stop().catch(() => {});
+    if (agent) await stopChild(agent);
     await stopChild(sim.child);
     removeDir(dir);
   }
