@@ -110,9 +110,10 @@ describe("scripts/install.sh", () => {
     expect(first.stdout).toMatch(/done: \d+ changes\n$/);
     expect(readFileSync(npmLog, "utf8")).toBe("npm ci --omit=dev --ignore-scripts --no-audit --no-fund\nnpm rebuild\n");
     expect(readFileSync(join(root, "etc/edge-agent/edge-agent.yaml"), "utf8")).toBe(readFileSync("configs/gateway.example.yaml", "utf8"));
-    expect(readFileSync(join(root, "etc/systemd/system/edge-agent.service"), "utf8")).toContain(
-      `ExecStart=${spawnSync("bash", ["-c", "command -v node"], { encoding: "utf8" }).stdout.trim()} /opt/edge-agent/dist/src/cli/main.js run`,
-    );
+    const node = spawnSync("bash", ["-c", "command -v node"], { encoding: "utf8" }).stdout.trim();
+    const exec = /^ExecStart=(.*)$/m.exec(readFileSync(join(root, "etc/systemd/system/edge-agent.service"), "utf8"))?.[1];
+    const shipped = /^ExecStart=(.*)$/m.exec(readFileSync(UNIT, "utf8"))![1]!;
+    expect(exec).toBe(shipped.replace(/^\/usr\/bin\/node /, `${node} `));
     expect(readFileSync(join(root, "usr/local/bin/edge-agent"), "utf8")).toMatch(/^exec \S+ \/opt\/edge-agent\/dist\/src\/cli\/main\.js "\$@"$/m);
     expect(existsSync(join(root, "var/lib/edge-agent"))).toBe(true);
     const installed = tree(root);
@@ -196,7 +197,14 @@ describe("systemd/edge-agent.service", () => {
   });
 
   it("runs what the install script installs, with its data where the example config puts it", () => {
-    expect(one("ExecStart")).toBe("/usr/bin/node /opt/edge-agent/dist/src/cli/main.js run --config /etc/edge-agent/edge-agent.yaml");
+    expect(one("ExecStart")).toMatch(/^\/usr\/bin\/node (--\S+ )*\/opt\/edge-agent\/dist\/src\/cli\/main\.js run --config \/etc\/edge-agent\/edge-agent\.yaml$/);
+  });
+
+  it("gives node flags that this Node accepts, without a warning (a Node upgrade that drops one fails here)", () => {
+    const flags = one("ExecStart").split(" ").slice(1, -4);
+    expect(flags).toEqual(expect.arrayContaining(["--max-semi-space-size=1", "--no-opt"]));
+    const r = spawnSync(process.execPath, [...flags, "-e", "process.stdout.write('ok')"], { encoding: "utf8" });
+    expect({ code: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 0, stdout: "ok", stderr: "" });
     expect(existsSync("src/cli/main.ts")).toBe(true); // compiled to dist/src/cli/main.js
     const script = readFileSync(INSTALL, "utf8");
     expect(script).toContain("readonly APP_PATH=/opt/$NAME ETC_PATH=/etc/$NAME DATA_PATH=/var/lib/$NAME");
