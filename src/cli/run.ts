@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { Agent } from "../agent/agent.js";
-import { checkConfigFileAside, loadConfigAside } from "../config/load-worker.js";
+import { checkConfigFile, loadConfig } from "../config/load.js";
 import { createLogger, type Logger, type LogLevel } from "../ops/logger.js";
 import { Notifier, Watchdog } from "../ops/systemd.js";
 
@@ -10,7 +10,7 @@ import { Notifier, Watchdog } from "../ops/systemd.js";
  * lost); an invalid one is rejected with its errors and the running agent carries on.
  */
 export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }): Promise<void> {
-  const config = await loadConfigAside(configFile);
+  const config = loadConfig(configFile);
   const log = createLogger({ level: opts.logLevel ?? config.log.level });
   let current = config;
   let agent = new Agent(current, { log });
@@ -34,7 +34,7 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
   let stopping = false;
 
   const reload = async () => {
-    const result = await checkConfigFileAside(configFile);
+    const result = checkConfigFile(configFile);
     if (!result.ok) {
       log.error(`config reload rejected: ${configFile} has ${result.errors.length} error${result.errors.length === 1 ? "" : "s"}; the running config stays`);
       for (const e of result.errors) log.error(`  ${e}`);

@@ -2,13 +2,13 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
+import { UserError } from "../model/errors.js";
 import { formatPath } from "./path.js";
-import { type ConfigResult, configOrThrow } from "./result.js";
 import { type Config, configSchema } from "./schema.js";
 
 export { formatPath };
 
-export type { ConfigResult };
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 
 function describe(issue: z.core.$ZodIssue): string[] {
   if (issue.code === "unrecognized_keys") {
@@ -70,5 +70,10 @@ export function checkConfigFile(file: string): ConfigResult {
 
 /** Loads a config or throws a UserError listing every problem, for commands that need a config. */
 export function loadConfig(file: string): Config {
-  return configOrThrow(file, checkConfigFile(file));
+  const result = checkConfigFile(file);
+  if (!result.ok) {
+    const n = result.errors.length;
+    throw new UserError(`${file}: ${n} error${n === 1 ? "" : "s"}`, 2, result.errors);
+  }
+  return result.config;
 }
