@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -68,7 +68,11 @@ sources:
   - { type: simulated, name: sim, interval: 1s, points: [{ name: a }] }
 `,
     );
-    const agent = spawn(process.execPath, ["--import", writeProbe(dir), CLI, "run", "-c", file], {
+    // With the node flags the systemd unit gives it, as on a gateway.
+    const exec = /^ExecStart=(.*)$/m.exec(readFileSync("systemd/edge-agent.service", "utf8"))![1]!.split(" ");
+    const flags = exec.slice(1, exec.findIndex((w) => w.endsWith("/main.js")));
+    expect(flags).toContain("--no-opt");
+    const agent = spawn(process.execPath, [...flags, "--import", writeProbe(dir), CLI, "run", "-c", file], {
       env: { ...process.env, PROBE_OUT: out },
       stdio: ["ignore", "ignore", "pipe"],
     });
@@ -86,8 +90,7 @@ sources:
       expect(await exited(agent)).toBe(0);
     }
     const loaded = readFileSync(out, "utf8").split("\n").filter(Boolean);
-    const rel = (p: string) => p.replace(/^.*\/dist\//, "dist/").replace(/^.*\/node_modules\//, "node_modules/");
-    const names = [...new Set(loaded.map(rel))];
+    const names = [...new Set(loaded.map((p) => relative(process.cwd(), p)))];
     // The probe works: it saw the agent, the Modbus poller and the SQLite binding.
     expect(names).toContain("dist/src/agent/agent.js");
     expect(names).toContain("dist/src/sources/modbus/device.js");
