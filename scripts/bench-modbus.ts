@@ -37,7 +37,7 @@ import { askAgent } from "../src/ops/control-socket.js";
 import { naiveRequestCount } from "../src/sources/modbus/planner.js";
 import { fmt, median } from "./bench-util.js";
 
-const { values } = parseArgs({
+const OPTIONS = {
   options: {
     only: { type: "string" },
     seconds: { type: "string", default: "30" },
@@ -53,7 +53,18 @@ const { values } = parseArgs({
     "node-flags": { type: "string" },
     baud: { type: "string", default: "9600" },
   },
-});
+} as const;
+
+function parseOptions() {
+  try {
+    return parseArgs(OPTIONS).values;
+  } catch (err) {
+    const first = (err as Error).message.split("\n")[0]!;
+    console.error(`bench-modbus: ${first}${first.includes("node-flags") ? ' (write --node-flags="--flag ...", with the =)' : ""}`);
+    process.exit(2);
+  }
+}
+const values = parseOptions();
 
 const SELF = fileURLToPath(import.meta.url);
 const MAIN = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
