@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
 import { devicePoints, getProfile } from "../drivers/modbus/registry.js";
-import { type AgentStatus, controlSocketPath } from "../src/agent/agent.js";
+import type { AgentStatus } from "../src/agent/agent.js";
 import { rtuFrame } from "../src/buses/modbus/frames.js";
 import { ModbusLine } from "../src/buses/modbus/line.js";
 import { interFrameMs, ModbusSerialLink, type ModbusTransport } from "../src/buses/modbus/link.js";
@@ -33,7 +33,7 @@ import { SimDevice } from "../src/buses/modbus/sim/device.js";
 import { ModbusSimulator } from "../src/buses/modbus/sim/simulator.js";
 import { validateConfig } from "../src/config/load.js";
 import type { ModbusSourceConfig } from "../src/config/schema.js";
-import { askAgent } from "../src/ops/control-socket.js";
+import { askAgent, controlSocketPath } from "../src/ops/control-socket.js";
 import { naiveRequestCount } from "../src/sources/modbus/planner.js";
 import { fmt, median } from "./bench-util.js";
 

@@ -6,14 +6,14 @@ import type { DataType, ModbusPoint, WordOrder } from "./types.js";
 import { registerCount } from "./types.js";
 
 /**
- * Puts the first `count` registers' bytes into `into` in big-endian ABCD… order according to
+ * Puts the bytes of `count` registers from words[at] into `into` in big-endian ABCD… order according to
  * `order`, and returns it.
  */
-function toBigEndian(words: readonly number[], count: number, order: WordOrder, into: Buffer): Buffer {
+function toBigEndian(words: readonly number[], at: number, count: number, order: WordOrder, into: Buffer): Buffer {
   const swapWords = order === "CDAB" || order === "DCBA";
   const swapBytes = order === "BADC" || order === "DCBA";
   for (let i = 0; i < count; i++) {
-    const w = words[swapWords ? count - 1 - i : i]! & 0xffff;
+    const w = words[at + (swapWords ? count - 1 - i : i)]! & 0xffff;
     if (swapBytes) into.writeUInt16LE(w, i * 2);
     else into.writeUInt16BE(w, i * 2);
   }
@@ -60,14 +60,14 @@ function tidy(n: number): number {
 }
 
 /**
- * Decodes a point from its registers (or, for coil/discrete tables, from its bit as 0/1).
- * `words` holds exactly registerCount(point) values.
+ * Decodes a point from its registers (or, for coil/discrete tables, from its bit as 0/1): the
+ * registerCount(point) values from words[at] (a whole read's reply can be passed, no slice needed).
  */
-export function decodePoint(p: ModbusPoint, words: readonly number[]): number | boolean | string {
-  if (p.table === "coil" || p.table === "discrete") return words[0] === 1;
-  if (p.type === "bool") return ((words[0]! >> (p.bit ?? 0)) & 1) === 1;
+export function decodePoint(p: ModbusPoint, words: readonly number[], at = 0): number | boolean | string {
+  if (p.table === "coil" || p.table === "discrete") return words[at] === 1;
+  if (p.type === "bool") return ((words[at]! >> (p.bit ?? 0)) & 1) === 1;
   const n = registerCount(p);
-  const be = toBigEndian(words, n, p.order ?? "ABCD", p.type === "string" ? Buffer.alloc(n * 2) : scratch);
+  const be = toBigEndian(words, at, n, p.order ?? "ABCD", p.type === "string" ? Buffer.alloc(n * 2) : scratch);
   if (p.type === "string") return be.toString("latin1").replace(/\0+$/, "").trimEnd();
   let raw = rawNumber(p.type, be);
   // A float32 holds about 7 significant digits; the rest of the double is noise (230.2 is

@@ -2,7 +2,7 @@
  * Composes the agent from its config: outbox, (embedded broker), uplink, sources on a scheduler.
  * Parts start in that order and stop in reverse; stopping flushes what is buffered.
  */
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import type { Config } from "../config/schema.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
@@ -12,12 +12,13 @@ import { GpioRelay } from "../control/relay.js";
 import type { Streetlight } from "../control/streetlight.js";
 import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
 import { createProcessors } from "../processors/create.js";
-import { ControlSocket } from "../ops/control-socket.js";
+import { ControlSocket, controlSocketPath } from "../ops/control-socket.js";
 import { HealthReporter } from "../ops/health.js";
 import { LiveFeed } from "../ops/live-feed.js";
 import { healthProblems } from "../ops/systemd.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
+import { droppedTotal } from "../store/drops.js";
 import { Outbox, type OutboxStats } from "../store/outbox.js";
 import { EmbeddedBroker } from "../uplink/embedded-broker.js";
 import { Uplink, type UplinkStats } from "../uplink/uplink.js";
@@ -55,10 +56,6 @@ export interface AgentOptions {
   healthGraceMs?: number;
 }
 
-/** Where the control socket lives: next to the outbox, unless the outbox is in memory. */
-export function controlSocketPath(config: Config): string | null {
-  return config.store.path === ":memory:" ? null : join(dirname(config.store.path), "edge-agent.sock");
-}
 
 export class Agent {
   private outbox: Outbox | null = null;
@@ -411,7 +408,7 @@ export class Agent {
   /** `stored 1200 · sent 1180 · pending 20 · broker online` */
   statusLine(): string {
     const s = this.status();
-    const dropped = s.outbox.dropped.quota_oldest + s.outbox.dropped.quota_newest + s.outbox.dropped.max_age;
+    const dropped = droppedTotal(s.outbox.dropped);
     const parts = [
       `stored ${s.stored}`,
       `sent ${s.uplink.readingsAcked}`,

@@ -6,18 +6,14 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import ms from "ms";
-import { controlSocketPath } from "../agent/agent.js";
-import { loadConfig } from "../config/load.js";
 import type { CommandResult } from "../control/commands.js";
 import { UserError } from "../model/errors.js";
-import { askAgent } from "../ops/control-socket.js";
+import { askRunningAgent } from "./agent-socket.js";
 import { printJson } from "./output.js";
 
 export async function sendCommand(configFile: string, target: string, action: string, args: Record<string, unknown>): Promise<CommandResult> {
-  const path = controlSocketPath(loadConfig(configFile));
-  if (!path) throw new UserError("store.path is :memory:, so the agent has no control socket");
   const payload = JSON.stringify({ id: `cli-${randomUUID()}`, action, args });
-  return (await askAgent(path, { op: "command", target, payload })) as CommandResult;
+  return (await askRunningAgent(configFile, { op: "command", target, payload })) as CommandResult;
 }
 
 function report(result: CommandResult, json: boolean | undefined): void {

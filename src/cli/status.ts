@@ -1,15 +1,12 @@
 /** `edge-agent status`: how the running agent is doing, asked over its local control socket. */
 import type { Command } from "commander";
-import { type AgentStatus, controlSocketPath } from "../agent/agent.js";
-import { loadConfig } from "../config/load.js";
-import { UserError } from "../model/errors.js";
-import { askAgent } from "../ops/control-socket.js";
+import type { AgentStatus } from "../agent/agent.js";
+import { droppedTotal } from "../store/drops.js";
+import { askRunningAgent } from "./agent-socket.js";
 import { formatAge, formatBytes, printJson, table } from "./output.js";
 
 export async function agentStatus(configFile: string): Promise<AgentStatus> {
-  const path = controlSocketPath(loadConfig(configFile));
-  if (!path) throw new UserError("store.path is :memory:, so the agent has no control socket");
-  return (await askAgent(path, { op: "status" })) as AgentStatus;
+  return (await askRunningAgent(configFile, { op: "status" })) as AgentStatus;
 }
 
 interface DeviceHealthLike {
@@ -26,7 +23,7 @@ export function printStatus(s: AgentStatus): void {
     ["uplink", `${s.uplink.state} (${s.uplink.broker})${s.uplink.state !== "online" && s.uplink.lastError ? ` — ${s.uplink.lastError}` : ""}`],
     ["sent", `${s.uplink.readingsAcked} readings in ${s.uplink.messagesAcked} messages${s.uplink.backlogRemaining ? ` · backlog ${s.uplink.backlogRemaining}` : ""}`],
     ["outbox", `${o.depth} pending · oldest ${formatAge(o.oldestAgeMs)} · ${formatBytes(o.fileBytes)} of ${formatBytes(o.quota)}`],
-    ["dropped", `${d.quota_oldest + d.quota_newest + d.max_age}${d.quota_oldest + d.quota_newest + d.max_age ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old)` : ""}`],
+    ["dropped", `${droppedTotal(d)}${droppedTotal(d) ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old)` : ""}`],
   ];
   const buses = new Map<string, NonNullable<DeviceHealthLike["bus"]>>();
   for (const src of Object.values(s.sources)) {

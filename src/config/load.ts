@@ -6,7 +6,6 @@ import { UserError } from "../model/errors.js";
 import { formatPath } from "./path.js";
 import { type Config, configSchema } from "./schema.js";
 
-export { formatPath };
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 

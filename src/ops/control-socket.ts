@@ -6,7 +6,8 @@
  */
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+import type { Config } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 
 export type ControlRequest = { op: "status" } | { op: "command"; target: string; payload: string };
@@ -14,6 +15,11 @@ export type ControlRequest = { op: "status" } | { op: "command"; target: string;
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 const MAX_LINE = 64 * 1024;
+
+/** Where the control socket lives: next to the outbox, unless the outbox is in memory. */
+export function controlSocketPath(config: Pick<Config, "store">): string | null {
+  return config.store.path === ":memory:" ? null : join(dirname(config.store.path), "edge-agent.sock");
+}
 
 export class ControlSocket {
   private server: Server | null = null;

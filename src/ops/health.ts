@@ -6,6 +6,7 @@
 import { statfsSync } from "node:fs";
 import { cpus, freemem, loadavg, totalmem, uptime as osUptime } from "node:os";
 import type { AgentStatus } from "../agent/agent.js";
+import { droppedTotal } from "../store/drops.js";
 import { deviceFigures } from "./devices.js";
 
 export interface GatewayHealth {
@@ -68,7 +69,7 @@ export class HealthReporter {
         oldest_age_s: o.oldestAgeMs === null ? null : Math.round(o.oldestAgeMs / 1000),
         bytes: o.fileBytes,
         quota_bytes: o.quota,
-        dropped: o.dropped.quota_oldest + o.dropped.quota_newest + o.dropped.max_age,
+        dropped: droppedTotal(o.dropped),
         events_pending: o.streams.events.depth,
         results_pending: o.streams.results.depth,
       },

@@ -9,6 +9,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { AgentStatus } from "../agent/agent.js";
 import type { CommandStatus } from "../control/commands.js";
 import { UserError } from "../model/errors.js";
+import { droppedTotal } from "../store/drops.js";
 import { VERSION } from "../version.js";
 import { type DeviceFigures, deviceFigures, isRecord } from "./devices.js";
 import { listen } from "./listen.js";
@@ -360,6 +361,5 @@ function send(req: IncomingMessage, res: ServerResponse, code: number, type: str
 }
 
 function loss(s: AgentStatus): { storeErrors: number; dropped: number } {
-  const d = s.outbox.dropped;
-  return { storeErrors: s.storeErrors, dropped: d.quota_oldest + d.quota_newest + d.max_age };
+  return { storeErrors: s.storeErrors, dropped: droppedTotal(s.outbox.dropped) };
 }

@@ -11,6 +11,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { Database, type Statement } from "./sqlite.js";
 import { UserError } from "../model/errors.js";
+import type { DropCounters } from "./drops.js";
 import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
 
 export type DropPolicy = "drop-oldest" | "drop-newest";
@@ -26,15 +27,6 @@ export interface OutboxOptions {
   now?: () => number;
 }
 
-/** Why readings were dropped without reaching the broker. */
-export interface DropCounters {
-  /** Oldest readings deleted to make room (policy drop-oldest). */
-  quota_oldest: number;
-  /** New readings refused because the store was full (policy drop-newest). */
-  quota_newest: number;
-  /** Readings deleted because they were older than max_age. */
-  max_age: number;
-}
 
 export interface OutboxStats {
   depth: number;
@@ -63,7 +55,6 @@ const CODE_QUALITY: Quality[] = ["good", "bad", "uncertain"];
 const BOOL_FLAG = 4;
 /** Drop-oldest frees this share of the quota below the limit, so it does not run on every tick. */
 const HEADROOM = 0.02;
-const DROP_KEYS = ["quota_oldest", "quota_newest", "max_age"] as const;
 /** How many command ids are remembered for de-duplication. */
 const COMMAND_MEMORY = 10_000;
 
@@ -242,6 +233,7 @@ export class Outbox {
     recallCommand: Statement;
     rememberCommand: Statement;
     pruneCommands: Statement;
+    usedPages: Statement;
   };
   private commandsSincePrune = 0;
 
@@ -268,6 +260,8 @@ export class Outbox {
       recallCommand: db.prepare("SELECT result FROM commands WHERE id = ?").pluck(),
       rememberCommand: db.prepare("INSERT OR REPLACE INTO commands (id, ts, result) VALUES (?, ?, ?)"),
       pruneCommands: db.prepare("DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY ts DESC LIMIT ?)"),
+      // Prepared once: db.pragma() prepares a new statement per call, and this runs on every append.
+      usedPages: db.prepare("SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())").pluck(),
     };
     for (const { id, name } of db.prepare("SELECT id, name FROM points").all() as { id: number; name: string }[]) {
       this.pointIds.set(name, id);
@@ -403,9 +397,7 @@ export class Outbox {
 
   /** Bytes of the database that hold data (free pages are reused before the file grows). */
   usedBytes(): number {
-    const pages = this.db.pragma("page_count", { simple: true }) as number;
-    const free = this.db.pragma("freelist_count", { simple: true }) as number;
-    return (pages - free) * this.pageSize;
+    return (this.stmt.usedPages.get() as number) * this.pageSize;
   }
 
   private enforceQuota(): void {
@@ -470,7 +462,6 @@ export class Outbox {
   }
 }
 
-export const DROP_REASONS: readonly (keyof DropCounters)[] = DROP_KEYS;
 
 function encodeValue(value: Value, quality: Quality): { v: number | string | null; q: number } {
   const q = QUALITY_CODE[quality];

@@ -1,8 +1,7 @@
 /**
  * A `type: gpio` source: one digital input, e.g. a PIR presence sensor. Every debounced edge
  * becomes a reading with the time it happened; the current value is reported at each poll as
- * well. Edges between two polls are kept and handed over at the next one (or, with a listener
- * set, delivered at once). A pin that cannot be opened (no sysfs GPIO, no permission) gives
+ * well. Edges between two polls are kept and handed over at the next one. A pin that cannot be opened (no sysfs GPIO, no permission) gives
  * readings of quality bad and is tried again at every poll.
  */
 import type { GpioBackend, GpioInput } from "../../buses/gpio/gpio.js";
@@ -31,8 +30,6 @@ export class GpioSource implements Source {
   private readonly pending: Reading[] = [];
   private readonly counters = { edges: 0, dropped: 0 };
   private lastError: string | null = null;
-  /** When set, edges go here at once instead of waiting for the next poll. */
-  onReading: ((r: Reading) => void) | null = null;
 
   constructor(
     private readonly cfg: GpioSourceConfig,
@@ -69,7 +66,6 @@ export class GpioSource implements Source {
   private edge(active: boolean, ts: number): void {
     this.counters.edges++;
     const reading: Reading = { point: this.point, ts, value: active, quality: "good" };
-    if (this.onReading) return this.onReading(reading);
     if (this.pending.length >= MAX_PENDING) {
       this.pending.shift();
       this.counters.dropped++;

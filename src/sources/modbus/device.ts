@@ -8,7 +8,6 @@
  */
 import { decodePoint } from "../../../drivers/modbus/codec.js";
 import type { ModbusPoint } from "../../../drivers/modbus/types.js";
-import { registerCount } from "../../../drivers/modbus/types.js";
 import { type ModbusError, ModbusError as ModbusErrorClass, type ModbusErrorKind } from "../../buses/modbus/link.js";
 import type { ModbusLine } from "../../buses/modbus/line.js";
 import type { Reading } from "../../model/reading.js";
@@ -47,6 +46,9 @@ export class ModbusDevice implements Source {
   private readonly breaks = new Breaks();
   private readonly unsupported = new Set<ModbusPoint>();
   private plan: ReadRequest[];
+  /** Each point's reading name ("device/point"), made once: a poll would build it per value. */
+  private readonly keys: Map<ModbusPoint, string>;
+  private readonly onlineKey: string;
   private failedPolls = 0;
   private online = true;
   private nextProbe = 0;
@@ -73,6 +75,8 @@ export class ModbusDevice implements Source {
   ) {
     this.name = opts.name;
     this.interval = opts.interval;
+    this.keys = new Map(opts.points.map((p) => [p, `${opts.name}/${p.name}`]));
+    this.onlineKey = `${opts.name}/online`;
     this.plan = this.replan();
   }
 
@@ -131,7 +135,7 @@ export class ModbusDevice implements Source {
   }
 
   private onlineReading(ts: number): Reading {
-    return { point: `${this.name}/online`, ts, value: this.online, quality: "good" };
+    return { point: this.onlineKey, ts, value: this.online, quality: "good" };
   }
 
   private afterPoll(ok: boolean, ts: number): void {
@@ -151,7 +155,7 @@ export class ModbusDevice implements Source {
   }
 
   private markBad(req: ReadRequest, ts: number, out: Reading[]): void {
-    for (const p of req.points) out.push({ point: `${this.name}/${p.name}`, ts, value: null, quality: "bad" });
+    for (const p of req.points) out.push({ point: this.keys.get(p)!, ts, value: null, quality: "bad" });
   }
 
   /**
@@ -170,12 +174,11 @@ export class ModbusDevice implements Source {
       return e.kind === "timeout" || e.kind === "disconnected" ? "silent" : "failed";
     }
     for (const p of req.points) {
-      const offset = p.address - req.address;
-      const slice = words.slice(offset, offset + registerCount(p));
+      const point = this.keys.get(p)!;
       try {
-        out.push({ point: `${this.name}/${p.name}`, ts, value: decodePoint(p, slice), quality: "good" });
+        out.push({ point, ts, value: decodePoint(p, words, p.address - req.address), quality: "good" });
       } catch {
-        out.push({ point: `${this.name}/${p.name}`, ts, value: null, quality: "bad" });
+        out.push({ point, ts, value: null, quality: "bad" });
       }
     }
     return "ok";

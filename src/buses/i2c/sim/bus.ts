@@ -43,10 +43,6 @@ export class SimI2cBus implements I2cBus {
     return this.chips.get(address) as T | undefined;
   }
 
-  allChips(): SimChip[] {
-    return [...this.chips.values()];
-  }
-
   private check(): void {
     if (this.opts.missing) {
       throw busMissingError(this.name, typeof this.opts.missing === "string" ? this.opts.missing : undefined);

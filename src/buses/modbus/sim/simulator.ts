@@ -11,7 +11,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { performance } from "node:perf_hooks";
 import { SerialPort } from "serialport";
 import {
-  crcOk,
+  checkRtuFrame,
   exceptionPdu,
   mbapFrame,
   MAX_RTU_FRAME,
@@ -32,7 +32,6 @@ export type Fault =
   | { kind: "wrong-unit" };
 
 export type FaultKind = Fault["kind"];
-export const FAULT_KINDS: readonly FaultKind[] = ["none", "no-answer", "exception", "bad-crc", "slow", "truncated", "wrong-unit"];
 
 /** "no-answer", "exception:2", "slow:800" … → Fault; throws an Error naming what is wrong. */
 export function parseFault(text: string): Fault {
@@ -190,11 +189,6 @@ export class ModbusSimulator {
     if (!Number.isInteger(id) || id < 1 || id > 247) throw new RangeError(`unit id ${id} is outside 1–247`);
     this.units.set(id, device);
     return this;
-  }
-
-  removeUnit(id: number): void {
-    this.units.delete(id);
-    this.faults.delete(id);
   }
 
   device(id: number): SimDevice | undefined {
@@ -500,9 +494,10 @@ class RtuLink {
     this.buf = Buffer.alloc(0);
     if (this.untilSilence) {
       this.untilSilence = false;
-      if (frame.length >= 4 && crcOk(frame)) {
+      const f = checkRtuFrame(frame);
+      if (f) {
         // Addressed to us with a function we lack: the device answers "illegal function".
-        this.dispatch({ unit: frame[0]!, fc: frame[1]!, pdu: Buffer.from(frame.subarray(1, frame.length - 2)), raw: frame });
+        this.dispatch({ unit: f.unit, fc: f.pdu[0]!, pdu: f.pdu, raw: frame });
         return;
       }
     }
