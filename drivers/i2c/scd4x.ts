@@ -3,7 +3,8 @@
 // when get_data_ready_status says so, because read_measurement with no new data is not
 // acknowledged. stop_periodic_measurement takes 500 ms, during which the part answers nothing.
 import type { I2cDevice } from "../../src/buses/i2c/bus.js";
-import { decodeWords } from "./sensirion-crc.js";
+import { decodeWords, readSerial, word16 } from "./sensirion-crc.js";
+import { sht3xHumidity, sht3xTemperature } from "./sht3x.js";
 import { badValue, hex, type I2cDriver, type I2cSensor, SensorError, type SensorValue, value } from "./types.js";
 
 export const SCD4X = {
@@ -18,13 +19,9 @@ export const SCD4X = {
   readyMask: 0x07ff,
 } as const;
 
-export function scd4xTemperature(word: number): number {
-  return -45 + (175 * word) / 65535;
-}
-
-export function scd4xHumidity(word: number): number {
-  return (100 * word) / 65535;
-}
+/** The same conversions as the SHT3x (SCD4x datasheet). */
+export const scd4xTemperature = sht3xTemperature;
+export const scd4xHumidity = sht3xHumidity;
 
 /** A read_measurement reply (9 bytes) → CO₂, temperature, humidity; a bad word gives null. */
 export function decodeScd4x(reply: Buffer): SensorValue[] {
@@ -41,8 +38,6 @@ export function scd4xReady(status: number): boolean {
   return (status & SCD4X.readyMask) !== 0;
 }
 
-const word16 = (n: number): [number, number] => [(n >> 8) & 0xff, n & 0xff];
-
 class Scd4x implements I2cSensor {
   private serial: string | null = null;
 
@@ -57,10 +52,7 @@ class Scd4x implements I2cSensor {
     // number are only answered when idle.
     await this.device.run((io) => io.write(word16(SCD4X.stopPeriodic.command)));
     await this.device.delay(SCD4X.stopPeriodic.waitMs);
-    const reply = await this.device.run((io) => io.writeRead(word16(SCD4X.serial.command), 9, SCD4X.serial.waitMs));
-    const words = decodeWords(reply);
-    if (words.some((w) => w == null)) throw new SensorError("crc", `${this.where()}: CRC mismatch in the serial number`);
-    this.serial = `0x${words.map((w) => w!.toString(16).padStart(4, "0")).join("")}`;
+    this.serial = await readSerial(this.device, word16(SCD4X.serial.command), 3, SCD4X.serial.waitMs);
     await this.device.run((io) => io.write(word16(SCD4X.startPeriodic)));
   }
 

@@ -1,8 +1,8 @@
 // Sensirion SHT3x-DIS datasheet (devices.md): single shot without clock stretching, 6-byte
 // reply of two CRC-protected words; T = −45 + 175·S/65535 °C, RH = 100·S/65535 %.
 import type { I2cDevice } from "../../src/buses/i2c/bus.js";
-import { decodeWords } from "./sensirion-crc.js";
-import { badValue, hex, type I2cDriver, type I2cSensor, SensorError, type SensorOptions, type SensorValue, value } from "./types.js";
+import { decodeWords, readSerial, word16 } from "./sensirion-crc.js";
+import { badValue, type I2cDriver, type I2cSensor, type SensorOptions, type SensorValue, value } from "./types.js";
 
 export const SHT3X = {
   addresses: [0x44, 0x45],
@@ -35,8 +35,6 @@ export function decodeSht3x(reply: Buffer, temperature = sht3xTemperature, humid
   ];
 }
 
-const word16 = (n: number): [number, number] => [(n >> 8) & 0xff, n & 0xff];
-
 class Sht3x implements I2cSensor {
   private serial: string | null = null;
 
@@ -46,10 +44,7 @@ class Sht3x implements I2cSensor {
   ) {}
 
   async init(): Promise<void> {
-    const reply = await this.device.run((io) => io.writeRead(word16(SHT3X.readSerial), 6, SHT3X.commandWaitMs));
-    const [hi, lo] = decodeWords(reply);
-    if (hi == null || lo == null) throw new SensorError("crc", `${this.device.bus} ${hex(this.device.address)}: CRC mismatch in the serial number`);
-    this.serial = `0x${((hi << 16) | lo).toString(16).padStart(8, "0")}`;
+    this.serial = await readSerial(this.device, word16(SHT3X.readSerial), 2, SHT3X.commandWaitMs);
   }
 
   async read(): Promise<SensorValue[]> {

@@ -2,9 +2,9 @@
 // words; T = −45 + 175·S/65535 °C, RH = −6 + 125·S/65535 % clamped to 0–100. Waits as in
 // Sensirion's embedded-i2c-sht4x driver.
 import type { I2cDevice } from "../../src/buses/i2c/bus.js";
-import { decodeWords } from "./sensirion-crc.js";
+import { readSerial } from "./sensirion-crc.js";
 import { decodeSht3x, sht3xTemperature } from "./sht3x.js";
-import { hex, type I2cDriver, type I2cSensor, SensorError, type SensorOptions, type SensorValue } from "./types.js";
+import { type I2cDriver, type I2cSensor, type SensorOptions, type SensorValue } from "./types.js";
 
 export const SHT4X = {
   addresses: [0x44, 0x45],
@@ -47,10 +47,7 @@ class Sht4x implements I2cSensor {
       await io.write([SHT4X.softReset]);
       await io.delay(SHT4X.softResetMs);
     });
-    const reply = await this.device.run((io) => io.writeRead([SHT4X.readSerial], 6, SHT4X.commandWaitMs));
-    const [hi, lo] = decodeWords(reply);
-    if (hi == null || lo == null) throw new SensorError("crc", `${this.device.bus} ${hex(this.device.address)}: CRC mismatch in the serial number`);
-    this.serial = `0x${((hi << 16) | lo).toString(16).padStart(8, "0")}`;
+    this.serial = await readSerial(this.device, [SHT4X.readSerial], 2, SHT4X.commandWaitMs);
   }
 
   async read(): Promise<SensorValue[]> {

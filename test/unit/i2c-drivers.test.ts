@@ -150,6 +150,23 @@ describe("driver registry", () => {
   });
 });
 
+describe("Sensirion serial numbers", () => {
+  it("print as four hex digits per word, also when the top bit is set", async () => {
+    for (const [Chip, driver] of [
+      [SimSht3x, sht3x],
+      [SimSht4x, sht4x],
+    ] as const) {
+      const { bus, queue } = rig();
+      const chip = new Chip(0x44, bus.clock);
+      chip.serial = 0x8a123456;
+      bus.attach(chip);
+      const sensor = driver.create(queue.device(0x44));
+      await sensor.init();
+      expect(sensor.info(), driver.id).toEqual({ serial: "0x8a123456" });
+    }
+  });
+});
+
 describe("SHT3x against its simulated chip", () => {
   it("reads the values set on the chip", async () => {
     const { bus, queue } = rig();
