@@ -172,8 +172,8 @@ export class Uplink {
   start(): void {
     if (this.state !== "stopped") return;
     this.stopping = false;
-    this.clientOptions(); // Surface unreadable TLS files now, as a config error.
-    this.connect();
+    // Built here so that unreadable TLS files surface now, as a config error.
+    this.connect(this.clientOptions());
   }
 
   /**
@@ -278,10 +278,20 @@ export class Uplink {
     return options;
   }
 
-  private connect(): void {
+  private connect(options?: IClientOptions): void {
     const gen = ++this.generation;
     this.state = "connecting";
-    const client = mqtt.connect(this.url, this.clientOptions());
+    if (!options) {
+      try {
+        options = this.clientOptions(); // TLS files read anew: a renewed certificate is picked up
+      } catch (err) {
+        // A file gone or unreadable since the start: say so and retry like an unreachable broker.
+        this.noteError((err as Error).message);
+        this.onClose();
+        return;
+      }
+    }
+    const client = mqtt.connect(this.url, options);
     this.client = client;
     client.on("connect", () => {
       if (gen === this.generation) this.onConnect(client);

@@ -1,5 +1,5 @@
 /** TLS to the broker: a private CA, and client certificates where the broker demands them. */
-import { readFileSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import { Aedes } from "aedes";
@@ -88,6 +88,19 @@ describe("uplink over TLS", () => {
     expect(without.up.stats().lastError).toMatch(/TLS handshake failed|connection reset|certificate/i);
     expect(without.up.stats().state).not.toBe("online");
     expect(without.outbox.depth).toBe(1);
+  });
+
+  it("keeps retrying, and says why, when a TLS file disappears while it runs", async () => {
+    const dir = tempDir();
+    const pki = makePki(dir);
+    const ca = join(dir, "ca-copy.pem");
+    copyFileSync(pki.ca, ca);
+    // A plain listener that is not a broker: every attempt fails, so the agent reconnects.
+    const { up, outbox } = uplinkFor(dir, { url: "mqtts://127.0.0.1:1", tls: { ca } });
+    rmSync(ca);
+    await until(() => /uplink\.tls\.ca: cannot read .*ca-copy\.pem: ENOENT/.test(up.stats().lastError ?? ""), "the unreadable file named");
+    expect(up.stats().state).not.toBe("online");
+    expect(outbox.depth).toBe(1);
   });
 
   it("says which TLS file it cannot read, as a config error", () => {
