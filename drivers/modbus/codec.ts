@@ -3,7 +3,7 @@
  * Registers are 16-bit unsigned numbers as a Modbus read returns them.
  */
 import type { DataType, ModbusPoint, WordOrder } from "./types.js";
-import { registerCount } from "./types.js";
+import { isBitTable, registerCount } from "./types.js";
 
 /**
  * Puts the bytes of `count` registers from words[at] into `into` in big-endian ABCD… order according to
@@ -64,7 +64,7 @@ function tidy(n: number): number {
  * registerCount(point) values from words[at] (a whole read's reply can be passed, no slice needed).
  */
 export function decodePoint(p: ModbusPoint, words: readonly number[], at = 0): number | boolean | string {
-  if (p.table === "coil" || p.table === "discrete") return words[at] === 1;
+  if (isBitTable(p.table)) return words[at] === 1;
   if (p.type === "bool") return ((words[at]! >> (p.bit ?? 0)) & 1) === 1;
   const n = registerCount(p);
   const be = toBigEndian(words, at, n, p.order ?? "ABCD", p.type === "string" ? Buffer.alloc(n * 2) : scratch);
@@ -79,7 +79,7 @@ export function decodePoint(p: ModbusPoint, words: readonly number[], at = 0): n
 
 /** Encodes a value into the point's registers (the inverse of decodePoint). */
 export function encodePoint(p: ModbusPoint, value: number | boolean | string): number[] {
-  if (p.table === "coil" || p.table === "discrete") return [value ? 1 : 0];
+  if (isBitTable(p.table)) return [value ? 1 : 0];
   if (p.type === "bool") return [value ? 1 << (p.bit ?? 0) : 0];
   const n = registerCount(p);
   const be = Buffer.alloc(n * 2);

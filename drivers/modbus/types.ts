@@ -57,6 +57,11 @@ export interface SerialDefaults {
   unit: number;
 }
 
+/** Coils and discrete inputs hold bits; the other tables hold 16-bit registers. */
+export function isBitTable(t: Table): boolean {
+  return t === "coil" || t === "discrete";
+}
+
 /** A check that a unit found by a scan is this model: every probe must read and pass. */
 export interface IdentifyProbe {
   table: Table;
@@ -69,6 +74,18 @@ export interface IdentifyProbe {
   /** …or lie within [min, max]. */
   min?: number;
   max?: number;
+}
+
+/** The probe read as a point (decoded like one), under `name`. */
+export function probePoint(probe: IdentifyProbe, name: string): ModbusPoint {
+  return {
+    name,
+    table: probe.table,
+    address: probe.address,
+    type: probe.type,
+    ...(probe.order ? { order: probe.order } : {}),
+    ...(probe.scale !== undefined ? { scale: probe.scale } : {}),
+  };
 }
 
 export interface ModbusProfile {
@@ -89,7 +106,7 @@ export interface ModbusProfile {
 
 /** Registers a value of this type occupies (bits for coil/discrete tables count as 1). */
 export function registerCount(p: Pick<ModbusPoint, "type" | "length" | "table">): number {
-  if (p.table === "coil" || p.table === "discrete") return 1;
+  if (isBitTable(p.table)) return 1;
   switch (p.type) {
     case "int16":
     case "uint16":

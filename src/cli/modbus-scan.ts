@@ -7,8 +7,8 @@ import type { Command } from "commander";
 import { stringify } from "yaml";
 import { decodePoint } from "../../drivers/modbus/codec.js";
 import { listProfiles } from "../../drivers/modbus/registry.js";
-import type { IdentifyProbe, ModbusPoint } from "../../drivers/modbus/types.js";
-import { registerCount } from "../../drivers/modbus/types.js";
+import type { IdentifyProbe } from "../../drivers/modbus/types.js";
+import { probePoint, registerCount } from "../../drivers/modbus/types.js";
 import { describeTransport, ModbusError, type ModbusTransport } from "../buses/modbus/link.js";
 import type { ModbusLine } from "../buses/modbus/line.js";
 import { UserError } from "../model/errors.js";
@@ -60,7 +60,7 @@ async function present(line: ModbusLine, unit: number, timeout: number): Promise
 }
 
 async function passes(line: ModbusLine, unit: number, probe: IdentifyProbe, timeout: number): Promise<boolean> {
-  const point: ModbusPoint = { name: "probe", table: probe.table, address: probe.address, type: probe.type, ...(probe.order ? { order: probe.order } : {}), ...(probe.scale !== undefined ? { scale: probe.scale } : {}) };
+  const point = probePoint(probe, "probe");
   try {
     const words = await line.run("scan", (link) => link.read(unit, probe.table, probe.address, registerCount(point), timeout));
     const v = decodePoint(point, words);

@@ -6,7 +6,7 @@ import { createInterface } from "node:readline/promises";
 import { type Command, Option } from "commander";
 import { getProfile, listProfiles, profileIds } from "../../drivers/modbus/registry.js";
 import type { DataType, ModbusPoint, ModbusProfile, Table, WordOrder } from "../../drivers/modbus/types.js";
-import { registerCount } from "../../drivers/modbus/types.js";
+import { isBitTable, registerCount } from "../../drivers/modbus/types.js";
 import { describeTransport, ModbusError } from "../buses/modbus/link.js";
 import type { ModbusLine } from "../buses/modbus/line.js";
 import { UserError } from "../model/errors.js";
@@ -126,7 +126,7 @@ function readPoints(f: ReadFlags): ModbusPoint[] {
   if (!f.table || f.address === undefined) throw new UserError("say what to read: --profile NAME, or --table input|holding|coil|discrete --address A [--count N]");
   const table = f.table as Table;
   if (!TABLES.includes(table)) throw new UserError(`--table: expected one of ${TABLES.join(", ")}, got '${f.table}'`);
-  const bits = table === "coil" || table === "discrete";
+  const bits = isBitTable(table);
   const type = (f.type ?? (bits ? "bool" : "uint16")) as DataType;
   if (!TYPES.includes(type)) throw new UserError(`--type: expected one of ${TYPES.join(", ")}, got '${f.type}'`);
   const order = (f.order ?? "ABCD").toUpperCase() as WordOrder;

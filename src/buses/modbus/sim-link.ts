@@ -4,7 +4,7 @@
  * truncated or misaddressed reply, slow answer) surfacing as the same ModbusErrors the real
  * link raises. Unit tests of pollers, planners and actuators run on it without ports.
  */
-import type { Table } from "../../../drivers/modbus/types.js";
+import { isBitTable, type Table } from "../../../drivers/modbus/types.js";
 import { EXCEPTION_NAMES, type ModbusLink, ModbusError } from "./link.js";
 import type { SimDevice } from "./sim/device.js";
 import type { Fault } from "./sim/simulator.js";
@@ -57,7 +57,7 @@ export class SimLink implements ModbusLink {
   async read(unit: number, table: Table, address: number, count: number, timeoutMs: number): Promise<number[]> {
     const pdu = Buffer.from([READ_FC[table], address >> 8, address & 0xff, count >> 8, count & 0xff]);
     const reply = await this.transact(unit, pdu, timeoutMs);
-    if (table === "coil" || table === "discrete") {
+    if (isBitTable(table)) {
       return Array.from({ length: count }, (_, i) => ((reply[2 + (i >> 3)]! >> (i & 7)) & 1));
     }
     return Array.from({ length: count }, (_, i) => reply.readUInt16BE(2 + i * 2));

@@ -4,7 +4,7 @@
  * points on the same registers, such as bits of one register, share a request.
  */
 import type { ModbusPoint, Table } from "../../../drivers/modbus/types.js";
-import { registerCount } from "../../../drivers/modbus/types.js";
+import { isBitTable, registerCount } from "../../../drivers/modbus/types.js";
 
 export interface ReadRequest {
   table: Table;
@@ -29,7 +29,6 @@ export const PROTOCOL_LIMITS = { maxRegisters: 125, maxBits: 2000 } as const;
 
 const TABLES: readonly Table[] = ["coil", "discrete", "input", "holding"];
 
-const isBitTable = (t: Table) => t === "coil" || t === "discrete";
 
 /**
  * Addresses a request must never span (read both `address - 1` and `address`). Learned from

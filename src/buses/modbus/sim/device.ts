@@ -5,7 +5,7 @@
  */
 import { decodePoint, encodePoint } from "../../../../drivers/modbus/codec.js";
 import type { ModbusPoint, ModbusProfile, Table } from "../../../../drivers/modbus/types.js";
-import { registerCount } from "../../../../drivers/modbus/types.js";
+import { isBitTable, probePoint, registerCount } from "../../../../drivers/modbus/types.js";
 import { exceptionPdu, ModbusException } from "../frames.js";
 import { prng } from "../../prng.js";
 
@@ -42,9 +42,6 @@ interface PointState {
 }
 
 
-function isBitTable(t: Table): boolean {
-  return t === "coil" || t === "discrete";
-}
 
 function isPointList(src: ModbusProfile | readonly ModbusPoint[]): src is readonly ModbusPoint[] {
   return Array.isArray(src);
@@ -82,14 +79,7 @@ export class SimDevice {
     // A scan identifies a model by probes that need not be points: serve them too.
     if (!isPointList(source)) {
       for (const probe of source.identify ?? []) {
-        const point: ModbusPoint = {
-          name: `identify:${probe.table}:${probe.address}`,
-          table: probe.table,
-          address: probe.address,
-          type: probe.type,
-          ...(probe.order ? { order: probe.order } : {}),
-          ...(probe.scale !== undefined ? { scale: probe.scale } : {}),
-        };
+        const point = probePoint(probe, `identify:${probe.table}:${probe.address}`);
         const covered = this.addresses(point).some((a) => this.owners[point.table].has(a));
         if (covered || this.states.has(point.name)) continue;
         const value = probe.equals ?? (probe.min !== undefined && probe.max !== undefined ? (probe.min + probe.max) / 2 : (probe.min ?? probe.max ?? 0));
