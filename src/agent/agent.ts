@@ -79,13 +79,11 @@ export class Agent {
   private startedAt: number | null = null;
   private readonly healthGraceMs: number;
   private lastLoopTick = 0;
-  private metrics: { stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
+  private metrics: { readonly url: string | null; stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
   private liveFeed: LiveFeed | null = null;
   private opcua: OpcuaServerPart | null = null;
   opcuaUrl: string | null = null;
   liveFeedUrl: string | null = null;
-  /** Where /metrics and /healthz answer, once started (null without `metrics:`). */
-  metricsUrl: string | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private stored = 0;
   private refused = 0;
@@ -268,10 +266,9 @@ export class Agent {
       const { MetricsEndpoint } = await import("../ops/metrics.js");
       const metrics = new MetricsEndpoint({ host: cfg.metrics.host, port: cfg.metrics.port, status: () => this.status(), healthy: () => this.healthy() });
       try {
-        const a = await metrics.start();
+        await metrics.start();
         this.metrics = metrics;
-        this.metricsUrl = `http://${a.host}:${a.port}`;
-        this.log.info(`metrics on http://${a.host}:${a.port}/metrics, health on /healthz`);
+        this.log.info(`metrics on ${metrics.url}/metrics, health on /healthz`);
       } catch (err) {
         this.log.warn(`no metrics endpoint: ${(err as Error).message}`);
       }
@@ -359,6 +356,11 @@ export class Agent {
     } catch (err) {
       this.log.error({ err: (err as Error).message }, "outbox housekeeping failed");
     }
+  }
+
+  /** Where /metrics and /healthz answer, once started (null without `metrics:`). */
+  get metricsUrl(): string | null {
+    return this.metrics?.url ?? null;
   }
 
   status(): AgentStatus {

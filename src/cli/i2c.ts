@@ -4,7 +4,7 @@
  * them against the simulated bench (the Sala Smart room on bus 1), so they can be tried anywhere.
  */
 import type { Command } from "commander";
-import { candidates, checkAddress, describeAddress, getDriver, knownDrivers, listDrivers } from "../../drivers/i2c/registry.js";
+import { candidates, checkAddress, checkDriver, describeAddress, getDriver, knownDrivers, listDrivers } from "../../drivers/i2c/registry.js";
 import { hex, type I2cDriver, type I2cSensor, SensorError, type SensorValue } from "../../drivers/i2c/types.js";
 import { type I2cBus, I2cError, SCAN_FIRST, SCAN_LAST } from "../buses/i2c/bus.js";
 import { NodeI2cBus } from "../buses/i2c/node-bus.js";
@@ -57,9 +57,9 @@ export function parseAddress(text: string): number {
 }
 
 function driverOrThrow(id: string): I2cDriver {
-  const d = getDriver(id);
-  if (!d) throw new UserError(`--driver: unknown driver '${id}'; known: ${knownDrivers()}`);
-  return d;
+  const issue = checkDriver(id);
+  if (issue) throw new UserError(`--driver: ${issue}`);
+  return getDriver(id)!;
 }
 
 /** A bus for one command: /dev/i2c-N, or the simulated bench (where a wait costs no time). */

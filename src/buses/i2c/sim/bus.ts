@@ -4,7 +4,7 @@
  * I2cError the real bus raises. A bus can also be "missing" or "not permitted", to exercise
  * those paths without a kernel.
  */
-import { busMissingError, busName, type I2cBus, I2cError, nackError, SCAN_FIRST, SCAN_LAST } from "../bus.js";
+import { busMissingError, busName, type I2cBus, nackError, permissionError, SCAN_FIRST, SCAN_LAST } from "../bus.js";
 import type { SimChip } from "./chip.js";
 import type { SimClock } from "./clock.js";
 
@@ -48,7 +48,7 @@ export class SimI2cBus implements I2cBus {
       throw busMissingError(this.name, typeof this.opts.missing === "string" ? this.opts.missing : undefined);
     }
     if (this.opts.forbidden) {
-      throw new I2cError("permission", `no permission on /dev/${this.name} (add the user to the i2c group)`, this.name);
+      throw permissionError(this.name, `/dev/${this.name}`);
     }
     this.opts.onAccess?.(this.clock.now());
   }
