@@ -7,8 +7,9 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import type { ClientSession, NodeId, OPCUAClient, ReferenceDescription, UserIdentityInfo } from "node-opcua";
+import type { ClientSession, NodeId, OPCUAClient, ReferenceDescription } from "node-opcua";
 import { UserError } from "../model/errors.js";
+import { identityFor, OPCUA_ENDPOINT, OPCUA_POLICIES, type OpcuaPolicy } from "../opcua/endpoint.js";
 import { loadOpcua, type Opcua } from "../opcua/load.js";
 import { plainValue } from "../opcua/values.js";
 import { clientCertificateManager, describeOpcuaError } from "../sources/opcua.js";
@@ -17,8 +18,6 @@ import { parseDurationFlag } from "./tail.js";
 
 /** A browse stops here, so a large server cannot flood the terminal. */
 const MAX_NODES = 2000;
-const POLICIES = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
-type Policy = (typeof POLICIES)[number];
 
 export interface BrowseFlags {
   node?: string;
@@ -60,7 +59,7 @@ export function defaultCliPki(): string {
 }
 
 function parseUrl(url: string): string {
-  if (!/^opc\.tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+)(:\d{1,5})?(\/\S*)?$/.test(url)) {
+  if (!OPCUA_ENDPOINT.test(url)) {
     throw new UserError(`expected an endpoint URL like opc.tcp://plc-1:4840, got '${url}'`);
   }
   return url;
@@ -70,12 +69,12 @@ function parseOptions(url: string, flags: BrowseFlags) {
   const depth = flags.depth === undefined ? 2 : /^\d+$/.test(flags.depth) ? Number(flags.depth) : Number.NaN;
   if (!Number.isInteger(depth) || depth > 10) throw new UserError(`--depth: expected 0–10, got '${flags.depth}'`);
   const security = flags.security ?? "auto";
-  if (security !== "auto" && !(POLICIES as readonly string[]).includes(security)) {
-    throw new UserError(`--security: expected auto, ${POLICIES.join(", ")}; got '${security}'`);
+  if (security !== "auto" && !(OPCUA_POLICIES as readonly string[]).includes(security)) {
+    throw new UserError(`--security: expected auto, ${OPCUA_POLICIES.join(", ")}; got '${security}'`);
   }
   if ((flags.username === undefined) !== (flags.password === undefined)) throw new UserError("--username and --password go together");
   const timeout = flags.timeout === undefined ? 10_000 : parseDurationFlag("--timeout", flags.timeout);
-  return { url: parseUrl(url), depth, security: security as Policy | "auto", timeout, pki: flags.pki ?? defaultCliPki() };
+  return { url: parseUrl(url), depth, security: security as OpcuaPolicy | "auto", timeout, pki: flags.pki ?? defaultCliPki() };
 }
 
 function resolveNode(ua: Opcua, text: string | undefined): NodeId {
@@ -90,7 +89,7 @@ function resolveNode(ua: Opcua, text: string | undefined): NodeId {
 /** Connects with the given security, or (auto) without if the server allows it, else with its best policy. */
 async function connect(ua: Opcua, opts: ReturnType<typeof parseOptions>, track: (c: OPCUAClient) => void): Promise<{ client: OPCUAClient; security: string }> {
   const cm = clientCertificateManager(ua, opts.pki);
-  const open = async (policy: Policy) => {
+  const open = async (policy: OpcuaPolicy) => {
     const client = ua.OPCUAClient.create({
       applicationName: "edge-agent-cli",
       endpointMustExist: false,
@@ -120,19 +119,16 @@ async function connect(ua: Opcua, opts: ReturnType<typeof parseOptions>, track: 
   if (endpoints.some((e) => e.securityMode === ua.MessageSecurityMode.None)) return { client, security: "None" };
   const best = endpoints
     .filter((e) => e.securityMode === ua.MessageSecurityMode.SignAndEncrypt)
-    .map((e) => ({ e, policy: POLICIES.find((p) => ua.SecurityPolicy[p] === e.securityPolicyUri) }))
+    .map((e) => ({ e, policy: OPCUA_POLICIES.find((p) => ua.SecurityPolicy[p] === e.securityPolicyUri) }))
     .filter((x) => x.policy !== undefined)
     .sort((a, b) => b.e.securityLevel - a.e.securityLevel)[0];
   await client.disconnect();
-  if (!best) throw new UserError(`${opts.url}: the server offers no security policy edge-agent speaks (${POLICIES.join(", ")})`, 1);
+  if (!best) throw new UserError(`${opts.url}: the server offers no security policy edge-agent speaks (${OPCUA_POLICIES.join(", ")})`, 1);
   return { client: await open(best.policy!), security: best.policy! };
 }
 
 async function createSession(ua: Opcua, client: OPCUAClient, url: string, flags: BrowseFlags): Promise<ClientSession> {
-  const identity: UserIdentityInfo =
-    flags.username !== undefined && flags.password !== undefined
-      ? { type: ua.UserTokenType.UserName, userName: flags.username, password: flags.password }
-      : { type: ua.UserTokenType.Anonymous };
+  const identity = identityFor(ua, flags.username, flags.password);
   try {
     return await client.createSession(identity);
   } catch (err) {
@@ -333,7 +329,7 @@ edge-agent gateway, move it from <pki>/rejected/ to <pki>/trusted/certs/.`,
     .option("--depth <n>", "levels below the start node, 0–10", "2")
     .option("--username <name>", "log in as this user (default: anonymous)")
     .option("--password <password>", "the user's password")
-    .option("--security <policy>", `auto (None if offered, else the best policy), ${POLICIES.join(", ")}`, "auto")
+    .option("--security <policy>", `auto (None if offered, else the best policy), ${OPCUA_POLICIES.join(", ")}`, "auto")
     .option("--pki <dir>", "this tool's certificate and trusted servers", defaultCliPki())
     .option("--timeout <duration>", "give up after this long", "10s")
     .option("--json", "print as JSON")

@@ -7,6 +7,7 @@ import { checkAddress, checkDriver, getDriver, knownDrivers, sensorQuantities } 
 import { pointName, QUANTITIES } from "../../drivers/i2c/types.js";
 import { devicePoints, getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
+import { OPCUA_ENDPOINT, OPCUA_POLICIES } from "../opcua/endpoint.js";
 import { formatPath } from "./path.js";
 import { duration, size } from "./units.js";
 
@@ -238,8 +239,6 @@ const gpioSource = z
   })
   .meta({ description: "A digital input, e.g. a PIR presence sensor: point <name>/<point> (true = active)." });
 
-/** The security policies offered and used: the modern ones (no RSA PKCS#1 v1.5), and None. */
-const OPCUA_POLICIES = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
 
 const opcuaNodeId = z
   .string({ error: "expected a node id like ns=2;s=FlowTemp or ns=3;i=1001" })
@@ -251,7 +250,7 @@ const opcuaSource = z
     name: name("source name"),
     endpoint: z
       .string({ error: "expected an endpoint like opc.tcp://plc-1:4840" })
-      .regex(/^opc\.tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+)(:\d{1,5})?(\/\S*)?$/, { error: "expected an endpoint like opc.tcp://plc-1:4840" }),
+      .regex(OPCUA_ENDPOINT, { error: "expected an endpoint like opc.tcp://plc-1:4840" }),
     security: z
       .strictObject({
         mode: z.enum(["None", "Sign", "SignAndEncrypt"]).default("SignAndEncrypt"),

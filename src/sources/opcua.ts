@@ -11,10 +11,11 @@
  * once, with its name and node id, and stays quality bad; the others keep coming.
  */
 import { hostname } from "node:os";
-import type { ClientSession, ClientSubscription, DataValue, OPCUACertificateManager, OPCUAClient, UserIdentityInfo } from "node-opcua";
+import type { ClientSession, ClientSubscription, DataValue, OPCUACertificateManager, OPCUAClient } from "node-opcua";
 import type { OpcuaSourceConfig } from "../config/schema.js";
 import type { Quality, Reading, Value } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
+import { identityFor } from "../opcua/endpoint.js";
 import { defaultPkiDir, loadOpcua, type Opcua } from "../opcua/load.js";
 import { qualityOf, valueOf } from "../opcua/values.js";
 import type { Source } from "./source.js";
@@ -196,11 +197,7 @@ export class OpcuaSource implements Source {
     });
     await client.connect(cfg.endpoint);
     if (this.stopped) return;
-    const identity: UserIdentityInfo =
-      cfg.username !== undefined && cfg.password !== undefined
-        ? { type: ua.UserTokenType.UserName, userName: cfg.username, password: cfg.password }
-        : { type: ua.UserTokenType.Anonymous };
-    const session = await client.createSession(identity);
+    const session = await client.createSession(identityFor(ua, cfg.username, cfg.password));
     this.session = session;
     const subscription = await session.createSubscription2({
       requestedPublishingInterval: cfg.interval,
