@@ -5,11 +5,10 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
-import ms from "ms";
 import type { CommandResult } from "../control/commands.js";
 import { UserError } from "../model/errors.js";
 import { askRunningAgent } from "./agent-socket.js";
-import { printJson } from "./output.js";
+import { parseDuration, printJson } from "./output.js";
 
 export async function sendCommand(configFile: string, target: string, action: string, args: Record<string, unknown>): Promise<CommandResult> {
   const payload = JSON.stringify({ id: `cli-${randomUUID()}`, action, args });
@@ -27,7 +26,7 @@ function report(result: CommandResult, json: boolean | undefined): void {
 }
 
 function seconds(flag: string, text: string): number {
-  const v = /^\d+(\.\d+)?\s*(s|m|h)$/.test(text) ? ms(text as ms.StringValue) : undefined;
+  const v = parseDuration(text, ["s", "m", "h"]);
   if (v === undefined) throw new UserError(`${flag}: expected a duration like 30m or 2h, got '${text}'`);
   return Math.round(v / 1000);
 }

@@ -3,7 +3,7 @@
  * `--tcp HOST:PORT`, `--rtu-over-tcp HOST:PORT`, or `--rtu DEVICE --baud N --parity P`.
  */
 import { type Command, Option } from "commander";
-import ms from "ms";
+import { parseDuration } from "./output.js";
 import { interFrameMs, ModbusSerialLink, type ModbusTransport } from "../buses/modbus/link.js";
 import { ModbusLine } from "../buses/modbus/line.js";
 import { UserError } from "../model/errors.js";
@@ -53,7 +53,7 @@ export function parseInteger(flag: string, text: string, min: number, max: numbe
 }
 
 export function parseTimeout(text: string | undefined): number {
-  const value = text && /^\d+(\.\d+)?\s*(ms|s)$/.test(text) ? ms(text as ms.StringValue) : undefined;
+  const value = parseDuration(text, ["ms", "s"]);
   if (value === undefined || value < 10 || value > 60_000) throw new UserError(`--timeout: expected a duration like 500ms or 2s, got '${text}'`);
   return value;
 }

@@ -1,4 +1,12 @@
-/** Shared printing helpers: commands gather data in one function and print it with these. */
+/** Shared printing helpers (commands gather data in one function and print it with these), and flag parsing. */
+import ms from "ms";
+
+/** Milliseconds of `text` if it is a number with one of `units` (30s, 500ms, 1.5h), else undefined. */
+export function parseDuration(text: string | undefined, units: readonly string[]): number | undefined {
+  const m = text === undefined ? null : /^\d+(\.\d+)?\s*([a-z]+)$/.exec(text);
+  return m && units.includes(m[2]!) ? ms(text as ms.StringValue) : undefined;
+}
+
 export function printJson(data: unknown): void {
   process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
 }

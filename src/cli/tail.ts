@@ -4,13 +4,12 @@
  */
 import type { Command } from "commander";
 import mqtt from "mqtt";
-import ms from "ms";
 import { UserError } from "../model/errors.js";
 import { decodeTelemetry } from "../uplink/codec.js";
 import { SeqTracker, type SeqReport } from "../uplink/seq-tracker.js";
 import { parseTelemetryTopic, telemetryFilter } from "../uplink/topics.js";
 import { describeMqttError } from "../uplink/uplink.js";
-import { printJson } from "./output.js";
+import { parseDuration, printJson } from "./output.js";
 
 export interface TailOptions {
   broker: string;
@@ -34,7 +33,7 @@ export interface GatewayReport extends SeqReport {
 }
 
 export function parseDurationFlag(flag: string, text: string): number {
-  const value = /^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(text) ? ms(text as ms.StringValue) : undefined;
+  const value = parseDuration(text, ["ms", "s", "m", "h", "d"]);
   if (value === undefined) throw new UserError(`${flag}: expected a duration like 30s, got '${text}'`);
   return value;
 }
