@@ -95,6 +95,26 @@ export abstract class SimChip {
   protected abstract onRead(length: number): Buffer | null;
 }
 
+/**
+ * A Sensirion part (SHT3x, SHT4x, SCD4x): after a command it is busy for the execution time
+ * (no acknowledge), then hands over the reply it prepared once; a read with none is a NACK.
+ */
+export abstract class SimSensirionChip extends SimChip {
+  protected busyUntil = 0;
+  protected pending: Buffer | null = null;
+
+  protected override busy(): boolean {
+    return this.now() < this.busyUntil;
+  }
+
+  protected onRead(): Buffer | null {
+    if (this.busy() || !this.pending) return null;
+    const reply = this.pending;
+    this.pending = null;
+    return reply;
+  }
+}
+
 /** °C → the 16-bit temperature word of Sensirion parts: T = −45 + 175·S/65535. */
 export function sensirionTemperatureWord(celsius: number): number {
   return clampWord(Math.round(((celsius + 45) / 175) * 65535));

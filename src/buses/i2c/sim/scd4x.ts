@@ -6,7 +6,7 @@
  * acknowledged, and during periodic measurement only a few commands are accepted.
  */
 import { crc8 } from "../../../../drivers/i2c/sensirion-crc.js";
-import { type Environment, SimChip, clampWord, sensirionTemperatureWord } from "./chip.js";
+import { type Environment, SimSensirionChip, clampWord, sensirionTemperatureWord } from "./chip.js";
 
 interface Command {
   name: string;
@@ -53,28 +53,26 @@ const READY = 0x8006;
 
 type Mode = "idle" | "periodic" | "sleep";
 
-export class SimScd4x extends SimChip {
+export class SimScd4x extends SimSensirionChip {
   readonly model: string;
   co2 = 600;
   temperature = 23;
   humidity = 45;
   serial = 0x1234_5678_9abc;
   private mode: Mode = "idle";
-  private busyUntil = 0;
   private period = PERIOD_MS;
   private periodicSince = 0;
   /** Index of the last periodic result handed out (results are numbered from 1). */
   private consumed = 0;
   /** A single-shot result waiting to be read. */
   private singleShotReadyAt: number | null = null;
-  private pending: Buffer | null = null;
   private temperatureOffsetWord = 0x0912; // 4 °C, the factory default
   private altitude = 0;
   private ambientPressure = 1013; // hPa
 
   constructor(
     address: number,
-    clock: ConstructorParameters<typeof SimChip>[1],
+    clock: ConstructorParameters<typeof SimSensirionChip>[1],
     readonly variant: "scd40" | "scd41" = "scd41",
   ) {
     super(address, clock);
@@ -91,9 +89,6 @@ export class SimScd4x extends SimChip {
     return this.mode === "periodic";
   }
 
-  protected override busy(): boolean {
-    return this.now() < this.busyUntil;
-  }
 
   protected powerOn(): void {
     // Periodic measurement is forgotten: the part starts idle.
@@ -203,11 +198,8 @@ export class SimScd4x extends SimChip {
     return true;
   }
 
-  protected onRead(): Buffer | null {
-    if (this.mode === "sleep" || this.busy() || !this.pending) return null;
-    const reply = this.pending;
-    this.pending = null;
-    return reply;
+  protected override onRead(): Buffer | null {
+    return this.mode === "sleep" ? null : super.onRead();
   }
 }
 

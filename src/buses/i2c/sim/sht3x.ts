@@ -3,7 +3,7 @@
  * stretching, status register, serial number, soft reset. While it measures it acknowledges
  * nothing, and a read with no result pending is not acknowledged either.
  */
-import { type Environment, SimChip, clampWord, sensirionTemperatureWord } from "./chip.js";
+import { type Environment, SimSensirionChip, clampWord, sensirionTemperatureWord } from "./chip.js";
 
 // Single shot, no clock stretching: measurement time (datasheet maximum, ms) per repeatability.
 const MEASURE: Record<number, number> = { 0x2400: 15, 0x240b: 6, 0x2416: 4 };
@@ -16,22 +16,16 @@ const SOFT_RESET_MS = 1.5;
 const STATUS_AT_POWER_ON = 0x8010;
 const STATUS_COMMAND_FAILED = 0x0002;
 
-export class SimSht3x extends SimChip {
+export class SimSht3x extends SimSensirionChip {
   readonly model = "SHT3x";
   temperature = 22;
   humidity = 45;
   serial = 0x1a2b3c4d;
   private status = STATUS_AT_POWER_ON;
-  private busyUntil = 0;
-  private pending: Buffer | null = null;
 
   set(values: Partial<Environment>): void {
     if (values.temperature !== undefined) this.temperature = values.temperature;
     if (values.humidity !== undefined) this.humidity = values.humidity;
-  }
-
-  protected override busy(): boolean {
-    return this.now() < this.busyUntil;
   }
 
   protected powerOn(): void {
@@ -68,12 +62,5 @@ export class SimSht3x extends SimChip {
     }
     this.status &= ~STATUS_COMMAND_FAILED;
     return true;
-  }
-
-  protected onRead(): Buffer | null {
-    if (this.busy() || !this.pending) return null;
-    const reply = this.pending;
-    this.pending = null;
-    return reply;
   }
 }

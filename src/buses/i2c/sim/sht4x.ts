@@ -3,7 +3,7 @@
  * precisions, heater pulses, serial number, soft reset. While it measures it acknowledges
  * nothing; a read with no result pending is not acknowledged.
  */
-import { type Environment, SimChip, clampWord, sensirionTemperatureWord } from "./chip.js";
+import { type Environment, SimSensirionChip, clampWord, sensirionTemperatureWord } from "./chip.js";
 
 // Measurement time, datasheet maximum (ms): high, medium, low precision; heater pulses of 1 s
 // and 0.1 s end with a high-precision measurement.
@@ -22,21 +22,15 @@ const SERIAL = 0x89;
 const SOFT_RESET = 0x94;
 const SOFT_RESET_MS = 1;
 
-export class SimSht4x extends SimChip {
+export class SimSht4x extends SimSensirionChip {
   readonly model = "SHT4x";
   temperature = 22;
   humidity = 45;
   serial = 0x0f1e2d3c;
-  private busyUntil = 0;
-  private pending: Buffer | null = null;
 
   set(values: Partial<Environment>): void {
     if (values.temperature !== undefined) this.temperature = values.temperature;
     if (values.humidity !== undefined) this.humidity = values.humidity;
-  }
-
-  protected override busy(): boolean {
-    return this.now() < this.busyUntil;
   }
 
   protected powerOn(): void {
@@ -67,12 +61,5 @@ export class SimSht4x extends SimChip {
       return true;
     }
     return false;
-  }
-
-  protected onRead(): Buffer | null {
-    if (this.busy() || !this.pending) return null;
-    const reply = this.pending;
-    this.pending = null;
-    return reply;
   }
 }
