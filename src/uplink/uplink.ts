@@ -52,13 +52,6 @@ export interface UplinkOptions {
   now?: () => number;
 }
 
-interface Inflight {
-  channel: Channel;
-  first: number;
-  last: number;
-  kind: "live" | "backlog";
-}
-
 /**
  * One outbox stream on the current connection. Everything stored before the connection came up
  * is backlog, sent oldest first under a budget; what is stored after is live and goes first.
@@ -127,7 +120,8 @@ export class Uplink {
   private lingerTimer: NodeJS.Timeout | null = null;
   private rateTimer: NodeJS.Timeout | null = null;
   private ackTimer: NodeJS.Timeout | null = null;
-  private readonly inflight = new Map<number, Inflight>();
+  /** Packet ids of the batches published and not yet acknowledged. */
+  private readonly inflight = new Set<number>();
   private nextId = 0;
   private idleWaiters: Array<() => void> = [];
   /** Events and command results first (small, and someone waits for them), then telemetry. */
@@ -388,7 +382,7 @@ export class Uplink {
     }
     const waited = this.now() - (c.liveSince ?? this.now());
     if (pending < max && waited < c.linger && !this.stopping) {
-      this.armLinger(c.linger - waited);
+      this.armPump("lingerTimer", c.linger - waited);
       return false;
     }
     const live = c.store.readAfter(c.liveCursor, max);
@@ -412,7 +406,7 @@ export class Uplink {
       c.tokens = Math.min(c.rate, c.tokens + ((t - c.tokensAt) * c.rate) / 1000);
       c.tokensAt = t;
       if (c.tokens < 1) {
-        this.armRate(Math.ceil(((1 - c.tokens) * 1000) / c.rate));
+        this.armPump("rateTimer", Math.ceil(((1 - c.tokens) * 1000) / c.rate));
         return false;
       }
       limit = Math.max(1, Math.min(max, Math.floor(c.tokens)));
@@ -428,7 +422,7 @@ export class Uplink {
     return true;
   }
 
-  private send(client: MqttClient, c: Channel, rows: StoredReading[], kind: Inflight["kind"]): number {
+  private send(client: MqttClient, c: Channel, rows: StoredReading[], kind: "live" | "backlog"): number {
     const batch = c.encode(rows);
     if (!batch) return 0;
     if (kind === "live") {
@@ -440,7 +434,7 @@ export class Uplink {
     }
     const id = ++this.nextId;
     const gen = this.generation;
-    this.inflight.set(id, { channel: c, first: batch.first, last: batch.last, kind });
+    this.inflight.add(id);
     const bytes = batch.payload.length;
     withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
       .then(
@@ -496,18 +490,11 @@ export class Uplink {
     }
   }
 
-  private armLinger(ms: number): void {
-    if (this.lingerTimer) return;
-    this.lingerTimer = setTimeout(() => {
-      this.lingerTimer = null;
-      this.pump();
-    }, Math.max(1, ms));
-  }
-
-  private armRate(ms: number): void {
-    if (this.rateTimer) return;
-    this.rateTimer = setTimeout(() => {
-      this.rateTimer = null;
+  /** Pumps again in `ms` (a batch lingering for company, or the backlog's rate), unless already due. */
+  private armPump(name: "lingerTimer" | "rateTimer", ms: number): void {
+    if (this[name]) return;
+    this[name] = setTimeout(() => {
+      this[name] = null;
       this.pump();
     }, Math.max(1, ms));
   }
