@@ -54,10 +54,11 @@ export class I2cQueue {
   }
 
   device(address: number): I2cDevice {
+    const io = transferFor(this.bus, address); // one per device, not one per job
     return {
       bus: this.bus.name,
       address,
-      run: (job) => this.run((bus) => job(transferFor(bus, address))),
+      run: (job) => this.run(() => job(io)),
       delay: (ms) => this.bus.delay(ms),
     };
   }
