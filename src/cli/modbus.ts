@@ -4,10 +4,10 @@
  */
 import { createInterface } from "node:readline/promises";
 import { type Command, Option } from "commander";
-import { getProfile, listProfiles, profileIds } from "../../drivers/modbus/registry.js";
+import { devicePoints, getProfile, listProfiles, profileIds } from "../../drivers/modbus/registry.js";
 import type { DataType, ModbusPoint, ModbusProfile, Table, WordOrder } from "../../drivers/modbus/types.js";
 import { isBitTable, registerCount } from "../../drivers/modbus/types.js";
-import { describeTransport, ModbusError } from "../buses/modbus/link.js";
+import { describeTransport, ModbusError, type ModbusTransport } from "../buses/modbus/link.js";
 import type { ModbusLine } from "../buses/modbus/line.js";
 import { UserError } from "../model/errors.js";
 import { silentLogger } from "../ops/logger.js";
@@ -52,8 +52,8 @@ export interface ReadOutput {
   values: Array<{ point: string; table: Table; address: number; value: number | boolean | string | null; unit?: string; error?: string }>;
 }
 
-async function withLine<T>(flags: TargetFlags, fn: (line: ModbusLine) => Promise<T>): Promise<T> {
-  const line = await openLine(parseTransport(flags));
+async function withLine<T>(transport: ModbusTransport, fn: (line: ModbusLine) => Promise<T>): Promise<T> {
+  const line = await openLine(transport);
   try {
     return await fn(line);
   } finally {
@@ -66,8 +66,9 @@ export async function modbusRead(flags: ReadFlags): Promise<ReadOutput> {
   const unit = parseInteger("--unit", flags.unit, 1, 247);
   const timeout = parseTimeout(flags.timeout);
   const points = readPoints(flags);
-  const target = describeTransport(parseTransport(flags));
-  return withLine(flags, async (line) => {
+  const transport = parseTransport(flags);
+  const target = describeTransport(transport);
+  return withLine(transport, async (line) => {
     const device = new ModbusDevice(
       {
         name: `unit-${unit}`,
@@ -121,7 +122,7 @@ function readPoints(f: ReadFlags): ModbusPoint[] {
     const only = f.only?.split(",").map((s) => s.trim());
     const unknown = only?.filter((n) => !profile.points.some((p) => p.name === n)) ?? [];
     if (unknown.length) throw new UserError(`--only: not points of ${profile.id}: ${unknown.join(", ")}`);
-    return profile.points.filter((p) => !only || only.includes(p.name));
+    return devicePoints({ profile: profile.id, only, points: [] });
   }
   if (!f.table || f.address === undefined) throw new UserError("say what to read: --profile NAME, or --table input|holding|coil|discrete --address A [--count N]");
   const table = f.table as Table;
@@ -275,7 +276,7 @@ Examples:
     const transport = parseTransport(flags);
     const what = `${point.table} 0x${point.address.toString(16).padStart(4, "0")} of unit ${unit} on ${describeTransport(transport)} to ${JSON.stringify(value)}`;
     if (!flags.yes && !(await confirm(`write ${what}?`))) throw new UserError("not written", 1);
-    const result = await withLine(flags, (line) => writeVerified(line, "cli", unit, point, value, timeout)).catch((err: unknown) => {
+    const result = await withLine(transport, (line) => writeVerified(line, "cli", unit, point, value, timeout)).catch((err: unknown) => {
       if (err instanceof ModbusError) throw new UserError(`unit ${unit}: ${err.message}`, 1);
       throw err;
     });
