@@ -1,19 +1,33 @@
 /**
  * Why readings were dropped without reaching the broker: the counters the outbox keeps (and
- * persists), and their total. A module of its own so that the CLI can sum them without loading SQLite.
+ * persists) per stream, and their total. A module of its own so that the CLI can sum them
+ * without loading SQLite.
  */
 export interface DropCounters {
-  /** Oldest readings deleted to make room (policy drop-oldest). */
+  /** Oldest rows deleted to make room (policy drop-oldest). */
   quota_oldest: number;
-  /** New readings refused because the store was full (policy drop-newest). */
+  /** New rows refused because the store was full (policy drop-newest). */
   quota_newest: number;
-  /** Readings deleted because they were older than max_age. */
+  /** Rows deleted because they were older than max_age. */
   max_age: number;
+  /** Dead letters deleted by an operator (`edge-agent buffer dead-letters purge`). */
+  purged: number;
 }
 
-export const DROP_REASONS: readonly (keyof DropCounters)[] = ["quota_oldest", "quota_newest", "max_age"];
+export const DROP_REASONS: readonly (keyof DropCounters)[] = ["quota_oldest", "quota_newest", "max_age", "purged"];
 
-/** All readings dropped, whatever the reason. */
+export function noDrops(): DropCounters {
+  return { quota_oldest: 0, quota_newest: 0, max_age: 0, purged: 0 };
+}
+
+/** All rows dropped, whatever the reason. */
 export function droppedTotal(d: DropCounters): number {
-  return DROP_REASONS.reduce((n, r) => n + d[r], 0);
+  return DROP_REASONS.reduce((n, r) => n + (d[r] ?? 0), 0);
+}
+
+/** The counters of several streams added up, reason by reason. */
+export function sumDrops(all: readonly DropCounters[]): DropCounters {
+  const total = noDrops();
+  for (const d of all) for (const r of DROP_REASONS) total[r] += d[r] ?? 0;
+  return total;
 }

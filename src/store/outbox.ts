@@ -1,17 +1,27 @@
 /**
- * The SQLite outbox: every reading is kept here, with its per-gateway sequence number, until the
- * broker has acknowledged the message that carried it.
+ * The SQLite outbox: every reading, event and command result is kept here, with its per-gateway
+ * sequence number, until the broker has acknowledged the message that carried it.
  *
  * Durability: WAL with `synchronous=FULL` by default, so a committed sequence number survives a
  * power cut and is never handed out twice (a reused number would make the receiver drop a real
- * reading as a duplicate). Acknowledgement deletes are batched by the caller, so FULL costs one
- * fsync per tick and per ack batch, not per reading.
+ * reading as a duplicate). Under `normal`, numbers come from blocks reserved durably beforehand
+ * (seq-reservation.ts), so they stay unique too. Acknowledgement deletes are batched by the
+ * caller, so FULL costs one fsync per tick and per ack batch, not per reading.
+ *
+ * The quota and max_age cover everything in the file: the three streams and the dead letters
+ * (messages the broker refused even one reading at a time, kept for an operator to resend).
+ * Every drop is counted per stream and reason.
+ *
+ * In-memory state (cursors, caches, counters) changes only once the transaction that backs it
+ * committed: a failed transaction (disk full, I/O error) leaves nothing behind that no longer
+ * exists in the file.
  */
 import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { Database, type Statement } from "./sqlite.js";
 import { UserError } from "../model/errors.js";
-import type { DropCounters } from "./drops.js";
+import { type DropCounters, noDrops, sumDrops } from "./drops.js";
+import { nextBlock, MIN_BLOCK, SeqReservations } from "./seq-reservation.js";
 import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
 
 export type DropPolicy = "drop-oldest" | "drop-newest";
@@ -21,12 +31,18 @@ export interface OutboxOptions {
   /** Bytes the database may use; the file stays within this plus a small margin. */
   quota: number;
   whenFull: DropPolicy;
-  /** Readings older than this (by their timestamp) are dropped, in ms. */
+  /** Rows older than this (by their timestamp) are dropped, in ms. */
   maxAge: number;
   sync: "full" | "normal";
   now?: () => number;
 }
 
+export interface StreamStats {
+  depth: number;
+  lastSeq: number;
+  dropped: DropCounters;
+  deadLetters: number;
+}
 
 export interface OutboxStats {
   depth: number;
@@ -37,9 +53,19 @@ export interface OutboxStats {
   usedBytes: number;
   fileBytes: number;
   quota: number;
+  /** Drops of every stream, added up by reason. */
   dropped: DropCounters;
-  /** The other streams: how much waits and the last sequence number given. */
-  streams: Record<Exclude<StreamName, "telemetry">, { depth: number; lastSeq: number }>;
+  /** Each stream: how much waits, the last sequence number given, its drops, its dead letters. */
+  streams: Record<StreamName, StreamStats>;
+  deadLetters: DeadLetterStats;
+  /** The outbox file's format (see MIGRATIONS). */
+  format: number;
+}
+
+export interface DeadLetterStats {
+  count: number;
+  /** How many per reason, most frequent first. */
+  reasons: Array<{ reason: string; count: number }>;
 }
 
 export interface AppendResult {
@@ -50,6 +76,34 @@ export interface AppendResult {
   refused: number;
 }
 
+/** A stored row the broker refused, kept with the reason. */
+export interface DeadLetter extends StoredReading {
+  stream: StreamName;
+  reason: string;
+  /** When it was set aside (Unix ms). */
+  at: number;
+}
+
+export interface DeadLetterFilter {
+  stream?: StreamName;
+  /** Inclusive sequence range within the stream(s). */
+  seq?: readonly [number, number];
+}
+
+/** Ranges moved back to a stream for sending again. */
+export interface Resent {
+  stream: StreamName;
+  ranges: Array<[number, number]>;
+  count: number;
+}
+
+/** What an open after an unclean stop skipped (sync: normal), for the log. */
+export interface SkippedSeqs {
+  stream: StreamName;
+  from: number;
+  to: number;
+}
+
 const QUALITY_CODE: Record<Quality, number> = { good: 0, bad: 1, uncertain: 2 };
 const CODE_QUALITY: Quality[] = ["good", "bad", "uncertain"];
 const BOOL_FLAG = 4;
@@ -57,6 +111,24 @@ const BOOL_FLAG = 4;
 const HEADROOM = 0.02;
 /** How many command ids are remembered for de-duplication. */
 const COMMAND_MEMORY = 10_000;
+
+/**
+ * The outbox file's format. 1: release 0.1.0 (no `format` key). 2: dead letters, drop counters
+ * per stream. Each step runs in one transaction when a file of an older format is opened; a file
+ * of a newer format is refused rather than misread. Every change to the format adds a step here
+ * and an upgrade test on a fixture written by the release before it (test/fixtures/outbox-*.db).
+ */
+export const FORMAT = 2;
+const MIGRATIONS: ReadonlyArray<{ to: number; sql: string }> = [
+  {
+    to: 2,
+    sql: `
+      CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY, stream TEXT NOT NULL, seq INTEGER NOT NULL, p INTEGER NOT NULL, ts INTEGER NOT NULL,
+        v ANY, q INTEGER NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, UNIQUE (stream, seq));
+    `,
+  },
+];
 
 type Row = [seq: number, pointId: number, ts: number, v: number | string | null, q: number];
 
@@ -69,26 +141,38 @@ const STREAM_TABLE: Record<StreamName, string> = { telemetry: "readings", events
 const STREAM_META: Record<StreamName, string> = { telemetry: "", events: "events.", results: "results." };
 export const STREAMS: readonly StreamName[] = ["telemetry", "events", "results"];
 
+export function isStreamName(s: string): s is StreamName {
+  return (STREAMS as readonly string[]).includes(s);
+}
+
 /** One stream of the outbox: what the uplink needs to send it and delete what was acknowledged. */
 export interface StreamStore {
   readonly name: StreamName;
   readonly lastSeq: number;
   readonly depth: number;
+  /** Stores rows under the outbox's quota policy, each with the stream's next sequence number. */
   append(readings: readonly Reading[]): AppendResult;
   readAfter(afterSeq: number, limit: number, upTo?: number): StoredReading[];
   firstSeq(): number | null;
   ack(ranges: ReadonlyArray<readonly [number, number]>): number;
 }
 
-interface PointCodec {
+/** What a stream needs from the outbox around it. */
+interface StreamHost {
   pointId(name: string): number;
   pointName(id: number): string;
   setMeta: Statement;
+  appendTo(stream: Stream, readings: readonly Reading[]): AppendResult;
 }
 
 class Stream implements StreamStore {
   seq: number;
   rows: number;
+  /** Numbers up to this one are reserved durably (sync: normal); Infinity when not needed. */
+  reserved = Number.POSITIVE_INFINITY;
+  block = MIN_BLOCK;
+  reservedAt = 0;
+  readonly dropped: DropCounters;
   private readonly stmt: {
     insert: Statement;
     readAfter: Statement;
@@ -99,21 +183,21 @@ class Stream implements StreamStore {
     oldestChunk: Statement;
     first: Statement;
   };
+  readonly metaPrefix: string;
   private readonly metaKey: string;
   // Built once: db.transaction() makes a new wrapper (closures and property definitions) per call,
   // which on a busy gateway is garbage every tick.
-  private readonly insertTx: (readings: readonly Reading[]) => void;
+  private readonly insertTx: (readings: readonly Reading[], first: number) => void;
   private readonly deleteTx: (ranges: ReadonlyArray<readonly [number, number]>) => number;
 
   constructor(
     readonly name: StreamName,
+    readonly table: string,
     db: Database,
     meta: Map<string, number>,
-    private readonly codec: PointCodec,
+    private readonly host: StreamHost,
   ) {
-    const t = STREAM_TABLE[name];
-    // seq is the rowid; q = quality code | 4 when v holds a boolean.
-    db.exec(`CREATE TABLE IF NOT EXISTS ${t} (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL)`);
+    const t = table;
     this.stmt = {
       insert: db.prepare(`INSERT INTO ${t} (seq, p, ts, v, q) VALUES (?, ?, ?, ?, ?)`),
       readAfter: db.prepare(`SELECT seq, p, ts, v, q FROM ${t} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`).raw(),
@@ -124,16 +208,22 @@ class Stream implements StreamStore {
       oldestChunk: db.prepare(`SELECT seq, ts FROM ${t} WHERE seq > ? ORDER BY seq LIMIT 1000`).raw(),
       first: db.prepare(`SELECT seq, ts FROM ${t} ORDER BY seq LIMIT 1`).raw(),
     };
-    this.metaKey = `${STREAM_META[name]}last_seq`;
+    this.metaPrefix = STREAM_META[name];
+    this.metaKey = `${this.metaPrefix}last_seq`;
     const maxSeq = (db.prepare(`SELECT max(seq) FROM ${t}`).pluck().get() as number | null) ?? 0;
     this.seq = Math.max(meta.get(this.metaKey) ?? 0, maxSeq);
     this.rows = db.prepare(`SELECT count(*) FROM ${t}`).pluck().get() as number;
-    this.insertTx = db.transaction((readings: readonly Reading[]) => {
+    this.dropped = noDrops();
+    for (const reason of Object.keys(this.dropped) as (keyof DropCounters)[]) {
+      this.dropped[reason] = meta.get(`${this.metaPrefix}dropped.${reason}`) ?? 0;
+    }
+    this.insertTx = db.transaction((readings: readonly Reading[], first: number) => {
+      let seq = first;
       for (const r of readings) {
         const { v, q } = encodeValue(r.value, r.quality);
-        this.stmt.insert.run(++this.seq, this.codec.pointId(r.point), r.ts, v, q);
+        this.stmt.insert.run(seq++, this.host.pointId(r.point), r.ts, v, q);
       }
-      this.codec.setMeta.run(this.metaKey, this.seq);
+      this.host.setMeta.run(this.metaKey, seq - 1);
     });
     this.deleteTx = db.transaction((ranges: ReadonlyArray<readonly [number, number]>) => {
       let deleted = 0;
@@ -150,30 +240,23 @@ class Stream implements StreamStore {
     return this.rows;
   }
 
-  /** Stores readings in one transaction, each with the stream's next sequence number. */
   append(readings: readonly Reading[]): AppendResult {
-    if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
-    const before = this.seq;
-    try {
-      this.insertTx(readings);
-    } catch (err) {
-      this.seq = before;
-      throw err;
-    }
+    return this.host.appendTo(this, readings);
+  }
+
+  /** Inserts in one transaction; seq and row count move only once it committed. */
+  insert(readings: readonly Reading[]): AppendResult {
+    const first = this.seq + 1;
+    this.insertTx(readings, first);
+    this.seq += readings.length;
     this.rows += readings.length;
-    return { first: before + 1, last: this.seq, stored: readings.length, refused: 0 };
+    return { first, last: this.seq, stored: readings.length, refused: 0 };
   }
 
   /** Up to `limit` rows with afterSeq < seq <= upTo, in sequence order. */
   readAfter(afterSeq: number, limit: number, upTo: number = this.seq): StoredReading[] {
     const rows = this.stmt.readAfter.all(afterSeq, upTo, limit) as Row[];
-    return rows.map(([seq, p, ts, v, q]) => ({
-      seq,
-      point: this.codec.pointName(p),
-      ts,
-      value: q & BOOL_FLAG ? v === 1 : v,
-      quality: CODE_QUALITY[q & 3] ?? "bad",
-    }));
+    return rows.map(([seq, p, ts, v, q]) => decodeRow(seq, this.host.pointName(p), ts, v, q));
   }
 
   firstSeq(): number | null {
@@ -194,6 +277,7 @@ class Stream implements StreamStore {
 
   /** Deletes the `n` oldest rows; returns how many went. */
   dropOldest(n: number): number {
+    if (n <= 0 || this.rows === 0) return 0;
     const boundary = n >= this.rows ? undefined : (this.stmt.nthSeq.get(n) as number | undefined);
     const deleted = boundary === undefined ? this.stmt.deleteAll.run().changes : this.stmt.deleteBelow.run(boundary).changes;
     this.rows -= deleted;
@@ -210,11 +294,17 @@ class Stream implements StreamStore {
       // Rows are stored roughly in time order: stop at the first chunk with nothing to expire.
       const old = chunk.filter(([, ts]) => ts < cutoff);
       if (old.length === 0) break;
-      total += this.deleteTx(old.map(([seq]) => [seq, seq] as const));
+      const deleted = this.deleteTx(old.map(([seq]) => [seq, seq] as const));
+      this.rows -= deleted;
+      total += deleted;
       after = chunk[chunk.length - 1]![0];
     }
-    this.rows -= total;
     return total;
+  }
+
+  /** Rows moved out (dead letters) or back in (resent): the count follows the file. */
+  adjustRows(delta: number): void {
+    this.rows += delta;
   }
 }
 
@@ -223,10 +313,12 @@ export class Outbox {
   private readonly now: () => number;
   private readonly pointIds = new Map<string, number>();
   private readonly pointNames: string[] = [];
+  /** Point names inserted by the transaction under way: forgotten again if it rolls back. */
+  private readonly uncommittedPoints: string[] = [];
   private readonly pageSize: number;
-  private readonly dropped: DropCounters;
   private readonly streams: Record<StreamName, Stream>;
   private readonly telemetry: Stream;
+  private readonly reservations: SeqReservations | null;
   private readonly stmt: {
     insertPoint: Statement;
     setMeta: Statement;
@@ -235,24 +327,27 @@ export class Outbox {
     pruneCommands: Statement;
     usedPages: Statement;
   };
+  private readonly dl: DeadLetterTable | null;
   private commandsSincePrune = 0;
+  /** The format the file had when it was opened (before any migration). */
+  readonly openedFormat: number;
+  /** Sequence numbers skipped because the last stop was unclean (sync: normal). */
+  readonly skipped: SkippedSeqs[] = [];
 
   private constructor(
     db: Database,
     private readonly opts: OutboxOptions,
+    private readonly readOnly: boolean,
   ) {
     this.db = db;
     this.now = opts.now ?? Date.now;
-    db.pragma("journal_mode = WAL");
-    db.pragma(`synchronous = ${opts.sync === "full" ? "FULL" : "NORMAL"}`);
-    // Truncate the WAL after checkpoints so it cannot grow the footprint past the quota.
-    db.pragma("journal_size_limit = 4194304");
-    db.exec(`
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-      -- Results of recent commands by id: a repeated id is answered again, never executed twice.
-      CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, ts INTEGER NOT NULL, result TEXT NOT NULL) WITHOUT ROWID;
-    `);
+    if (!readOnly) {
+      db.pragma("journal_mode = WAL");
+      db.pragma(`synchronous = ${opts.sync === "full" ? "FULL" : "NORMAL"}`);
+      // Truncate the WAL after checkpoints so it cannot grow the footprint past the quota.
+      db.pragma("journal_size_limit = 4194304");
+    }
+    this.openedFormat = readOnly ? formatOf(db) : prepareFile(db);
     this.pageSize = db.pragma("page_size", { simple: true }) as number;
     this.stmt = {
       insertPoint: db.prepare("INSERT INTO points (name) VALUES (?)"),
@@ -270,56 +365,63 @@ export class Outbox {
     const meta = new Map(
       (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: number }[]).map((r) => [r.key, r.value]),
     );
-    const codec: PointCodec = {
+    const host: StreamHost = {
       pointId: (n) => this.pointId(n),
       pointName: (id) => this.pointNames[id] ?? `unknown-${id}`,
       setMeta: this.stmt.setMeta,
+      appendTo: (stream, readings) => this.appendTo(stream, readings),
     };
     this.streams = {
-      telemetry: new Stream("telemetry", db, meta, codec),
-      events: new Stream("events", db, meta, codec),
-      results: new Stream("results", db, meta, codec),
+      telemetry: new Stream("telemetry", STREAM_TABLE.telemetry, db, meta, host),
+      events: new Stream("events", STREAM_TABLE.events, db, meta, host),
+      results: new Stream("results", STREAM_TABLE.results, db, meta, host),
     };
     this.telemetry = this.streams.telemetry;
-    this.dropped = {
-      quota_oldest: meta.get("dropped.quota_oldest") ?? 0,
-      quota_newest: meta.get("dropped.quota_newest") ?? 0,
-      max_age: meta.get("dropped.max_age") ?? 0,
-    };
+    this.dl = hasTable(db, "dead_letters") ? new DeadLetterTable(db, this.readOnly) : null;
+    // Numbers a dead letter holds are taken as well (its row left the stream's table).
+    if (this.dl) for (const s of STREAMS) this.streams[s].seq = Math.max(this.streams[s].seq, this.dl.maxSeq(s));
+    this.reservations = readOnly || opts.path === ":memory:" ? null : new SeqReservations(opts.path);
+    if (this.reservations) this.resumeSequences();
   }
 
-  /** Opens (and creates) the outbox; a path the agent cannot write is a UserError naming it. */
+  /** Opens (and creates, or migrates) the outbox; a path the agent cannot write is a UserError naming it. */
   static open(opts: OutboxOptions): Outbox {
-    let db: Database;
+    let db: Database | undefined;
     try {
       if (opts.path !== ":memory:") mkdirSync(dirname(opts.path), { recursive: true });
       db = new Database(opts.path);
-      const outbox = new Outbox(db, opts);
+      const outbox = new Outbox(db, opts, false);
       outbox.expire();
       return outbox;
     } catch (err) {
+      if (db?.open) db.close();
+      if (err instanceof UserError) throw err;
       throw new UserError(`store.path: cannot open ${opts.path}: ${describeFsError(err)}`);
     }
   }
 
-  /** Opens an existing outbox for inspection (another process may be writing it). */
+  /**
+   * Opens an existing outbox read-only, for inspection while the agent may be writing it: no
+   * pragma, migration, checkpoint or sidecar write, so the running agent's files stay untouched.
+   */
   static inspect(path: string, opts: Omit<OutboxOptions, "path">): Outbox {
     try {
       statSync(path);
     } catch {
       throw new UserError(`store.path: no outbox at ${path} (has the agent run with this config?)`);
     }
+    let db: Database | undefined;
     try {
-      return new Outbox(new Database(path, { fileMustExist: true }), { ...opts, path });
+      db = new Database(path, { fileMustExist: true, readonly: true });
+      return new Outbox(db, { ...opts, path }, true);
     } catch (err) {
+      if (db?.open) db.close();
+      if (err instanceof UserError) throw err;
       throw new UserError(`store.path: cannot open ${path}: ${describeFsError(err)}`);
     }
   }
 
-  /**
-   * A stream by name. Telemetry appends should go through Outbox.append (quota policy); the
-   * other streams (events, command results) are small and always kept.
-   */
+  /** A stream by name; its appends follow the quota policy like telemetry's. */
   stream(name: StreamName): StreamStore {
     return this.streams[name];
   }
@@ -351,12 +453,22 @@ export class Outbox {
    * refused and counted.
    */
   append(readings: readonly Reading[]): AppendResult {
+    return this.appendTo(this.telemetry, readings);
+  }
+
+  private appendTo(stream: Stream, readings: readonly Reading[]): AppendResult {
     if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
     if (this.opts.whenFull === "drop-newest" && this.usedBytes() >= this.opts.quota) {
-      this.addDropped("quota_newest", readings.length);
+      this.addDropped(stream, "quota_newest", readings.length);
       return { first: null, last: null, stored: 0, refused: readings.length };
     }
-    const result = this.telemetry.append(readings);
+    if (stream.seq + readings.length > stream.reserved) this.reserve(stream, stream.seq + readings.length);
+    let result: AppendResult | undefined;
+    try {
+      result = stream.insert(readings);
+    } finally {
+      this.settlePoints(result !== undefined);
+    }
     if (this.opts.whenFull === "drop-oldest") this.enforceQuota();
     return result;
   }
@@ -367,8 +479,21 @@ export class Outbox {
       id = Number(this.stmt.insertPoint.run(name).lastInsertRowid);
       this.pointIds.set(name, id);
       this.pointNames[id] = name;
+      this.uncommittedPoints.push(name);
     }
     return id;
+  }
+
+  /** After a transaction: keep the new point ids if it committed, forget them if it rolled back. */
+  private settlePoints(committed: boolean): void {
+    if (!committed) {
+      for (const name of this.uncommittedPoints) {
+        const id = this.pointIds.get(name);
+        this.pointIds.delete(name);
+        if (id !== undefined) delete this.pointNames[id];
+      }
+    }
+    this.uncommittedPoints.length = 0;
   }
 
   /** Up to `limit` telemetry readings with afterSeq < seq <= upTo, in sequence order. */
@@ -386,12 +511,19 @@ export class Outbox {
     return this.telemetry.ack(ranges);
   }
 
-  /** Drops rows older than max_age in every stream; returns how many. Called at open and periodically. */
+  /** Drops rows older than max_age in every stream and among the dead letters; returns how many. */
   expire(): number {
     const cutoff = this.now() - this.opts.maxAge;
     let total = 0;
-    for (const name of STREAMS) total += this.streams[name].expire(cutoff);
-    if (total > 0) this.addDropped("max_age", total);
+    for (const name of STREAMS) {
+      const stream = this.streams[name];
+      const n = stream.expire(cutoff);
+      if (n > 0) this.addDropped(stream, "max_age", n);
+      total += n;
+      const dead = this.dl?.expire(name, cutoff) ?? 0;
+      if (dead > 0) this.addDropped(stream, "max_age", dead);
+      total += dead;
+    }
     return total;
   }
 
@@ -400,22 +532,151 @@ export class Outbox {
     return (this.stmt.usedPages.get() as number) * this.pageSize;
   }
 
+  /**
+   * Over the quota: the oldest rows go, in this order — dead letters, telemetry, events, command
+   * results (the last are few, and someone waits for them) — enough to get HEADROOM below it.
+   */
   private enforceQuota(): void {
     const used = this.usedBytes();
-    const t = this.telemetry;
-    if (used <= this.opts.quota || t.rows === 0) return;
+    if (used <= this.opts.quota) return;
     const target = this.opts.quota * (1 - HEADROOM);
     const share = Math.min(1, (used - target) / used);
-    this.addDropped("quota_oldest", t.dropOldest(Math.max(1, Math.ceil(t.rows * share))));
+    const dead = this.dl?.count() ?? 0;
+    const rows = dead + STREAMS.reduce((n, s) => n + this.streams[s].rows, 0);
+    let need = Math.max(1, Math.ceil(rows * share));
+    if (this.dl && dead > 0) {
+      for (const { stream, count } of this.dl.dropOldest(Math.min(need, dead))) {
+        this.addDropped(this.streams[stream], "quota_oldest", count);
+        need -= count;
+      }
+    }
+    for (const name of STREAMS) {
+      if (need <= 0) break;
+      const stream = this.streams[name];
+      const n = stream.dropOldest(Math.min(need, stream.rows));
+      if (n > 0) this.addDropped(stream, "quota_oldest", n);
+      need -= n;
+    }
   }
 
-  private addDropped(reason: keyof DropCounters, n: number): void {
-    this.dropped[reason] += n;
-    this.stmt.setMeta.run(`dropped.${reason}`, this.dropped[reason]);
+  private addDropped(stream: Stream, reason: keyof DropCounters, n: number): void {
+    const total = stream.dropped[reason] + n;
+    if (!this.readOnly) this.stmt.setMeta.run(`${stream.metaPrefix}dropped.${reason}`, total);
+    stream.dropped[reason] = total;
+  }
+
+  // --- dead letters ---------------------------------------------------------------------------
+
+  /**
+   * Sets rows aside that the broker refused, with the reason: they leave the stream (so what
+   * follows them is delivered) but stay in the file, within the quota, until an operator resends
+   * or purges them. Returns how many rows moved.
+   */
+  deadLetter(name: StreamName, first: number, last: number, reason: string): number {
+    const dl = this.requireDeadLetters();
+    const moved = dl.take(name, first, last, reason, this.now());
+    this.streams[name].adjustRows(-moved);
+    return moved;
+  }
+
+  deadLetters(filter: DeadLetterFilter = {}, limit = 1000): DeadLetter[] {
+    if (!this.dl) return [];
+    return this.dl.list(filter, limit).map((r) => ({ ...decodeRow(r.seq, this.pointNames[r.p] ?? `unknown-${r.p}`, r.ts, r.v, r.q), stream: r.stream as StreamName, reason: r.reason, at: r.at }));
+  }
+
+  /** Moves dead letters back into their streams (with their sequence numbers) to be sent again. */
+  resendDeadLetters(filter: DeadLetterFilter = {}): Resent[] {
+    const dl = this.requireDeadLetters();
+    const out: Resent[] = [];
+    for (const name of filter.stream ? [filter.stream] : STREAMS) {
+      const seqs = dl.giveBack(name, filter.seq);
+      if (seqs.length === 0) continue;
+      this.streams[name].adjustRows(seqs.length);
+      out.push({ stream: name, ranges: toRanges(seqs), count: seqs.length });
+    }
+    return out;
+  }
+
+  /** Deletes dead letters for good (counted as purged); returns how many per stream. */
+  purgeDeadLetters(filter: DeadLetterFilter = {}): Array<{ stream: StreamName; count: number }> {
+    const dl = this.requireDeadLetters();
+    const out: Array<{ stream: StreamName; count: number }> = [];
+    for (const name of filter.stream ? [filter.stream] : STREAMS) {
+      const n = dl.purge(name, filter.seq);
+      if (n === 0) continue;
+      this.addDropped(this.streams[name], "purged", n);
+      out.push({ stream: name, count: n });
+    }
+    return out;
+  }
+
+  private requireDeadLetters(): DeadLetterTable {
+    if (!this.dl || this.readOnly) throw new UserError("the outbox is open read-only here");
+    return this.dl;
+  }
+
+  // --- sequence numbers under sync: normal -----------------------------------------------------
+
+  /**
+   * At open: after an unclean stop with reservations, every stream resumes above its reserved
+   * block (the numbers in between may have been used by commits a power cut took back). Then the
+   * file is marked unclean until close, and in `full` mode removed (commits are durable there).
+   */
+  private resumeSequences(): void {
+    const r = this.reservations!;
+    const state = r.read();
+    if (state && !state.clean) {
+      for (const name of STREAMS) {
+        const stream = this.streams[name];
+        const reserved = state.reserved[name] ?? 0;
+        if (reserved > stream.seq) {
+          this.skipped.push({ stream: name, from: stream.seq + 1, to: reserved });
+          stream.seq = reserved;
+          this.stmt.setMeta.run(`${stream.metaPrefix}last_seq`, reserved);
+        }
+      }
+    }
+    if (this.opts.sync === "full") {
+      // A full commit is durable: the reservation above (if any) is now in the file, and the
+      // meta write is committed with FULL before the sidecar goes.
+      r.remove();
+      return;
+    }
+    for (const name of STREAMS) {
+      const s = this.streams[name];
+      s.reserved = s.seq;
+    }
+    r.write({ clean: false, reserved: this.reservedMap() });
+  }
+
+  private reserve(stream: Stream, upTo: number): void {
+    const t = this.now();
+    stream.block = nextBlock(stream.block, t - stream.reservedAt);
+    stream.reservedAt = t;
+    const previous = stream.reserved;
+    stream.reserved = upTo + stream.block;
+    try {
+      this.reservations!.write({ clean: false, reserved: this.reservedMap() });
+    } catch (err) {
+      stream.reserved = previous;
+      throw err;
+    }
+  }
+
+  private reservedMap(): Record<string, number> {
+    const out: Record<string, number> = Object.create(null) as Record<string, number>;
+    for (const name of STREAMS) out[name] = Number.isFinite(this.streams[name].reserved) ? this.streams[name].reserved : this.streams[name].seq;
+    return out;
   }
 
   stats(): OutboxStats {
     const first = this.telemetry.oldest();
+    const perStreamDead = this.dl?.countByStream() ?? new Map<string, number>();
+    const streams = {} as Record<StreamName, StreamStats>;
+    for (const name of STREAMS) {
+      const s = this.streams[name];
+      streams[name] = { depth: s.rows, lastSeq: s.seq, dropped: { ...s.dropped }, deadLetters: perStreamDead.get(name) ?? 0 };
+    }
     return {
       depth: this.telemetry.rows,
       firstSeq: first ? first[0] : null,
@@ -425,11 +686,10 @@ export class Outbox {
       usedBytes: this.usedBytes(),
       fileBytes: this.fileBytes(),
       quota: this.opts.quota,
-      dropped: { ...this.dropped },
-      streams: {
-        events: { depth: this.streams.events.rows, lastSeq: this.streams.events.seq },
-        results: { depth: this.streams.results.rows, lastSeq: this.streams.results.seq },
-      },
+      dropped: sumDrops(STREAMS.map((n) => this.streams[n].dropped)),
+      streams,
+      deadLetters: { count: this.dl?.count() ?? 0, reasons: this.dl?.reasons() ?? [] },
+      format: this.readOnly ? this.openedFormat : FORMAT,
     };
   }
 
@@ -447,21 +707,192 @@ export class Outbox {
     return total;
   }
 
-  /** Runs a WAL checkpoint (and truncates the WAL) so the files stay small. */
-  checkpoint(): void {
-    this.db.pragma("wal_checkpoint(TRUNCATE)");
+  /** Runs a WAL checkpoint (and truncates the WAL) so the files stay small; true when complete. */
+  checkpoint(): boolean {
+    if (this.readOnly) return false;
+    const [row] = this.db.pragma("wal_checkpoint(TRUNCATE)") as Array<{ busy: number }>;
+    return row?.busy === 0;
   }
 
   close(): void {
     if (!this.db.open) return;
     try {
-      this.checkpoint();
+      if (!this.readOnly) {
+        const complete = this.checkpoint();
+        // Everything is in the database file now: the next open needs no reservation to trust it.
+        if (complete && this.reservations && this.opts.sync === "normal") this.reservations.write({ clean: true, reserved: this.reservedMap() });
+      }
     } finally {
       this.db.close();
     }
   }
 }
 
+/** Creates the tables of a new file, or migrates an older one; returns the format it had. */
+function prepareFile(db: Database): number {
+  const fresh = (db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() as number) === 0;
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    -- Results of recent commands by id: a repeated id is answered again, never executed twice.
+    CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, ts INTEGER NOT NULL, result TEXT NOT NULL) WITHOUT ROWID;
+  `);
+  // seq is the rowid; q = quality code | 4 when v holds a boolean.
+  for (const t of Object.values(STREAM_TABLE)) {
+    db.exec(`CREATE TABLE IF NOT EXISTS ${t} (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL)`);
+  }
+  const had = fresh ? FORMAT : formatOf(db);
+  if (had > FORMAT) {
+    throw new UserError(`store.path: this outbox was written by a newer edge-agent (format ${had}; this one reads up to ${FORMAT}); its readings are kept — run the newer version, or move the file aside`);
+  }
+  const setFormat = db.prepare("INSERT INTO meta (key, value) VALUES ('format', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  db.transaction(() => {
+    for (const step of MIGRATIONS) if (fresh || step.to > had) db.exec(step.sql);
+    setFormat.run(FORMAT);
+  })();
+  return had;
+}
+
+function formatOf(db: Database): number {
+  if (!hasTable(db, "meta")) throw Object.assign(new Error("not an outbox database"), { code: "SQLITE_NOTADB" });
+  return (db.prepare("SELECT value FROM meta WHERE key = 'format'").pluck().get() as number | undefined) ?? 1;
+}
+
+function hasTable(db: Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").pluck().get(name) !== undefined;
+}
+
+interface DeadRow {
+  stream: string;
+  seq: number;
+  p: number;
+  ts: number;
+  v: number | string | null;
+  q: number;
+  reason: string;
+  at: number;
+}
+
+/** The dead-letter table: rows moved out of their stream, and back. */
+class DeadLetterTable {
+  private readonly s: {
+    count: Statement;
+    byStream: Statement;
+    reasons: Statement;
+    maxSeq: Statement;
+    list: Statement;
+    oldest: Statement;
+    deleteUpTo: Statement;
+    deleteExpired: Statement;
+    purge: Statement;
+  };
+  /** Per stream, built once: move rows out of its table, and back in. */
+  private readonly take_ = new Map<StreamName, (first: number, last: number, reason: string, at: number) => number>();
+  private readonly giveBack_ = new Map<StreamName, (lo: number, hi: number) => number[]>();
+
+  constructor(db: Database, readonly: boolean) {
+    this.s = {
+      count: db.prepare("SELECT count(*) FROM dead_letters").pluck(),
+      byStream: db.prepare("SELECT stream, count(*) AS n FROM dead_letters GROUP BY stream").raw(),
+      reasons: db.prepare("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason").raw(),
+      maxSeq: db.prepare("SELECT max(seq) FROM dead_letters WHERE stream = ?").pluck(),
+      list: db.prepare("SELECT stream, seq, p, ts, v, q, reason, at FROM dead_letters WHERE (@stream IS NULL OR stream = @stream) AND seq >= @lo AND seq <= @hi ORDER BY id LIMIT @limit"),
+      oldest: db.prepare("SELECT id, stream FROM dead_letters ORDER BY id LIMIT ?").raw(),
+      deleteUpTo: db.prepare("DELETE FROM dead_letters WHERE id <= ?"),
+      deleteExpired: db.prepare("DELETE FROM dead_letters WHERE stream = ? AND ts < ?"),
+      purge: db.prepare("DELETE FROM dead_letters WHERE stream = ? AND seq >= ? AND seq <= ?"),
+    };
+    if (readonly) return;
+    const select = db.prepare("SELECT seq FROM dead_letters WHERE stream = ? AND seq >= ? AND seq <= ? ORDER BY seq").pluck();
+    for (const stream of STREAMS) {
+      const t = STREAM_TABLE[stream];
+      const moveOut = db.prepare(`INSERT OR REPLACE INTO dead_letters (stream, seq, p, ts, v, q, reason, at) SELECT ?, seq, p, ts, v, q, ?, ? FROM ${t} WHERE seq >= ? AND seq <= ?`);
+      const deleteOut = db.prepare(`DELETE FROM ${t} WHERE seq >= ? AND seq <= ?`);
+      const moveIn = db.prepare(`INSERT OR REPLACE INTO ${t} (seq, p, ts, v, q) SELECT seq, p, ts, v, q FROM dead_letters WHERE stream = ? AND seq >= ? AND seq <= ?`);
+      this.take_.set(
+        stream,
+        db.transaction((first: number, last: number, reason: string, at: number) => {
+          const moved = moveOut.run(stream, reason, at, first, last).changes;
+          deleteOut.run(first, last);
+          return moved;
+        }),
+      );
+      this.giveBack_.set(
+        stream,
+        db.transaction((lo: number, hi: number) => {
+          const seqs = select.all(stream, lo, hi) as number[];
+          moveIn.run(stream, lo, hi);
+          this.s.purge.run(stream, lo, hi);
+          return seqs;
+        }),
+      );
+    }
+  }
+
+  count(): number {
+    return this.s.count.get() as number;
+  }
+
+  countByStream(): Map<string, number> {
+    return new Map(this.s.byStream.all() as Array<[string, number]>);
+  }
+
+  reasons(): Array<{ reason: string; count: number }> {
+    return (this.s.reasons.all() as Array<[string, number]>).map(([reason, count]) => ({ reason, count }));
+  }
+
+  maxSeq(stream: StreamName): number {
+    return (this.s.maxSeq.get(stream) as number | null) ?? 0;
+  }
+
+  list(filter: DeadLetterFilter, limit: number): DeadRow[] {
+    const [lo, hi] = filter.seq ?? ALL_SEQS;
+    return this.s.list.all({ stream: filter.stream ?? null, lo, hi, limit }) as DeadRow[];
+  }
+
+  take(stream: StreamName, first: number, last: number, reason: string, at: number): number {
+    return this.take_.get(stream)!(first, last, reason, at);
+  }
+
+  giveBack(stream: StreamName, range: readonly [number, number] = ALL_SEQS): number[] {
+    return this.giveBack_.get(stream)!(range[0], range[1]);
+  }
+
+  purge(stream: StreamName, range: readonly [number, number] = ALL_SEQS): number {
+    return this.s.purge.run(stream, range[0], range[1]).changes;
+  }
+
+  /** Deletes up to `n` of the oldest; returns how many per stream. */
+  dropOldest(n: number): Array<{ stream: StreamName; count: number }> {
+    const rows = this.s.oldest.all(n) as Array<[number, string]>;
+    if (rows.length === 0) return [];
+    const per = new Map<StreamName, number>();
+    for (const [, stream] of rows) if (isStreamName(stream)) per.set(stream, (per.get(stream) ?? 0) + 1);
+    this.s.deleteUpTo.run(rows[rows.length - 1]![0]);
+    return [...per].map(([stream, count]) => ({ stream, count }));
+  }
+
+  expire(stream: StreamName, cutoff: number): number {
+    return this.s.deleteExpired.run(stream, cutoff).changes;
+  }
+}
+
+const ALL_SEQS: readonly [number, number] = [0, Number.MAX_SAFE_INTEGER];
+
+function decodeRow(seq: number, point: string, ts: number, v: number | string | null, q: number): StoredReading {
+  return { seq, point, ts, value: q & BOOL_FLAG ? v === 1 : v, quality: CODE_QUALITY[q & 3] ?? "bad" };
+}
+
+/** [3,4,5,9,10] → [[3,5],[9,10]] */
+function toRanges(seqs: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const s of seqs) {
+    const last = out[out.length - 1];
+    if (last && s === last[1] + 1) last[1] = s;
+    else out.push([s, s]);
+  }
+  return out;
+}
 
 function encodeValue(value: Value, quality: Quality): { v: number | string | null; q: number } {
   const q = QUALITY_CODE[quality];
