@@ -3,25 +3,19 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../model/errors.js";
-import { formatPath } from "./path.js";
+import { describeIssue } from "./issues.js";
 import { type Config, configSchema } from "./schema.js";
 
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 
 function describe(issue: z.core.$ZodIssue): string[] {
-  if (issue.code === "unrecognized_keys") {
-    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key`);
-  }
-  let message = issue.message;
-  if (issue.code === "invalid_type" && issue.input === undefined) message = "required";
-  if (issue.code === "invalid_value") message = `expected one of: ${issue.values.map(String).join(", ")}`;
-  return [`${formatPath(issue.path)}: ${message}`];
+  return describeIssue(issue);
 }
 
 /** Validates an already parsed object; every problem is reported, each with its path. */
 export function validateConfig(raw: unknown, baseDir = process.cwd()): ConfigResult {
-  const parsed = configSchema.safeParse(raw ?? {});
+  const parsed = configSchema.safeParse(raw ?? {}, { reportInput: true });
   if (!parsed.success) return { ok: false, errors: parsed.error.issues.flatMap(describe) };
   const config = parsed.data;
   // Relative paths are relative to the config file, so the same file works from any directory.
