@@ -7,7 +7,7 @@ import type { Config } from "../config/schema.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
 import { Charger } from "../control/charger.js";
-import { type Actuator, type CommandResult, CommandRouter } from "../control/commands.js";
+import { type Actuator, type CommandResult, CommandRouter, rememberedIn } from "../control/commands.js";
 import { GpioRelay } from "../control/relay.js";
 import type { Streetlight } from "../control/streetlight.js";
 import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
@@ -142,14 +142,12 @@ export class Agent {
     this.router = new CommandRouter(
       this.actuators,
       {
-        recall: (id) => {
-          const json = outbox.recallCommand(id);
-          return json === undefined ? undefined : (JSON.parse(json) as CommandResult);
-        },
-        record: (result) => {
+        ...rememberedIn(outbox),
+        publish: (result) => {
           const json = JSON.stringify(result);
-          if (result.id) outbox.rememberCommand(result.id, result.ts, json);
-          outbox.stream("results").append([{ point: result.target, ts: result.ts, value: json, quality: "good" }]);
+          // The row's name is not sent; a fixed one for unknown targets keeps garbage topics out of the points table.
+          const point = this.actuators.some((a) => a.name === result.target) ? result.target : "(unknown target)";
+          outbox.stream("results").append([{ point, ts: result.ts, value: json, quality: "good" }]);
           this.recentResults.push(result);
           this.metrics?.countCommand(result.status);
           if (this.recentResults.length > 20) this.recentResults.shift();
@@ -167,7 +165,8 @@ export class Agent {
       outbox: this.outbox,
       log: this.log,
       url,
-      onCommand: (target: string, payload: Buffer) => void router.handle(target, payload, "mqtt"),
+      // handle() never rejects; the catch is there so that a bug in it could not stop the gateway either.
+      onCommand: (target: string, payload: Buffer) => void router.handle(target, payload, "mqtt").catch((err: unknown) => this.log.error({ part: "commands", target, err: (err as Error).message }, "command not answered")),
     });
     this.uplink.start();
 

@@ -42,7 +42,7 @@ interface Session {
 export class Charger implements Actuator, Processor {
   readonly kind = "charger";
   readonly name: string;
-  readonly actions: Record<string, z.ZodType>;
+  readonly actions: ReadonlyMap<string, z.ZodType>;
   private session: Session | null = null;
   private power: number | null = null;
   private energy: number | null = null;
@@ -59,13 +59,16 @@ export class Charger implements Actuator, Processor {
     private readonly log: Logger,
   ) {
     this.name = opts.name;
-    this.actions = {
-      start: z.strictObject({
-        max_kwh: z.number().min(0.01).max(opts.maxKwh).optional(),
-        max_minutes: z.int().min(1).max(opts.maxMinutes).optional(),
-      }),
-      stop: z.strictObject({}),
-    };
+    this.actions = new Map<string, z.ZodType>([
+      [
+        "start",
+        z.strictObject({
+          max_kwh: z.number().min(0.01).max(opts.maxKwh).optional(),
+          max_minutes: z.int().min(1).max(opts.maxMinutes).optional(),
+        }),
+      ],
+      ["stop", z.strictObject({})],
+    ]);
   }
 
   /** Safe state at start: off, until a session is asked for. */

@@ -1,12 +1,17 @@
 /**
  * Commands from the platform (MQTT `cmd/<target>`) and from the technician's CLI take one path:
- * size, JSON, envelope, target, repeat, expiry, action, arguments — each checked in that order,
- * and anything wrong is rejected with a reason before any actuator is touched. A repeated id is
- * answered again with the first result, never executed twice. Every result goes through the
- * outbox (results stream), so the platform gets it even after an outage.
+ * size, JSON, repeat, envelope, target, expiry, action, arguments — each checked in that order,
+ * and anything wrong is rejected with a reason before any actuator is touched. Every result goes
+ * through the outbox (results stream), so the platform gets it even after an outage.
+ *
+ * A command id is executed at most once and its answer never changes (DESIGN.md, invariant 7):
+ * the id is reserved, durably, before the actuator is touched; copies that arrive meanwhile wait
+ * for the first result; any later message with a known id — to any target, valid or not — is
+ * answered with the first result again. Nothing from outside can make `handle()` reject: what
+ * goes wrong below it (an actuator, the store, a logger) becomes an `error` answer.
  */
 import { z } from "zod";
-import { formatPath } from "../config/path.js";
+import { describeIssue } from "../config/issues.js";
 import type { Logger } from "../ops/logger.js";
 
 export type CommandStatus = "ok" | "error" | "rejected";
@@ -25,40 +30,139 @@ export interface CommandResult {
 export interface Actuator {
   readonly name: string;
   readonly kind: string;
-  /** The actions it takes, each with the schema (and bounds) of its arguments. */
-  readonly actions: Readonly<Record<string, z.ZodType>>;
+  /** The actions it takes, each with the schema (and bounds) of its arguments. A Map: action names come from outside. */
+  readonly actions: ReadonlyMap<string, z.ZodType>;
   /** Carries out a validated action; resolves with the state after it. Throws when it failed. */
   execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>>;
   state(): Record<string, unknown>;
 }
 
-/** Where results are kept: remembered by id, and stored for the uplink. */
+/** What the gateway knows of a command id: its first answer, or that it was being executed. */
+export type Remembered = { answered: CommandResult } | { executing: { target: string; action: string; ts: number } };
+
+/** Where ids are remembered (durably, across restarts) and answers are published. */
 export interface ResultSink {
-  recall(id: string): CommandResult | undefined;
-  record(result: CommandResult): void;
+  recall(id: string): Remembered | undefined;
+  /** Called with `executing` before an id's command touches anything, then once with its answer. */
+  remember(id: string, what: Remembered): void;
+  /** Stores an answer for the uplink; every message gets one (a repeat gets the first again). */
+  publish(result: CommandResult): void;
+}
+
+/** The outbox's table of command ids, as the router keeps them in it. */
+export interface CommandTable {
+  recallCommand(id: string): string | undefined;
+  rememberCommand(id: string, ts: number, json: string): void;
+}
+
+/**
+ * Ids kept in the outbox's table: an answer as its plain result JSON (what release 0.1.0 wrote,
+ * so either version reads the other's), a reservation as `{"pending":true,…}`.
+ */
+export function rememberedIn(table: CommandTable): Pick<ResultSink, "recall" | "remember"> {
+  return {
+    recall: (id) => {
+      const json = table.recallCommand(id);
+      return json === undefined ? undefined : decodeRemembered(json);
+    },
+    remember: (id, what) => {
+      if ("answered" in what) table.rememberCommand(id, what.answered.ts, JSON.stringify(what.answered));
+      else table.rememberCommand(id, what.executing.ts, JSON.stringify({ pending: true, ...what.executing }));
+    },
+  };
+}
+
+function decodeRemembered(json: string): Remembered {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    value = null;
+  }
+  const v = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  if (v.pending !== true && (v.status === "ok" || v.status === "error" || v.status === "rejected")) return { answered: v as unknown as CommandResult };
+  // A reservation, or a row nobody can read: either way, whether it ran is unknown. Not again.
+  return { executing: { target: typeof v.target === "string" ? v.target : "", action: typeof v.action === "string" ? v.action : "", ts: typeof v.ts === "number" ? v.ts : 0 } };
 }
 
 export const MAX_COMMAND_BYTES = 4096;
+/** Commands (and copies waiting for one) queued per target; beyond that a message is answered busy. */
+export const MAX_WAITING_PER_TARGET = 16;
+/** Answers kept in memory besides the store, so an id stays answered even when the store fails. */
+const ANSWERS_IN_MEMORY = 1000;
+
+const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** Keys that mean something to JavaScript objects: refused anywhere in a command, whatever the schema. */
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
 const envelope = z.strictObject({
-  id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, { error: "expected 1–64 letters, digits, '_', '.', ':' or '-'" }),
+  id: z.string().min(1).max(64).regex(ID, { error: "expected 1–64 letters, digits, '_', '.', ':' or '-'" }),
   action: z.string().min(1).max(32),
-  args: z.record(z.string(), z.unknown()).default({}),
+  // Checked for its shape only: the action's schema validates the object as it came (own keys).
+  args: z.record(z.string(), z.unknown()).optional(),
   expires: z.number().int().positive().optional(),
 });
 
-function describe(error: z.ZodError): string {
+/** The first problem of a failed parse, as one line (`args.on: expected a boolean, got …`). */
+function firstProblem(error: z.ZodError, at: readonly PropertyKey[]): string {
   const issue = error.issues[0];
-  if (!issue) return "invalid";
-  if (issue.code === "unrecognized_keys") return `${formatPath([...issue.path, issue.keys[0]!])}: unknown key`;
-  const where = formatPath(issue.path);
-  return `${where === "(top level)" ? "" : `${where}: `}${issue.code === "invalid_type" && issue.input === undefined ? "required" : issue.message}`;
+  const line = issue ? describeIssue(issue, at)[0] : undefined;
+  if (!line) return "invalid";
+  return line.startsWith("(top level): ") ? line.slice("(top level): ".length) : line;
+}
+
+/** The first key JavaScript treats specially, with its path (`args.__proto__`), or null. */
+function forbiddenKey(value: unknown, path: string): string | null {
+  if (typeof value !== "object" || value === null) return null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = forbiddenKey(value[i], `${path}[${i}]`);
+      if (found) return found;
+    }
+    return null;
+  }
+  for (const key of Object.keys(value)) {
+    const at = path ? `${path}.${key}` : key;
+    if (FORBIDDEN_KEYS.has(key)) return at;
+    const found = forbiddenKey((value as Record<string, unknown>)[key], at);
+    if (found) return found;
+  }
+  return null;
+}
+
+function own(value: unknown, key: string): unknown {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return String(err);
+  } catch {
+    return "unknown error";
+  }
+}
+
+/** Outside text in a reason: quoted and cut, so a reason stays one short line. */
+function shown(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+}
+
+interface Lane {
+  /** The last command queued on this target; the next one starts after it. */
+  tail: Promise<unknown>;
+  /** Commands queued or running, and copies waiting for one of them. */
+  waiting: number;
 }
 
 export class CommandRouter {
   private readonly actuators = new Map<string, Actuator>();
   /** One command at a time per target, so two commands cannot interleave on one device. */
-  private readonly busy = new Map<string, Promise<unknown>>();
+  private readonly lanes = new Map<string, Lane>();
+  /** Ids reserved in this run and not answered yet: copies wait for the first result. */
+  private readonly inflight = new Map<string, { target: string; done: Promise<CommandResult> }>();
+  /** The last answers, newest last (a Map keeps insertion order). */
+  private readonly answers = new Map<string, CommandResult>();
 
   constructor(
     actuators: readonly Actuator[],
@@ -82,69 +186,212 @@ export class CommandRouter {
     return this.actuators.get(name);
   }
 
-  /** Checks and runs one command; always resolves with its result (and records it). */
+  /**
+   * Checks and runs one command; always resolves with its answer (and publishes it), never
+   * rejects: a failure anywhere below is an `error` answer, logged, and the gateway goes on.
+   */
   async handle(target: string, payload: Buffer | string, origin: "mqtt" | "local"): Promise<CommandResult> {
+    try {
+      return await this.route(target, payload, origin);
+    } catch (err) {
+      let ts = 0;
+      try {
+        ts = this.now();
+      } catch {
+        ts = Date.now();
+      }
+      const result: CommandResult = { id: null, target, status: "error", reason: `internal error, not executed: ${messageOf(err)}`, ts };
+      this.safely(() => this.log.error({ origin, target, err: messageOf(err) }, "command path failed"));
+      this.safely(() => this.sink.publish(result));
+      return result;
+    }
+  }
+
+  private async route(target: string, payload: Buffer | string, origin: string): Promise<CommandResult> {
     const ts = this.now();
-    const reject = (reason: string, id: string | null = null, action?: string): CommandResult =>
-      this.finish({ id, target, ...(action ? { action } : {}), status: "rejected", reason, ts }, origin);
+    // Answers that are not an id's answer (no id, or the id is not kept): published, never remembered.
+    const refuse = (reason: string, id: string | null = null, action?: string): CommandResult =>
+      this.answer({ id, target, ...(action !== undefined ? { action } : {}), status: "rejected", reason, ts }, origin);
 
     const size = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
-    if (size > MAX_COMMAND_BYTES) return reject(`payload of ${size} bytes is larger than ${MAX_COMMAND_BYTES}`);
+    if (size > MAX_COMMAND_BYTES) return refuse(`payload of ${size} bytes is larger than ${MAX_COMMAND_BYTES}`);
     let raw: unknown;
     try {
       raw = JSON.parse(payload.toString());
     } catch {
-      return reject("malformed JSON");
+      return refuse("malformed JSON");
     }
-    const rawId = typeof raw === "object" && raw !== null && typeof (raw as { id?: unknown }).id === "string" ? (raw as { id: string }).id.slice(0, 64) : null;
-    const parsed = envelope.safeParse(raw);
-    if (!parsed.success) return reject(`envelope: ${describe(parsed.error)}`, rawId);
+    const rawId = own(raw, "id");
+    const echoed = typeof rawId === "string" ? rawId.slice(0, 64) : null;
+    // An id that could be a command's is looked up before anything else about the message.
+    const id = typeof rawId === "string" && ID.test(rawId) ? rawId : null;
+    // Synchronous from the lookup to the reservation below, so two copies cannot both pass.
+    if (id !== null) {
+      const running = this.inflight.get(id);
+      if (running) return this.copy(id, running, target, origin);
+      const known = this.known(id, target, origin);
+      if (known) return known;
+    }
+    // From here on, a rejection with a well-formed id is that id's first and final answer.
+    const reject = (reason: string, action?: string): CommandResult => {
+      const result: CommandResult = { id: echoed, target, ...(action !== undefined ? { action } : {}), status: "rejected", reason, ts };
+      if (id !== null) this.settle(id, result);
+      return this.answer(result, origin);
+    };
+
+    const bad = forbiddenKey(raw, "");
+    if (bad !== null) return reject(bad.startsWith("args.") ? `${shown(bad)}: unknown key` : `envelope: ${shown(bad)}: unknown key`);
+    const parsed = envelope.safeParse(raw, { reportInput: true });
+    if (!parsed.success) return reject(`envelope: ${firstProblem(parsed.error, [])}`);
     const cmd = parsed.data;
 
     const actuator = this.actuators.get(target);
     if (!actuator) {
       const known = this.targets();
-      return reject(`unknown target '${target}' (declared actuators: ${known.length ? known.join(", ") : "none"})`, cmd.id, cmd.action);
-    }
-    const earlier = this.sink.recall(cmd.id);
-    if (earlier) {
-      this.log.info({ id: cmd.id, target }, "repeated command: answered again, not executed");
-      return this.finish(earlier, origin);
+      return reject(`unknown target '${shown(target)}' (declared actuators: ${known.length ? known.join(", ") : "none"})`, cmd.action);
     }
     if (cmd.expires !== undefined && cmd.expires <= ts) {
-      return reject(`expired at ${new Date(cmd.expires).toISOString()}`, cmd.id, cmd.action);
+      return reject(`expired at ${new Date(cmd.expires).toISOString()}`, cmd.action);
     }
-    const schema = actuator.actions[cmd.action];
+    const schema = actuator.actions.get(cmd.action);
     if (!schema) {
-      return reject(`unknown action '${cmd.action}' for ${actuator.kind} ${actuator.name}; expected one of: ${Object.keys(actuator.actions).join(", ")}`, cmd.id, cmd.action);
+      return reject(`unknown action '${cmd.action}' for ${actuator.kind} ${actuator.name}; expected one of: ${[...actuator.actions.keys()].join(", ")}`, cmd.action);
     }
-    const args = schema.safeParse(cmd.args);
-    if (!args.success) return reject(`args.${describe(args.error)}`, cmd.id, cmd.action);
+    // The arguments as they came, own keys only: a copy would have turned `__proto__` into a prototype.
+    const args = schema.safeParse(own(raw, "args") ?? {}, { reportInput: true });
+    if (!args.success) return reject(firstProblem(args.error, ["args"]), cmd.action);
 
-    const previous = this.busy.get(target) ?? Promise.resolve();
-    const run = previous.then(async (): Promise<CommandResult> => {
-      try {
-        const state = await actuator.execute(cmd.action, args.data, this.now());
-        return { id: cmd.id, target, action: cmd.action, status: "ok", state, ts };
-      } catch (err) {
-        return { id: cmd.id, target, action: cmd.action, status: "error", reason: err instanceof Error ? err.message : String(err), state: actuator.state(), ts };
-      }
-    });
-    this.busy.set(
-      target,
-      run.catch(() => undefined),
-    );
-    return this.finish(await run, origin);
+    const lane = this.lane(target);
+    if (lane.waiting >= MAX_WAITING_PER_TARGET) {
+      return refuse(`busy: ${actuator.name} has ${lane.waiting} commands waiting; not executed, send again later`, cmd.id, cmd.action);
+    }
+    // Reserved durably before anything is touched: after a crash mid-execution it is not run again.
+    try {
+      this.sink.remember(cmd.id, { executing: { target, action: cmd.action, ts } });
+    } catch (err) {
+      this.safely(() => this.log.error({ id: cmd.id, target, err: messageOf(err) }, "could not reserve a command id"));
+      return this.answer({ id: cmd.id, target, action: cmd.action, status: "error", reason: `could not store the command before executing it (${messageOf(err)}); not executed`, ts }, origin);
+    }
+    lane.waiting++;
+    const done = lane.tail.then(() => this.execute(actuator, cmd.id, cmd.action, args.data, ts));
+    lane.tail = done;
+    this.inflight.set(cmd.id, { target, done });
+    const result = await done;
+    return this.answer(result, origin);
   }
 
-  private finish(result: CommandResult, origin: string): CommandResult {
-    const level = result.status === "ok" ? "info" : "warn";
-    this.log[level]({ origin, id: result.id, target: result.target, action: result.action, status: result.status, reason: result.reason }, "command");
+  /** A copy of a command being executed: waits for its result and answers with it. */
+  private async copy(id: string, running: { target: string; done: Promise<CommandResult> }, target: string, origin: string): Promise<CommandResult> {
+    const lane = this.lane(running.target);
+    if (lane.waiting >= MAX_WAITING_PER_TARGET) {
+      return this.answer({ id, target, status: "rejected", reason: `busy: ${shown(running.target)} has ${lane.waiting} commands waiting; this copy was not queued, send again later`, ts: this.now() }, origin);
+    }
+    lane.waiting++;
     try {
-      this.sink.record(result);
+      return this.again(await running.done, target, origin);
+    } finally {
+      this.leave(running.target, lane);
+    }
+  }
+
+  /** The answer to an id answered already, or reserved by an earlier run; null when it is new. */
+  private known(id: string, target: string, origin: string): CommandResult | null {
+    const earlier = this.answers.get(id);
+    if (earlier) return this.again(earlier, target, origin);
+    const stored = this.sink.recall(id);
+    if (!stored) return null;
+    if ("answered" in stored) return this.again(stored.answered, target, origin);
+    // Reserved by an earlier run that never answered: it may have acted. Never again; say so.
+    const was = stored.executing;
+    const actuator = this.actuators.get(was.target);
+    const result: CommandResult = {
+      id,
+      target: was.target || target,
+      ...(was.action ? { action: was.action } : {}),
+      status: "error",
+      reason: "the gateway restarted while this command was executing; it was not executed again — check the state",
+      ...(actuator ? { state: this.stateOf(actuator) } : {}),
+      ts: this.now(),
+    };
+    this.settle(id, result);
+    return this.answer(result, origin);
+  }
+
+  private again(first: CommandResult, target: string, origin: string): CommandResult {
+    this.safely(() => this.log.info({ id: first.id, target: shown(target) }, "repeated command id: answered again with its first result, not executed"));
+    return this.answer(first, origin);
+  }
+
+  /** Runs a reserved command; never rejects. Its answer is remembered before anyone sees it. */
+  private async execute(actuator: Actuator, id: string, action: string, args: unknown, ts: number): Promise<CommandResult> {
+    let result: CommandResult;
+    try {
+      const state = await actuator.execute(action, args, this.now());
+      result = { id, target: actuator.name, action, status: "ok", state, ts };
     } catch (err) {
-      this.log.error({ err: (err as Error).message }, "could not store a command result");
+      result = { id, target: actuator.name, action, status: "error", reason: messageOf(err), state: this.stateOf(actuator), ts };
+    }
+    this.settle(id, result);
+    this.inflight.delete(id);
+    this.leave(actuator.name, this.lane(actuator.name));
+    return result;
+  }
+
+  /** Keeps an id's first answer: in memory, and in the store (which may fail: logged). */
+  private settle(id: string, result: CommandResult): void {
+    this.answers.set(id, result);
+    if (this.answers.size > ANSWERS_IN_MEMORY) {
+      const oldest = this.answers.keys().next();
+      if (!oldest.done) this.answers.delete(oldest.value);
+    }
+    try {
+      this.sink.remember(id, { answered: result });
+    } catch (err) {
+      this.safely(() => this.log.error({ id, err: messageOf(err) }, "could not store a command result"));
+    }
+  }
+
+  private lane(target: string): Lane {
+    let lane = this.lanes.get(target);
+    if (!lane) {
+      lane = { tail: Promise.resolve(), waiting: 0 };
+      this.lanes.set(target, lane);
+    }
+    return lane;
+  }
+
+  private leave(target: string, lane: Lane): void {
+    lane.waiting--;
+    if (lane.waiting === 0 && this.lanes.get(target) === lane) this.lanes.delete(target);
+  }
+
+  private stateOf(actuator: Actuator): Record<string, unknown> {
+    try {
+      return actuator.state();
+    } catch (err) {
+      return { unknown: messageOf(err) };
+    }
+  }
+
+  /** Logs and publishes one answer; neither may throw past here. */
+  private answer(result: CommandResult, origin: string): CommandResult {
+    const level = result.status === "ok" ? "info" : "warn";
+    this.safely(() =>
+      this.log[level]({ origin, id: result.id, target: shown(result.target), action: result.action, status: result.status, reason: result.reason }, "command"),
+    );
+    try {
+      this.sink.publish(result);
+    } catch (err) {
+      this.safely(() => this.log.error({ id: result.id, err: messageOf(err) }, "could not store a command answer for the uplink"));
     }
     return result;
+  }
+
+  private safely(f: () => void): void {
+    try {
+      f();
+    } catch {
+      // A logger that throws must not take the command path with it.
+    }
   }
 }

@@ -31,7 +31,7 @@ export interface StreetlightOptions {
 export class Streetlight implements Actuator, Processor {
   readonly kind = "streetlight";
   readonly name: string;
-  readonly actions: Record<string, z.ZodType>;
+  readonly actions: ReadonlyMap<string, z.ZodType>;
   private override: { on: boolean; level?: number; until: number } | undefined;
   private presenceUntil: number | undefined;
   /** What the lamp was last confirmed to be; null when unknown (start, or after a failed write). */
@@ -48,14 +48,17 @@ export class Streetlight implements Actuator, Processor {
     private readonly log: Logger,
   ) {
     this.name = opts.name;
-    this.actions = {
-      set: z.strictObject({
-        on: z.boolean(),
-        level: z.int().min(0).max(100).optional(),
-        duration_s: z.int().min(60).max(opts.maxOverrideS).default(Math.min(3600, opts.maxOverrideS)),
-      }),
-      auto: z.strictObject({}),
-    };
+    this.actions = new Map<string, z.ZodType>([
+      [
+        "set",
+        z.strictObject({
+          on: z.boolean(),
+          level: z.int().min(0).max(100).optional(),
+          duration_s: z.int().min(60).max(opts.maxOverrideS).default(Math.min(3600, opts.maxOverrideS)),
+        }),
+      ],
+      ["auto", z.strictObject({})],
+    ]);
   }
 
   /** At start the lamp takes its automatic state at once (at night: on). */

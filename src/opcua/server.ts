@@ -238,7 +238,7 @@ export class OpcuaServerPart {
     const folder = ns.addFolder(objects, { browseName: "Actuators", nodeId: "s=edge-agent:Actuators" });
     for (const actuator of this.deps.actuators) {
       const object = ns.addObject({ browseName: actuator.name, nodeId: `s=actuator:${actuator.name}`, organizedBy: folder, description: `${actuator.kind} ${actuator.name}` });
-      for (const [action, schema] of Object.entries(actuator.actions)) {
+      for (const [action, schema] of actuator.actions) {
         const method = ns.addMethod(object, {
           browseName: action,
           nodeId: `s=actuator:${actuator.name}:${action}`,

@@ -7,10 +7,10 @@ export class FakeLight implements Actuator {
   readonly executed: Array<{ action: string; args: unknown }> = [];
   on = false;
   fail = false;
-  readonly actions = {
-    set: z.strictObject({ on: z.boolean(), level: z.int().min(0).max(100).optional(), duration_s: z.int().min(60).max(86_400).default(3600) }),
-    auto: z.strictObject({}),
-  };
+  readonly actions: ReadonlyMap<string, z.ZodType> = new Map<string, z.ZodType>([
+    ["set", z.strictObject({ on: z.boolean(), level: z.int().min(0).max(100).optional(), duration_s: z.int().min(60).max(86_400).default(3600) })],
+    ["auto", z.strictObject({})],
+  ]);
 
   constructor(readonly name: string) {}
 

@@ -88,7 +88,7 @@ function serverConfig(server: Record<string, unknown>) {
 async function startPart(server: Record<string, unknown>, pkiDir: string, log = silentLogger()) {
   const lamp = new FakeLight("lamp-1");
   const results: CommandResult[] = [];
-  const router = new CommandRouter([lamp], { recall: () => undefined, record: (r) => results.push(r) }, silentLogger());
+  const router = new CommandRouter([lamp], { recall: () => undefined, remember: () => undefined, publish: (r) => results.push(r) }, silentLogger());
   const part = new OpcuaServerPart({
     config: serverConfig({ pki_dir: pkiDir, ...server }),
     storePath: join(pkiDir, "..", "outbox.db"),

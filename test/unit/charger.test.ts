@@ -110,9 +110,10 @@ describe("Charger", () => {
 
   it("bounds the arguments a command may give", () => {
     const { charger } = rig();
-    expect(charger.actions.start!.safeParse({ max_kwh: 3 }).success).toBe(false);
-    expect(charger.actions.start!.safeParse({ max_minutes: 121 }).success).toBe(false);
-    expect(charger.actions.start!.safeParse({ max_kwh: 1.5, max_minutes: 30 }).success).toBe(true);
+    const start = charger.actions.get("start")!;
+    expect(start.safeParse({ max_kwh: 3 }).success).toBe(false);
+    expect(start.safeParse({ max_minutes: 121 }).success).toBe(false);
+    expect(start.safeParse({ max_kwh: 1.5, max_minutes: 30 }).success).toBe(true);
   });
 
   it("records a session ended by a command or by shutdown", async () => {
