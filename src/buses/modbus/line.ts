@@ -4,6 +4,12 @@
  * with many requests (or a slow one) cannot starve the others. Between RTU frames the line keeps
  * the 3.5-character silence of the spec. The link is opened on demand and reopened after it
  * drops, at most once per `reopenMs`, so an unplugged adapter costs nothing while it is away.
+ *
+ * Urgent jobs (an actuator's write and its read-back: a charger switched off at its power limit)
+ * go ahead of the round-robin, so they wait for the request in progress only, not for a turn of
+ * every device. It stays fair: an urgent job never follows another urgent one while ordinary
+ * work waits, so polls keep at least every other slot, and the callers bound what they queue
+ * (a device has one write in progress at a time).
  */
 import type { ModbusLink } from "./link.js";
 import { ModbusError } from "./link.js";
@@ -15,6 +21,11 @@ export interface LineStats {
   requests: number;
   queued: number;
   lastError: string | null;
+}
+
+export interface RunOptions {
+  /** Ahead of the round-robin turns (see the class comment); for actuator writes. */
+  urgent?: boolean;
 }
 
 interface Job {
@@ -35,6 +46,9 @@ export class ModbusLine {
   private readonly queues = new Map<string, Job[]>();
   /** Round-robin order of the devices that have work. */
   private readonly turn: string[] = [];
+  private readonly urgent: Job[] = [];
+  /** The job just run was urgent: the next one comes from the turns if any waits. */
+  private lastUrgent = false;
   private busy = false;
   private closed = false;
   private lastOpenAttempt = Number.NEGATIVE_INFINITY;
@@ -66,30 +80,35 @@ export class ModbusLine {
     if (this.users === 0) await this.close();
   }
 
-  /** Runs `job` when it is `device`'s turn on the line. */
-  run<T>(device: string, job: (link: ModbusLink) => Promise<T>): Promise<T> {
+  /** Runs `job` when it is `device`'s turn on the line (urgent: at the next slot, see above). */
+  run<T>(device: string, job: (link: ModbusLink) => Promise<T>, opts: RunOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new ModbusError("disconnected", `line ${this.name} is closed`));
     return new Promise<T>((resolve, reject) => {
-      let q = this.queues.get(device);
-      if (!q) {
-        q = [];
-        this.queues.set(device, q);
+      const entry: Job = { run: job, resolve: resolve as (v: unknown) => void, reject };
+      if (opts.urgent) {
+        this.urgent.push(entry);
+      } else {
+        let q = this.queues.get(device);
+        if (!q) {
+          q = [];
+          this.queues.set(device, q);
+        }
+        q.push(entry);
+        if (!this.turn.includes(device)) this.turn.push(device);
       }
-      q.push({ run: job, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.turn.includes(device)) this.turn.push(device);
       void this.drain();
     });
   }
 
   stats(): LineStats {
-    let queued = 0;
+    let queued = this.urgent.length;
     for (const q of this.queues.values()) queued += q.length;
     return { open: this.link.isOpen, ...this.counters, queued, lastError: this.lastError };
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const q of this.queues.values()) {
+    for (const q of [this.urgent, ...this.queues.values()]) {
       for (const job of q.splice(0)) job.reject(new ModbusError("disconnected", `line ${this.name} is closed`));
     }
     this.turn.length = 0;
@@ -97,6 +116,8 @@ export class ModbusLine {
   }
 
   private next(): Job | undefined {
+    if (this.urgent.length > 0 && !this.lastUrgent) return this.takeUrgent();
+    this.lastUrgent = false;
     while (this.turn.length > 0) {
       const device = this.turn.shift()!;
       const q = this.queues.get(device);
@@ -104,7 +125,13 @@ export class ModbusLine {
       if (q && q.length > 0) this.turn.push(device);
       if (job) return job;
     }
-    return undefined;
+    return this.takeUrgent();
+  }
+
+  private takeUrgent(): Job | undefined {
+    const job = this.urgent.shift();
+    this.lastUrgent = job !== undefined;
+    return job;
   }
 
   private async drain(): Promise<void> {
