@@ -44,6 +44,10 @@ export class Charger implements Actuator, Processor {
   readonly name: string;
   readonly actions: ReadonlyMap<string, z.ZodType>;
   private session: Session | null = null;
+  /** Why the last session ended (for a start whose session ended while switching on). */
+  private lastEnd: StopReason | null = null;
+  /** The off write on the line, if any: at most one at a time. */
+  private offWrite: Promise<void> | null = null;
   private power: number | null = null;
   private energy: number | null = null;
   private meterOnline = false;
@@ -107,18 +111,30 @@ export class Charger implements Actuator, Processor {
     if (!this.meterOnline || this.energy === null || now - this.lastMeterTs > this.opts.meterTimeoutMs) {
       throw new Error(`${this.name}: the meter has not been read recently; not starting without it`);
     }
-    this.session = { start: now, startKwh: this.energy, maxKwh: a.max_kwh ?? this.opts.maxKwh, maxMinutes: a.max_minutes ?? this.opts.maxMinutes, origin: "command" };
+    // Kept in a local: a limit, a lost meter or a stop may end this.session during the await.
+    const session: Session = { start: now, startKwh: this.energy, maxKwh: a.max_kwh ?? this.opts.maxKwh, maxMinutes: a.max_minutes ?? this.opts.maxMinutes, origin: "command" };
+    this.session = session;
     try {
       await this.opts.relay.set(true);
-      this.relayOn = true;
-      this.offOwed = false;
-      this.fault = null;
     } catch (err) {
-      this.session = null;
+      if (this.session === session) this.session = null;
       await this.enforceOff();
       throw new Error(`${this.name}: could not switch on: ${(err as Error).message}`);
     }
-    this.log.info({ charger: this.name, max_kwh: this.session.maxKwh, max_minutes: this.session.maxMinutes }, "session started");
+    if (this.session !== session) {
+      // The off that ended the session is on the line with this on; it may have reached the
+      // relay first. So after it, one more off: the relay ends off whatever order they took.
+      this.relayOn = true;
+      this.offOwed = true;
+      const raced = this.offWrite !== null;
+      await this.enforceOff();
+      if (raced) await this.enforceOff();
+      throw new Error(`${this.name}: the session ended (${this.lastEnd ?? "unknown"}) while the relay was switching on; the relay is ${this.offOwed ? "being switched off" : "off"}`);
+    }
+    this.relayOn = true;
+    this.offOwed = false;
+    this.fault = null;
+    this.log.info({ charger: this.name, max_kwh: session.maxKwh, max_minutes: session.maxMinutes }, "session started");
     return this.state();
   }
 
@@ -145,6 +161,7 @@ export class Charger implements Actuator, Processor {
   /** Every second: the duration limit and a silent meter need no reading to be noticed. */
   tick(now: number): ProcessorOutput {
     this.check(now);
+    // enforceOff shares the write in flight: a relay that hangs sees one write, not one per tick.
     if (this.offOwed && !this.session) void this.enforceOff();
     return this.drain([]);
   }
@@ -169,14 +186,26 @@ export class Charger implements Actuator, Processor {
     if (!s) return;
     const record = { start: s.start, end: now, kwh: this.sessionKwh(), reason };
     this.session = null;
+    this.lastEnd = reason;
     this.offOwed = true;
     this.log.info({ charger: this.name, ...record }, "session ended");
     this.pendingEvents.push({ point: `${this.name}/session`, ts: now, value: JSON.stringify(record), quality: "good" });
     void this.enforceOff();
   }
 
-  /** Switches off; while the relay does not confirm, keeps trying every tick (state off-pending). */
-  private async enforceOff(): Promise<void> {
+  /**
+   * Switches off; while the relay does not confirm, keeps trying every tick (state off-pending).
+   * One write at a time: a call while one is on the line shares it, so a dead relay is not sent
+   * a new write every second on top of the ones still queued on its line.
+   */
+  private enforceOff(): Promise<void> {
+    this.offWrite ??= this.writeOff().finally(() => {
+      this.offWrite = null;
+    });
+    return this.offWrite;
+  }
+
+  private async writeOff(): Promise<void> {
     try {
       await this.opts.relay.set(false);
       this.relayOn = false;

@@ -1,23 +1,30 @@
 import { describe, expect, it } from "vitest";
 import { Charger, type ChargerOptions } from "../../src/control/charger.js";
-import { SimRelay } from "../../src/control/relay.js";
+import { type Relay, SimRelay } from "../../src/control/relay.js";
 import type { Reading } from "../../src/model/reading.js";
 import { silentLogger } from "../../src/ops/logger.js";
+import { HeldRelay } from "../helpers/held-relay.js";
 
 const T0 = 1_800_000_000_000;
 
-function rig(over: Partial<Pick<ChargerOptions, "maxKwh" | "maxMinutes" | "maxPowerW" | "meterTimeoutMs">> = {}) {
-  const relay = new SimRelay("relay-1");
-  const charger = new Charger(
+type Limits = Partial<Pick<ChargerOptions, "maxKwh" | "maxMinutes" | "maxPowerW" | "meterTimeoutMs">>;
+
+function chargerOn(relay: Relay, over: Limits = {}) {
+  return new Charger(
     { name: "point-1", relay, powerPoint: "m1/power", energyPoint: "m1/import_active_energy", onlinePoint: "m1/online", maxPowerW: 800, maxKwh: 2, maxMinutes: 120, meterTimeoutMs: 30_000, ...over },
     silentLogger(),
   );
-  const meter = (ts: number, power: number, kwh: number, online = true): Reading[] => [
-    { point: "m1/power", ts, value: power, quality: "good" },
-    { point: "m1/import_active_energy", ts, value: kwh, quality: "good" },
-    { point: "m1/online", ts, value: online, quality: "good" },
-  ];
-  return { relay, charger, meter };
+}
+
+const meter = (ts: number, power: number, kwh: number, online = true): Reading[] => [
+  { point: "m1/power", ts, value: power, quality: "good" },
+  { point: "m1/import_active_energy", ts, value: kwh, quality: "good" },
+  { point: "m1/online", ts, value: online, quality: "good" },
+];
+
+function rig(over: Limits = {}) {
+  const relay = new SimRelay("relay-1");
+  return { relay, charger: chargerOn(relay, over), meter };
 }
 
 const sessions = (events: Reading[]) => events.filter((e) => e.point === "point-1/session").map((e) => JSON.parse(String(e.value)));
@@ -126,5 +133,51 @@ describe("Charger", () => {
     await charger.execute("start", {}, T0 + 7000);
     expect(sessions((await charger.stop(T0 + 8000)).events)[0]).toMatchObject({ reason: "shutdown" });
     expect(relay.on).toBe(false);
+  });
+
+  it("a session that ends while the relay is switching on: a clear error, and the relay ends off", async () => {
+    const relay = new HeldRelay();
+    const charger = chargerOn(relay);
+    charger.process(meter(T0, 0, 100), T0);
+    const started = charger.execute("start", {}, T0).then(
+      () => null,
+      (err: Error) => err,
+    );
+    expect(relay.writes).toEqual([true]);
+    // The meter goes offline while the switch-on is on the line: the session ends (meter lost).
+    const out = charger.process([{ point: "m1/online", ts: T0 + 500, value: false, quality: "good" }], T0 + 500);
+    expect(sessions(out.events)[0]).toMatchObject({ reason: "meter-lost" });
+    relay.finishNext(); // the switch-on completes after the session ended
+    await settle();
+    while (relay.pending > 0) {
+      relay.finishNext();
+      await settle();
+    }
+    expect((await started)?.message).toMatch(/^point-1: the session ended \(meter-lost\) while the relay was switching on; the relay is off$/);
+    expect(relay.on).toBe(false);
+    expect(relay.writes.at(-1)).toBe(false);
+    expect(charger.state()).toMatchObject({ charging: false, relay: "off" });
+  });
+
+  it("keeps one safe-state write in flight: ticks while a relay hangs do not pile up writes", async () => {
+    const relay = new HeldRelay();
+    const charger = chargerOn(relay);
+    const starting = charger.start(); // the off at start hangs on the line
+    for (let t = 1; t <= 10; t++) charger.tick(T0 + t * 1000);
+    await settle();
+    expect(relay.writes).toHaveLength(1);
+    expect(relay.maxInFlight).toBe(1);
+    relay.finishNext(new Error("timeout"));
+    await starting;
+    expect(charger.state()).toMatchObject({ relay: "off-pending", fault: expect.stringMatching(/could not switch off held relay: timeout/) });
+    // Failed: the next tick tries again, once, and the ticks behind it wait for that one.
+    for (let t = 11; t <= 20; t++) charger.tick(T0 + t * 1000);
+    await settle();
+    expect(relay.writes).toHaveLength(2);
+    relay.finishNext();
+    await settle();
+    expect(charger.state()).toMatchObject({ relay: "off" });
+    charger.tick(T0 + 21_000);
+    expect(relay.writes).toHaveLength(2); // confirmed off: nothing owed
   });
 });
