@@ -37,7 +37,8 @@ export class Streetlight implements Actuator, Processor {
   /** What the lamp was last confirmed to be; null when unknown (start, or after a failed write). */
   private applied: boolean | null = null;
   private appliedAt = 0;
-  private applying = false;
+  /** The write on the line, if any: one at a time, so two writes cannot land in either order. */
+  private writing: Promise<void> | null = null;
   private wanted: LightState | null = null;
   private fault: string | null = null;
   private lastFigures = "";
@@ -127,7 +128,8 @@ export class Streetlight implements Actuator, Processor {
     }
     const w = this.compute(now);
     const stale = now - this.appliedAt >= this.opts.reassertMs;
-    if ((this.applied !== w.on || stale) && !this.applying) void this.apply(now);
+    // A write on the line already: the next tick looks again once it is done.
+    if ((this.applied !== w.on || stale) && !this.writing) void this.apply(now);
     return w;
   }
 
@@ -139,9 +141,19 @@ export class Streetlight implements Actuator, Processor {
     return this.wanted;
   }
 
-  private async apply(now: number): Promise<void> {
+  /** Applies the wanted state after the write on the line, if any (a command must not overtake it). */
+  private apply(now: number): Promise<void> {
+    const run = this.writing ? this.writing.then(() => this.write(now)) : this.write(now);
+    this.writing = run;
+    void run.finally(() => {
+      if (this.writing === run) this.writing = null;
+    });
+    return run;
+  }
+
+  /** Never rejects: a failed write is a fault (state on: null) that the next tick retries. */
+  private async write(now: number): Promise<void> {
     const w = this.compute(now);
-    this.applying = true;
     try {
       await this.opts.relay.set(w.on);
       if (this.applied !== w.on) this.log.info({ light: this.name, on: w.on, reason: w.reason }, `lamp ${w.on ? "on" : "off"} (${w.reason})`);
@@ -153,8 +165,6 @@ export class Streetlight implements Actuator, Processor {
       const message = `${this.name}: could not switch ${w.on ? "on" : "off"} ${this.opts.relay.describe}: ${(err as Error).message}`;
       if (message !== this.fault) this.log.error({ light: this.name }, message);
       this.fault = message;
-    } finally {
-      this.applying = false;
     }
   }
 }
