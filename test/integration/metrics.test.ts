@@ -12,6 +12,8 @@ const meterCounters = (over: Partial<DeviceHealth["counters"]>): DeviceHealth["c
   ...over,
 });
 
+const noWrites: DeviceHealth["writes"] = { sent: 0, ok: 0, failed: 0, refusedOffline: 0, refusedFull: 0, pending: 0 };
+
 const sensorCounters = (over: Partial<SensorHealth["counters"]>): SensorHealth["counters"] => ({
   reads: 0, ok: 0, inits: 0, waits: 0, nack: 0, "bus-missing": 0, permission: 0, io: 0, crc: 0, "not-ready": 0, identity: 0, reset: 0, other: 0,
   ...over,
@@ -20,15 +22,17 @@ const sensorCounters = (over: Partial<SensorHealth["counters"]>): SensorHealth["
 /** A gateway in a street cabinet during an uplink outage: one meter offline, one CO₂ sensor missing. */
 function cabinetStatus(): AgentStatus {
   const meter1: DeviceHealth = {
-    online: true, lastError: null, lastOkTs: NOW - 1000, requestsPerPoll: 3,
+    online: true, offlineSince: null, lastError: null, lastOkTs: NOW - 1000, requestsPerPoll: 3,
     counters: meterCounters({ polls: 3600, requests: 10_812, ok: 10_800, retries: 12, timeout: 9, crc: 3 }),
     unsupported: [],
+    writes: noWrites,
     bus: { name: "meter-room", open: true, opens: 1, openFailures: 0, queued: 0, lastError: null },
   };
   const meter2: DeviceHealth = {
-    online: false, lastError: "timeout after 500 ms (unit 2)", lastOkTs: NOW - 600_000, requestsPerPoll: 2,
+    online: false, offlineSince: NOW - 590_000, lastError: "timeout after 500 ms (unit 2)", lastOkTs: NOW - 600_000, requestsPerPoll: 2,
     counters: meterCounters({ polls: 3600, requests: 7000, ok: 6900, retries: 60, timeout: 40, crc: 5, exception: 2, "wrong-unit": 1 }),
     unsupported: ["thd_v1"],
+    writes: noWrites,
     bus: { name: "meter-room", open: true, opens: 1, openFailures: 0, queued: 0, lastError: null },
   };
   const sht: SensorHealth = {

@@ -5,15 +5,21 @@
  *
  * Health is published as readings: `<device>/online` every poll, and points whose read failed
  * come with quality bad and a null value — never a stale or wrong number.
+ *
+ * Writes (a relay switched by a charger or a streetlight) go through the same circuit breaker:
+ * a write to an offline device fails at once without touching the line, unless a probe is due,
+ * and then the write is the probe; a write nobody answers counts like a failed poll. They wait
+ * for each other (one in progress per device, a bounded number waiting) so no caller can grow
+ * the line's queue, and they take the line's urgent slot (see ModbusLine).
  */
 import { decodePoint } from "../../../drivers/modbus/codec.js";
 import type { ModbusPoint } from "../../../drivers/modbus/types.js";
-import { type ModbusError, ModbusError as ModbusErrorClass, type ModbusErrorKind } from "../../buses/modbus/link.js";
+import { type ModbusError, ModbusError as ModbusErrorClass, type ModbusErrorKind, type ModbusLink } from "../../buses/modbus/link.js";
 import type { ModbusLine } from "../../buses/modbus/line.js";
 import type { Reading } from "../../model/reading.js";
 import type { Logger } from "../../ops/logger.js";
 import type { Source } from "../source.js";
-import { type WriteResult, writeVerified } from "./write.js";
+import { encodeWrite, type WriteResult, writeAndReadBack } from "./write.js";
 import { Breaks, type PlanLimits, planReads, type ReadRequest, splitRequest } from "./planner.js";
 
 export interface ModbusDeviceOptions {
@@ -26,16 +32,53 @@ export interface ModbusDeviceOptions {
   limits: PlanLimits;
   offlineAfter: number;
   probeInterval: number;
+  /** Wall clock (ms) for writes, which come without a tick; Date.now unless a test sets one. */
+  now?: () => number;
+}
+
+/**
+ * Writes that may wait behind the one in progress: one per writable point (each actuator on a
+ * relay module can have its safe-state write waiting), and never fewer than this.
+ */
+const MIN_WAITING_WRITES = 2;
+
+export interface WriteCounters {
+  /** Writes put on the line (each a write and a read-back; their frames are also in `counters`). */
+  sent: number;
+  /** Confirmed by the read-back. */
+  ok: number;
+  /** Sent and not confirmed: no answer, refused by the device, or read back different. */
+  failed: number;
+  /** Refused without touching the line: the device was offline and no probe was due. */
+  refusedOffline: number;
+  /** Refused because as many writes as allowed were already waiting for this device. */
+  refusedFull: number;
+  /** In progress or waiting now. */
+  pending: number;
+}
+
+/** A write refused because the device is offline; `retryAt` (ms) is when a write may probe it. */
+export class DeviceOfflineError extends ModbusErrorClass {
+  constructor(
+    message: string,
+    readonly retryAt: number,
+  ) {
+    super("other", message);
+    this.name = "DeviceOfflineError";
+  }
 }
 
 export interface DeviceHealth {
   online: boolean;
+  /** When the device went offline (ms), null while online. */
+  offlineSince: number | null;
   lastError: string | null;
   lastOkTs: number | null;
   /** Reads planned per poll. */
   requestsPerPoll: number;
   counters: Record<ModbusErrorKind | "requests" | "ok" | "retries" | "polls", number>;
   unsupported: string[];
+  writes: WriteCounters;
   /** The line (bus) the device is on, shared with its neighbours. */
   bus: { name: string; open: boolean; opens: number; openFailures: number; queued: number; lastError: string | null };
 }
@@ -49,9 +92,17 @@ export class ModbusDevice implements Source {
   /** Each point's reading name ("device/point"), made once: a poll would build it per value. */
   private readonly keys: Map<ModbusPoint, string>;
   private readonly onlineKey: string;
-  private failedPolls = 0;
+  /** Polls and writes that failed in a row (the breaker's count). */
+  private failures = 0;
   private online = true;
+  private offlineSince: number | null = null;
+  /** What took the device offline, for the message a refused write gives (stable while offline). */
+  private offlineReason = "";
   private nextProbe = 0;
+  private readonly now: () => number;
+  /** Writes run one at a time per device: each waits for the previous one (failed or not). */
+  private writeChain: Promise<unknown> = Promise.resolve();
+  private readonly maxPendingWrites: number;
   private lastError: string | null = null;
   private lastOkTs: number | null = null;
   private readonly counters: DeviceHealth["counters"] = {
@@ -67,6 +118,8 @@ export class ModbusDevice implements Source {
     disconnected: 0,
     other: 0,
   };
+  private readonly writes: Omit<WriteCounters, "pending"> = { sent: 0, ok: 0, failed: 0, refusedOffline: 0, refusedFull: 0 };
+  private pendingWrites = 0;
 
   constructor(
     private readonly opts: ModbusDeviceOptions,
@@ -78,6 +131,9 @@ export class ModbusDevice implements Source {
     this.keys = new Map(opts.points.map((p) => [p, `${opts.name}/${p.name}`]));
     this.onlineKey = `${opts.name}/online`;
     this.plan = this.replan();
+    this.now = opts.now ?? (() => Date.now());
+    // One in progress, plus the waiting ones.
+    this.maxPendingWrites = 1 + Math.max(MIN_WAITING_WRITES, opts.points.filter((p) => p.writable).length);
   }
 
   async start(): Promise<void> {
@@ -91,11 +147,13 @@ export class ModbusDevice implements Source {
   health(): DeviceHealth {
     return {
       online: this.online,
+      offlineSince: this.offlineSince,
       lastError: this.lastError,
       lastOkTs: this.lastOkTs,
       requestsPerPoll: this.plan.length,
       counters: { ...this.counters },
       unsupported: [...this.unsupported].map((p) => p.name),
+      writes: { ...this.writes, pending: this.pendingWrites },
       bus: (({ open, opens, openFailures, queued, lastError }) => ({ name: this.line.name, open, opens, openFailures, queued, lastError }))(this.line.stats()),
     };
   }
@@ -111,10 +169,14 @@ export class ModbusDevice implements Source {
   async poll(tickTs: number): Promise<Reading[]> {
     this.counters.polls++;
     const readings: Reading[] = [];
-    if (!this.online && tickTs < this.nextProbe) {
-      // Backed off: do not touch the line, just say the device is still offline.
-      readings.push(this.onlineReading(tickTs));
-      return readings;
+    if (!this.online) {
+      if (tickTs < this.nextProbe) {
+        // Backed off: do not touch the line, just say the device is still offline.
+        readings.push(this.onlineReading(tickTs));
+        return readings;
+      }
+      // This poll is the probe: a write meanwhile must not probe as well.
+      this.nextProbe = tickTs + this.opts.probeInterval;
     }
     // While offline, one request is enough to find out whether the device is back.
     const requests = this.online ? this.plan : this.plan.slice(0, 1);
@@ -129,7 +191,7 @@ export class ModbusDevice implements Source {
         break;
       }
     }
-    this.afterPoll(anyOk || requests.length === 0, tickTs);
+    this.afterAttempt(anyOk || requests.length === 0, tickTs);
     readings.push(this.onlineReading(tickTs));
     return readings;
   }
@@ -138,18 +200,22 @@ export class ModbusDevice implements Source {
     return { point: this.onlineKey, ts, value: this.online, quality: "good" };
   }
 
-  private afterPoll(ok: boolean, ts: number): void {
+  /** The circuit breaker, after a poll or a write: did the device answer at all? */
+  private afterAttempt(ok: boolean, ts: number): void {
     if (ok) {
       if (!this.online) this.log.info({ device: this.name }, `${this.name}: answering again`);
       this.online = true;
-      this.failedPolls = 0;
+      this.offlineSince = null;
+      this.failures = 0;
       this.lastOkTs = ts;
       return;
     }
-    this.failedPolls++;
-    if (this.online && this.failedPolls >= this.opts.offlineAfter) {
+    this.failures++;
+    if (this.online && this.failures >= this.opts.offlineAfter) {
       this.online = false;
-      this.log.warn({ device: this.name }, `${this.name}: offline after ${this.failedPolls} failed polls (${this.lastError}); retrying every ${this.opts.probeInterval / 1000}s`);
+      this.offlineSince = ts;
+      this.offlineReason = this.lastError ?? "no answer";
+      this.log.warn({ device: this.name }, `${this.name}: offline after ${this.failures} failed polls or writes in a row (${this.lastError}); retrying every ${this.opts.probeInterval / 1000}s`);
     }
     if (!this.online) this.nextProbe = ts + this.opts.probeInterval;
   }
@@ -208,19 +274,30 @@ export class ModbusDevice implements Source {
   }
 
   private async transact(req: ReadRequest): Promise<number[]> {
+    const what = `reading ${req.count} at ${req.table} 0x${req.address.toString(16).padStart(4, "0")}`;
     for (let attempt = 0; ; attempt++) {
-      this.counters.requests++;
       try {
-        const words = await this.line.run(this.name, (link) => link.read(this.opts.unit, req.table, req.address, req.count, this.opts.timeout));
-        this.counters.ok++;
-        return words;
+        return await this.request(what, (link) => link.read(this.opts.unit, req.table, req.address, req.count, this.opts.timeout));
       } catch (err) {
         const e = toModbusError(err);
-        this.counters[e.kind]++;
-        this.noteError(`${e.message} reading ${req.count} at ${req.table} 0x${req.address.toString(16).padStart(4, "0")}`);
         if (!e.retryable || attempt >= this.opts.retries || !this.online) throw e;
         this.counters.retries++;
       }
+    }
+  }
+
+  /** One request on the line, counted by outcome; `what` completes the error message. */
+  private async request<T>(what: string, job: (link: ModbusLink) => Promise<T>, urgent = false): Promise<T> {
+    this.counters.requests++;
+    try {
+      const result = await this.line.run(this.name, job, { urgent });
+      this.counters.ok++;
+      return result;
+    } catch (err) {
+      const e = toModbusError(err);
+      this.counters[e.kind]++;
+      this.noteError(`${e.message} ${what}`);
+      throw e;
     }
   }
 
@@ -229,11 +306,83 @@ export class ModbusDevice implements Source {
     this.lastError = message;
   }
 
-  /** Writes a point of this device (by name) and verifies it by reading it back. */
+  /**
+   * Writes a point of this device (by name) and verifies it by reading it back. Refused at once
+   * (DeviceOfflineError) while the device is offline and no probe is due, and when as many
+   * writes as allowed already wait for it.
+   */
   async writePoint(name: string, value: number | boolean | string): Promise<WriteResult> {
     const point = this.opts.points.find((p) => p.name === name);
     if (!point) throw new ModbusErrorClass("other", `${this.name} has no point '${name}'`);
-    return writeVerified(this.line, this.name, this.opts.unit, point, value, this.opts.timeout);
+    encodeWrite(point, value); // a point or value that cannot be written is not the device's failure
+    // Checked here, so a refused write does not even take a place in the queue, and again
+    // when its turn comes (a write before it may have taken the device offline).
+    this.refuseIfBackedOff(this.now());
+    if (this.pendingWrites >= this.maxPendingWrites) {
+      this.writes.refusedFull++;
+      throw new ModbusErrorClass("other", `${this.name}: ${this.maxPendingWrites - 1} writes are already waiting for the device; refused (is it answering? last error: ${this.lastError ?? "none"})`);
+    }
+    this.pendingWrites++;
+    const turn = this.writeChain.then(() => this.writeNow(point, value));
+    this.writeChain = turn.catch(() => {});
+    try {
+      return await turn;
+    } finally {
+      this.pendingWrites--;
+    }
+  }
+
+  private async writeNow(point: ModbusPoint, value: number | boolean | string): Promise<WriteResult> {
+    const start = this.now();
+    this.refuseIfBackedOff(start);
+    const probing = !this.online;
+    // This write is the probe: polls and other writes meanwhile must not probe as well.
+    if (probing) this.nextProbe = start + this.opts.probeInterval;
+    this.writes.sent++;
+    let answered = false;
+    try {
+      const result = await writeAndReadBack(
+        async (step, job) => {
+          try {
+            const r = await this.request(`${step === "write" ? "writing" : "reading back"} ${point.name}`, job, true);
+            answered = true;
+            return r;
+          } catch (err) {
+            // An exception is an answer: the device is there, it refused this request.
+            if (toModbusError(err).kind === "exception") answered = true;
+            throw err;
+          }
+        },
+        this.opts.unit,
+        point,
+        value,
+        this.opts.timeout,
+      );
+      this.writes.ok++;
+      this.afterAttempt(true, this.now());
+      return result;
+    } catch (err) {
+      this.writes.failed++;
+      this.afterAttempt(answered, this.now());
+      // A failed probe gives the same message as a refused write: the device is still offline.
+      if (probing && !this.online) throw this.offlineError();
+      throw err;
+    }
+  }
+
+  private refuseIfBackedOff(now: number): void {
+    if (this.online || now >= this.nextProbe) return;
+    this.writes.refusedOffline++;
+    throw this.offlineError();
+  }
+
+  /**
+   * Says when the next attempt may come but not in how many seconds: callers retrying every
+   * second log a fault when its message changes, and a countdown would change on every retry.
+   */
+  private offlineError(): DeviceOfflineError {
+    const since = new Date(this.offlineSince ?? this.now()).toISOString().replace(/\.\d+Z$/, "Z");
+    return new DeviceOfflineError(`${this.name} is offline since ${since} (${this.offlineReason}); next attempt within ${this.opts.probeInterval / 1000}s`, this.nextProbe);
   }
 }
 

@@ -6,7 +6,7 @@
 import { decodePoint, encodePoint } from "../../../drivers/modbus/codec.js";
 import type { ModbusPoint } from "../../../drivers/modbus/types.js";
 import { registerCount } from "../../../drivers/modbus/types.js";
-import { ModbusError } from "../../buses/modbus/link.js";
+import { ModbusError, type ModbusLink } from "../../buses/modbus/link.js";
 import type { ModbusLine } from "../../buses/modbus/line.js";
 
 export interface WriteResult {
@@ -15,7 +15,22 @@ export interface WriteResult {
   readBack: number | boolean | string;
 }
 
-export async function writeVerified(
+/** Runs one transaction of a write on the line: the write itself, then its read-back. */
+export type WriteStep = <T>(step: "write" | "read-back", job: (link: ModbusLink) => Promise<T>) => Promise<T>;
+
+/**
+ * Only coils and holding registers can be written, and only values their type can hold; the
+ * words to write. Throws before anything reaches the line.
+ */
+export function encodeWrite(point: ModbusPoint, value: number | boolean | string): number[] {
+  if (point.table !== "coil" && point.table !== "holding") {
+    throw new ModbusError("other", `${point.name} is in the ${point.table} table, which cannot be written`);
+  }
+  return encodePoint(point, value);
+}
+
+/** A write and its read-back taking `owner`'s turns on the line (the CLI, a one-off write). */
+export function writeVerified(
   line: ModbusLine,
   owner: string,
   unit: number,
@@ -23,14 +38,22 @@ export async function writeVerified(
   value: number | boolean | string,
   timeoutMs: number,
 ): Promise<WriteResult> {
-  if (point.table !== "coil" && point.table !== "holding") {
-    throw new ModbusError("other", `${point.name} is in the ${point.table} table, which cannot be written`);
-  }
-  const words = encodePoint(point, value);
-  await line.run(owner, (link) =>
+  return writeAndReadBack((_step, job) => line.run(owner, job), unit, point, value, timeoutMs);
+}
+
+/** The write and its read-back, each through `step` (a device counts them and takes them urgent). */
+export async function writeAndReadBack(
+  step: WriteStep,
+  unit: number,
+  point: ModbusPoint,
+  value: number | boolean | string,
+  timeoutMs: number,
+): Promise<WriteResult> {
+  const words = encodeWrite(point, value);
+  await step("write", (link) =>
     point.table === "coil" ? link.writeCoil(unit, point.address, Boolean(value), timeoutMs) : link.writeRegisters(unit, point.address, words, timeoutMs),
   );
-  const back = await line.run(owner, (link) => link.read(unit, point.table, point.address, registerCount(point), timeoutMs));
+  const back = await step("read-back", (link) => link.read(unit, point.table, point.address, registerCount(point), timeoutMs));
   const readBack = decodePoint(point, back);
   const expected = decodePoint(point, words);
   if (!same(expected, readBack)) {
