@@ -107,6 +107,8 @@ export class Charger implements Actuator, Processor {
       return this.state();
     }
     const a = args as { max_kwh?: number; max_minutes?: number };
+    // An off still on the line goes first: an on sent beside it could land before it.
+    if (this.offWrite) await this.offWrite;
     if (this.session) throw new Error(`${this.name} is already charging`);
     if (!this.meterOnline || this.energy === null || now - this.lastMeterTs > this.opts.meterTimeoutMs) {
       throw new Error(`${this.name}: the meter has not been read recently; not starting without it`);

@@ -180,4 +180,21 @@ describe("Charger", () => {
     charger.tick(T0 + 21_000);
     expect(relay.writes).toHaveLength(2); // confirmed off: nothing owed
   });
+
+  it("a start waits for an off that is still on the line, so the on lands after it", async () => {
+    const relay = new HeldRelay();
+    const charger = chargerOn(relay);
+    const starting = charger.start();
+    charger.process(meter(T0, 0, 100), T0);
+    const started = charger.execute("start", {}, T0);
+    await settle();
+    expect(relay.writes).toEqual([false]);
+    relay.finishNext();
+    await starting;
+    await settle();
+    expect(relay.writes).toEqual([false, true]);
+    relay.finishNext();
+    expect(await started).toMatchObject({ charging: true, relay: "on" });
+    expect(relay.maxInFlight).toBe(1);
+  });
 });
