@@ -1,6 +1,6 @@
 /**
  * Commands from the platform (MQTT `cmd/<target>`) and from the technician's CLI take one path:
- * size, JSON, repeat, envelope, target, expiry, action, arguments — each checked in that order,
+ * size, JSON, repeat, keys, envelope, target, expiry, action, arguments — checked in that order,
  * and anything wrong is rejected with a reason before any actuator is touched. Every result goes
  * through the outbox (results stream), so the platform gets it even after an outage.
  *
