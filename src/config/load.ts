@@ -1,10 +1,11 @@
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../model/errors.js";
 import { describeIssue } from "./issues.js";
 import { type Config, configSchema } from "./schema.js";
+import { CONFIG_LIMITS } from "./limits.js";
+import { decodeUtf8, readYaml } from "./yaml.js";
 
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
@@ -33,32 +34,68 @@ export function validateConfig(raw: unknown, baseDir = process.cwd()): ConfigRes
   return { ok: true, config };
 }
 
-/** Parses YAML text; syntax errors come back with line and column. */
+/**
+ * Parses YAML text and validates it. Whatever the text holds, the answer is a result: YAML
+ * problems come back with line and column, schema problems with their path, and anything thrown
+ * below (a bug, or a case nobody foresaw) as one line instead of a stack trace.
+ */
 export function parseConfigText(text: string, baseDir = process.cwd()): ConfigResult {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    return {
-      ok: false,
-      errors: doc.errors.map((e) => {
-        const pos = lineCounter.linePos(e.pos[0]);
-        return `line ${pos.line}, column ${pos.col}: ${e.message.split("\n")[0]}`;
-      }),
-    };
+  try {
+    const yaml = readYaml(text);
+    return yaml.ok ? validateConfig(yaml.value, baseDir) : yaml;
+  } catch (err) {
+    return { ok: false, errors: [`(whole file): could not be checked: ${thrownMessage(err)}`] };
   }
-  return validateConfig(doc.toJS(), baseDir);
 }
 
+/** Reads and checks a config file; never throws (a reload relies on that to keep running). */
 export function checkConfigFile(file: string): ConfigResult {
-  let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    const bytes = readBounded(file);
+    if (typeof bytes === "string") return { ok: false, errors: [`cannot read ${file}: ${bytes}`] };
+    const decoded = decodeUtf8(bytes);
+    if (!decoded.ok) return decoded;
+    return parseConfigText(decoded.text, dirname(resolve(file)));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String(err);
-    return { ok: false, errors: [`cannot read ${file}: ${why}`] };
+    return { ok: false, errors: [`${file}: could not be checked: ${thrownMessage(err)}`] };
   }
-  return parseConfigText(text, dirname(resolve(file)));
+}
+
+/**
+ * The file's bytes, at most CONFIG_LIMITS.bytes of them, or why not. Read up to one byte past the
+ * limit rather than trusting the size from stat, so a device or a growing file is bounded too.
+ */
+function readBounded(file: string): Uint8Array | string {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (err) {
+    return openReason(err);
+  }
+  try {
+    const buffer = Buffer.alloc(CONFIG_LIMITS.bytes + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    if (length > CONFIG_LIMITS.bytes) return `larger than ${CONFIG_LIMITS.bytes / 1024} KB, the most a config may have`;
+    return buffer.subarray(0, length);
+  } catch (err) {
+    return openReason(err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : thrownMessage(err);
+}
+
+function thrownMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Loads a config or throws a UserError listing every problem, for commands that need a config. */
