@@ -1,10 +1,23 @@
 /** Shared printing helpers (commands gather data in one function and print it with these), and flag parsing. */
 import ms from "ms";
+import { formatDuration, TIMER_MAX_MS } from "../config/limits.js";
+import { UserError } from "../model/errors.js";
 
-/** Milliseconds of `text` if it is a number with one of `units` (30s, 500ms, 1.5h), else undefined. */
-export function parseDuration(text: string | undefined, units: readonly string[]): number | undefined {
+/**
+ * Milliseconds of `text` if it is a number with one of `units` (30s, 500ms, 1.5h), else undefined
+ * (the caller words that message). A duration above `max` (default: Node's timer limit, past which
+ * a timer fires after 1 ms) is a UserError naming the bound.
+ */
+export function parseDuration(text: string | undefined, units: readonly string[], opts: { max?: number; flag?: string } = {}): number | undefined {
   const m = text === undefined ? null : /^\d+(\.\d+)?\s*([a-z]+)$/.exec(text);
-  return m && units.includes(m[2]!) ? ms(text as ms.StringValue) : undefined;
+  if (!m || !units.includes(m[2]!)) return undefined;
+  const max = opts.max ?? TIMER_MAX_MS;
+  // ms() gives undefined for a text over 100 characters, and digits can overflow to Infinity.
+  const value = ms(text as ms.StringValue) as number | undefined;
+  if (value === undefined || !(value <= max)) {
+    throw new UserError(`${opts.flag ? `${opts.flag}: ` : ""}'${text}' is too long: at most ${formatDuration(max)}`);
+  }
+  return value;
 }
 
 export function printJson(data: unknown): void {

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { OFF_EVENTS, ON_EVENTS } from "../control/streetlight-schedule.js";
-import { duration } from "./units.js";
+import { DAY, duration, HOUR, MINUTE, SECOND } from "./units.js";
 
 const actuatorName = z
   .string()
@@ -37,8 +37,9 @@ export const streetlightConfig = z.strictObject({
     .strictObject({ from: hhmm, to: hhmm, mode: z.enum(["off", "dim"]).default("off"), level: z.int().min(0).max(100).optional() })
     .optional(),
   presence: z.string().optional().meta({ description: "Point id of a presence reading, e.g. pir-3/presence." }),
-  presence_boost: z.strictObject({ level: z.int().min(0).max(100).default(100), hold: duration({ min: 1000 }).default(300_000) }).optional(),
-  max_override: duration({ min: 60_000 }).default(86_400_000).meta({ description: "Longest manual override a command may ask for." }),
+  presence_boost: z.strictObject({ level: z.int().min(0).max(100).default(100), hold: duration({ min: SECOND, max: DAY }).default(300_000) }).optional(),
+  // Not a timer (compared with the clock): a week covers maintenance; longer is a schedule change.
+  max_override: duration({ min: MINUTE, max: 7 * DAY, description: "Longest manual override a command may ask for." }).default(DAY),
 });
 
 export const chargerConfig = z.strictObject({
@@ -49,8 +50,10 @@ export const chargerConfig = z.strictObject({
   energy_point: z.string().default("import_active_energy"),
   max_power: z.number().positive().meta({ description: "Watts: the session is cut within one poll above this." }),
   max_kwh: z.number().positive().max(1000).default(10),
-  max_duration: duration({ min: 60_000 }).default(4 * 3_600_000),
-  meter_timeout: duration({ min: 1000 }).default(30_000).meta({ description: "No meter reading for this long ends a session (meter lost)." }),
+  // A charging session lasts hours; one running for more than a day is a fault, not a charge.
+  max_duration: duration({ min: MINUTE, max: DAY }).default(4 * HOUR),
+  // Power flows unmetered meanwhile: minutes at most.
+  meter_timeout: duration({ min: SECOND, max: 10 * MINUTE, description: "No meter reading for this long ends a session (meter lost)." }).default(30_000),
 });
 
 export type RelayConfig = z.output<typeof relayConfig>;

@@ -9,7 +9,10 @@ import { devicePoints, getProfile, profileIds } from "../../drivers/modbus/regis
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
 import { OPCUA_ENDPOINT, OPCUA_POLICIES } from "../opcua/endpoint.js";
 import { formatPath } from "./path.js";
-import { duration, size } from "./units.js";
+import { DAY, duration, HOUR, MINUTE, SECOND, size } from "./units.js";
+
+// Duration bounds: polls and periodic reports at most daily; a network or device timeout at most
+// minutes (a longer one only delays the retry); backoff at most an hour.
 
 /** Names that end up in MQTT topics and point ids: no separators, no wildcards. */
 const name = (what: string) =>
@@ -33,7 +36,7 @@ const batch = z
   .strictObject({
     max_readings: z.int().min(1).max(100_000).default(1000),
     max_bytes: size().default(262_144),
-    linger: duration().default(200),
+    linger: duration({ max: HOUR }).default(200),
   })
   .prefault({})
   .meta({ description: "How readings are grouped into telemetry messages." });
@@ -52,8 +55,8 @@ const backlog = z
 
 const reconnect = z
   .strictObject({
-    min: duration({ min: 100 }).default(1000),
-    max: duration({ min: 100 }).default(60_000),
+    min: duration({ min: 100, max: HOUR }).default(1000),
+    max: duration({ min: 100, max: HOUR }).default(60_000),
   })
   .prefault({});
 
@@ -75,15 +78,18 @@ const uplink = z.strictObject({
   username: z.string().optional(),
   password: z.string().optional(),
   tls: tls.optional(),
-  keepalive: duration({ min: 1000 }).default(30_000),
-  connect_timeout: duration({ min: 100 }).default(10_000),
-  publish_timeout: duration({ min: 100 }).default(10_000),
+  // MQTT sends the keepalive in seconds as a 16-bit number (MQTT 3.1.1 §3.1.2.10, 5.0 §3.1.2.10).
+  keepalive: duration({ min: SECOND, max: 65_535 * SECOND }).default(30_000),
+  connect_timeout: duration({ min: 100, max: 5 * MINUTE }).default(10_000),
+  // A full batch over a slow cellular link may take minutes to be acknowledged.
+  publish_timeout: duration({ min: 100, max: 10 * MINUTE }).default(10_000),
   max_inflight: z.int().min(1).max(1000).default(16).meta({
     description: "Telemetry messages that may await their PUBACK at once.",
   }),
-  health_interval: duration().default(60_000).meta({
+  health_interval: duration({
+    max: DAY,
     description: "Publish gateway health (uptime, CPU, memory, disk, outbox, devices) on <root>/<site>/<gateway>/health this often; 0 = never.",
-  }),
+  }).default(60_000),
   batch,
   backlog,
   reconnect,
@@ -95,7 +101,8 @@ const store = z
     path: z.string().min(1).default("./data/outbox.db"),
     quota: size().default(268_435_456),
     when_full: z.enum(["drop-oldest", "drop-newest"]).default("drop-oldest"),
-    max_age: duration({ min: 1000 }).default(30 * 86_400_000),
+    // Not a timer (compared with reading times): ten years is beyond any outage worth keeping.
+    max_age: duration({ min: SECOND, max: 3650 * DAY }).default(30 * DAY),
     sync: z.enum(["full", "normal"]).default("full").meta({
       description: "full: every commit survives a power cut. normal: faster, may lose the last commits on power loss.",
     }),
@@ -109,7 +116,8 @@ const simulatedPoint = z.strictObject({
   wave: wave.default("sine"),
   min: z.number().default(0),
   max: z.number().default(100),
-  period: duration({ min: 1 }).default(60_000),
+  // Not a timer (the phase of a wave): a yearly cycle is the longest worth simulating.
+  period: duration({ min: 1, max: 365 * DAY }).default(60_000),
   step: z.number().min(0).optional().meta({ description: "random-walk: largest change per reading." }),
   unit: z.string().optional(),
   decimals: z.int().min(0).max(12).default(2),
@@ -118,7 +126,7 @@ const simulatedPoint = z.strictObject({
 const simulatedSource = z.strictObject({
   type: z.literal("simulated"),
   name: name("source name"),
-  interval: duration({ min: 1 }),
+  interval: duration({ min: 1, max: DAY }),
   points: z.array(simulatedPoint).min(1, { error: "needs at least one point" }),
 });
 
@@ -156,13 +164,13 @@ const modbusDevice = z.strictObject({
   profile: z.string().optional().meta({ description: "Built-in profile: sdm120, sdm630, epever (edge-agent modbus profiles)." }),
   only: z.array(z.string()).optional().meta({ description: "Read only these points of the profile." }),
   points: z.array(modbusPoint).default([]).meta({ description: "Points of a generic device, or added to the profile's." }),
-  interval: duration({ min: 50 }).optional(),
-  timeout: duration({ min: 10 }).optional(),
+  interval: duration({ min: 50, max: DAY }).optional(),
+  timeout: duration({ min: 10, max: MINUTE }).optional(),
   retries: z.int().min(0).max(5).optional(),
   max_registers: z.int().min(1).max(125).optional(),
   max_gap: z.int().min(0).max(100).optional(),
   offline_after: z.int().min(1).max(100).default(3).meta({ description: "Failed polls in a row before the device is marked offline and backed off." }),
-  probe_interval: duration({ min: 100 }).default(10_000).meta({ description: "How often an offline device is tried again." }),
+  probe_interval: duration({ min: 100, max: DAY, description: "How often an offline device is tried again." }).default(10_000),
 });
 
 const modbusSource = z.strictObject({
@@ -172,8 +180,9 @@ const modbusSource = z.strictObject({
   tcp: hostPort(502).optional(),
   rtu_over_tcp: hostPort(502).optional(),
   simulator: name("simulator name").optional().meta({ description: "Poll an embedded simulator (simulators: in this file), over TCP." }),
-  interval: duration({ min: 50 }).default(5000),
-  timeout: duration({ min: 10 }).default(1000),
+  interval: duration({ min: 50, max: DAY }).default(5000),
+  // Even at 300 baud a full Modbus reply (256 bytes) takes under 10 s.
+  timeout: duration({ min: 10, max: MINUTE }).default(1000),
   retries: z.int().min(0).max(5).default(1),
   max_registers: z.int().min(1).max(125).default(125),
   max_gap: z.int().min(0).max(100).default(10),
@@ -215,7 +224,7 @@ const i2cSource = z
     type: z.literal("i2c"),
     name: name("source name"),
     bus: z.int().min(0).max(255).default(1).meta({ description: "The N of /dev/i2c-N: 1 on a Raspberry Pi's header (pins 3 and 5)." }),
-    interval: duration({ min: 1000 }).default(10_000),
+    interval: duration({ min: SECOND, max: DAY }).default(10_000),
     simulated: z.boolean().default(false).meta({ description: "Use a simulated bus with chip models and moving values (demo, tests)." }),
     sensors: z.array(i2cSensor).min(1, { error: "needs at least one sensor" }),
   })
@@ -232,9 +241,9 @@ const gpioSource = z
       .meta({ description: "BCM GPIO number (GPIO17 is header pin 11), not the header pin number." }),
     point: name("point name").default("presence"),
     edge: z.enum(["rising", "falling", "both"]).default("both"),
-    debounce: duration().default(50).meta({ description: "A change counts once the input has held it this long." }),
+    debounce: duration({ max: MINUTE, description: "A change counts once the input has held it this long." }).default(50),
     active_low: z.boolean().default(false).meta({ description: "The input is active when low (e.g. a contact to ground)." }),
-    interval: duration({ min: 1000 }).default(60_000).meta({ description: "The current value is also reported this often; edges are reported as they happen." }),
+    interval: duration({ min: SECOND, max: DAY, description: "The current value is also reported this often; edges are reported as they happen." }).default(60_000),
     simulated: z.boolean().default(false).meta({ description: "Use a simulated pin driven by a simulated presence (demo, tests)." }),
   })
   .meta({ description: "A digital input, e.g. a PIR presence sensor: point <name>/<point> (true = active)." });
@@ -269,11 +278,11 @@ const opcuaSource = z
         }),
       )
       .min(1, { error: "needs at least one node" }),
-    interval: duration({ min: 100 }).default(5000).meta({ description: "Sampling and publishing interval; the points are also reported this often." }),
+    interval: duration({ min: 100, max: DAY, description: "Sampling and publishing interval; the points are also reported this often." }).default(5000),
     reconnect: z
       .strictObject({
-        min: duration({ min: 100 }).default(1000),
-        max: duration({ min: 100 }).default(30_000),
+        min: duration({ min: 100, max: HOUR }).default(1000),
+        max: duration({ min: 100, max: HOUR }).default(30_000),
       })
       .prefault({}),
     pki_dir: z.string().min(1).optional().meta({ description: "The client's certificates; default opcua-client-pki next to the outbox." }),
@@ -298,7 +307,7 @@ const room = z
     co2: pointRef("A CO₂ point in ppm.").optional(),
     temperature: pointRef("A temperature point in °C (for the dew point).").optional(),
     humidity: pointRef("A relative humidity point in % (for the dew point).").optional(),
-    hold: duration({ min: 1000 }).default(600_000).meta({ description: "The room counts as free when no presence was seen for this long." }),
+    hold: duration({ min: SECOND, max: DAY, description: "The room counts as free when no presence was seen for this long." }).default(600_000),
     co2_bands: z
       .strictObject({
         good: z.number().positive().default(800).meta({ description: "Below this (ppm): good." }),
@@ -344,9 +353,10 @@ const opcuaServer = z
 const log = z
   .strictObject({
     level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
-    status_interval: duration().default(0).meta({
+    status_interval: duration({
+      max: DAY,
       description: "Print a one-line status (stored, sent, pending, broker) this often; 0 = never.",
-    }),
+    }).default(0),
   })
   .prefault({});
 
