@@ -8,6 +8,7 @@ import { pointName, QUANTITIES } from "../../drivers/i2c/types.js";
 import { devicePoints, getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
 import { OPCUA_ENDPOINT, OPCUA_POLICIES } from "../opcua/endpoint.js";
+import { TRUST_MODES } from "../opcua/trust.js";
 import { formatPath } from "./path.js";
 import { DAY, duration, HOUR, MINUTE, SECOND, size } from "./units.js";
 
@@ -266,7 +267,17 @@ const opcuaSource = z
         policy: z.enum(OPCUA_POLICIES).default("Basic256Sha256"),
       })
       .optional()
-      .meta({ description: "Secure channel; default none. The PLC's certificate is accepted and kept in the client PKI's trusted/ folder; ours must be trusted by the PLC." }),
+      .meta({
+        description:
+          "Secure channel; default none (then nothing proves the PLC's identity: its certificate only tells a swapped PLC apart). The PLC's certificate is checked as `trust` says; ours must be trusted by the PLC.",
+      }),
+    trust: z
+      .enum(TRUST_MODES)
+      .default("first-use")
+      .meta({
+        description:
+          "first-use: the PLC's certificate is pinned to this endpoint on first contact (logged with its thumbprints), and a different one later is refused until `edge-agent opcua trust` pins it. explicit: an unknown certificate is refused and kept in the PKI's rejected/ until moved to trusted/certs/.",
+      }),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
     nodes: z

@@ -9,14 +9,23 @@
  * that stops and comes back). Meanwhile, and when the subscription falls silent for three
  * keep-alive periods, every point is quality bad. A node the server does not know is reported
  * once, with its name and node id, and stays quality bad; the others keep coming.
+ *
+ * The server's certificate is pinned to the endpoint on first contact (or, with `trust:
+ * explicit`, must be in the PKI's trusted/certs/ first; see opcua/trust.ts). It is checked when
+ * node-opcua asks (Sign and SignAndEncrypt: at connect, and when a reconnection meets a new
+ * certificate) and on every session (with None too, where it only tells a swapped PLC apart: no
+ * channel proves it). A refused certificate stops the client: node-opcua would ask again at once,
+ * in a tight loop; the source starts over at its own backoff, and the reason stays in health
+ * until `edge-agent opcua trust` pins the new certificate, which the next attempt reads.
  */
 import { hostname } from "node:os";
-import type { ClientSession, ClientSubscription, DataValue, OPCUACertificateManager, OPCUAClient } from "node-opcua";
+import type { ClientSession, ClientSubscription, DataValue, OPCUAClient } from "node-opcua";
 import type { OpcuaSourceConfig } from "../config/schema.js";
 import type { Quality, Reading, Value } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
 import { identityFor } from "../opcua/endpoint.js";
 import { defaultPkiDir, loadOpcua, type Opcua } from "../opcua/load.js";
+import { checkedBy, clientCertificateManager, leafCertificate, ServerTrust } from "../opcua/trust.js";
 import { qualityOf, valueOf } from "../opcua/values.js";
 import type { Source } from "./source.js";
 
@@ -39,6 +48,8 @@ export interface OpcuaSourceHealth {
   endpoint: string;
   lastError: string | null;
   reconnects: number;
+  /** SHA-1 of the server certificate accepted last (as a PLC's display shows it). */
+  certificate: string | null;
   /** `<point> (<node id>): <status>` for every node the server refused. */
   badNodes: string[];
 }
@@ -54,20 +65,6 @@ export function describeOpcuaError(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   const cause = /Err = \(([\s\S]*)\)/.exec(message)?.[1];
   return (cause ?? message).replace(/\s+/g, " ").trim();
-}
-
-/** One certificate manager per PKI directory, shared by the clients that use it. */
-const certificateManagers = new Map<string, OPCUACertificateManager>();
-
-export function clientCertificateManager(ua: Opcua, dir: string): OPCUACertificateManager {
-  let cm = certificateManagers.get(dir);
-  if (!cm) {
-    // The server's certificate is accepted (and kept in trusted/): a PLC's self-signed one
-    // would otherwise need a manual step before the first reading.
-    cm = new ua.OPCUACertificateManager({ rootFolder: dir, automaticallyAcceptUnknownCertificate: true });
-    certificateManagers.set(dir, cm);
-  }
-  return cm;
 }
 
 export class OpcuaSource implements Source {
@@ -86,6 +83,18 @@ export class OpcuaSource implements Source {
   private lastError: string | null = null;
   private reconnects = 0;
   private readonly reported = new Set<string>();
+  private readonly pkiDir: string;
+  private readonly trust: ServerTrust;
+  /** connect() went through: node-opcua keeps the connection from here on. */
+  private established = false;
+  /** Dropping a client whose server was refused, to start over at the backoff. */
+  private restarting = false;
+  /** The session certificate (node-opcua's buffer) checked last, and its verdict. */
+  private checkedSession: { certificate: Buffer; trusted: boolean } | null = null;
+  /** The certificate refused last, and why: the connect attempt that failed reports this. */
+  private refusal: { leaf: Buffer; reason: string } | null = null;
+  private certificate: string | null = null;
+  private warnedNoCertificate = false;
 
   constructor(
     private readonly cfg: OpcuaSourceConfig,
@@ -95,6 +104,8 @@ export class OpcuaSource implements Source {
     this.interval = cfg.interval;
     this.points = cfg.nodes.map((n) => ({ id: `${cfg.name}/${n.name}`, node: n.node, latest: null, pending: [], error: null }));
     this.staleAfterMs = 3 * this.keepAliveMs();
+    this.pkiDir = cfg.pki_dir ?? defaultPkiDir(deps.storePath, "client");
+    this.trust = new ServerTrust(this.pkiDir);
   }
 
   /** Loads node-opcua and starts connecting; resolves at once, the connection comes when it can. */
@@ -131,6 +142,7 @@ export class OpcuaSource implements Source {
       endpoint: this.cfg.endpoint,
       lastError: this.lastError,
       reconnects: this.reconnects,
+      certificate: this.certificate,
       badNodes: this.points.filter((p) => p.error !== null).map((p) => `${p.id} (${p.node}): ${p.error}`),
     };
   }
@@ -159,7 +171,8 @@ export class OpcuaSource implements Source {
       } catch (err) {
         await this.teardown();
         if (this.stopped) return;
-        this.note(`${this.cfg.endpoint}: ${describeOpcuaError(err)}`);
+        // node-opcua says only "verification failed": the refusal says which certificate and what to do.
+        this.note(this.refusal?.reason ?? `${this.cfg.endpoint}: ${describeOpcuaError(err)}`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           this.wake = () => {
@@ -174,6 +187,7 @@ export class OpcuaSource implements Source {
   }
 
   private async connect(): Promise<void> {
+    this.refusal = null;
     const ua = this.ua!;
     const cfg = this.cfg;
     const security = cfg.security ?? { mode: "None" as const, policy: "None" as const };
@@ -183,7 +197,7 @@ export class OpcuaSource implements Source {
       endpointMustExist: false,
       securityMode: ua.MessageSecurityMode[security.mode],
       securityPolicy: ua.SecurityPolicy[security.policy],
-      clientCertificateManager: clientCertificateManager(ua, cfg.pki_dir ?? defaultPkiDir(this.deps.storePath, "client")),
+      clientCertificateManager: checkedBy(ua, clientCertificateManager(ua, this.pkiDir), (certificate) => this.verify(certificate)),
       // Retries forever, first connect included: a PLC that is not up yet is not an error.
       connectionStrategy: { maxRetry: -1, initialDelay: cfg.reconnect.min, maxDelay: cfg.reconnect.max },
       keepSessionAlive: true,
@@ -199,6 +213,7 @@ export class OpcuaSource implements Source {
     if (this.stopped) return;
     const session = await client.createSession(identityFor(ua, cfg.username, cfg.password));
     this.session = session;
+    if (!this.sessionTrusted()) throw new Error("server certificate refused");
     const subscription = await session.createSubscription2({
       requestedPublishingInterval: cfg.interval,
       requestedMaxKeepAliveCount: this.keepAliveCount(),
@@ -212,6 +227,7 @@ export class OpcuaSource implements Source {
     subscription.on("keepalive", () => (this.lastHeard = Date.now()));
     for (const p of this.points) this.monitor(ua, subscription, p);
     this.connected = true;
+    this.established = true;
     this.lastHeard = Date.now();
     this.lastError = null;
     this.deps.log.info({ source: this.name }, `${this.name}: connected to ${cfg.endpoint}, ${this.points.length} nodes subscribed`);
@@ -233,6 +249,8 @@ export class OpcuaSource implements Source {
   }
 
   private changed(p: PointState, dv: DataValue): void {
+    // After a reconnection, a server with another certificate may publish before it is refused.
+    if (!this.sessionTrusted()) return;
     const ua = this.ua!;
     this.lastHeard = Date.now();
     const quality = qualityOf(dv.statusCode);
@@ -266,11 +284,72 @@ export class OpcuaSource implements Source {
   }
 
   private restored(): void {
+    if (!this.sessionTrusted()) return;
     this.connected = true;
     this.lastHeard = Date.now();
     this.reconnects++;
     this.lastError = null;
     this.deps.log.info({ source: this.name }, `${this.name}: reconnected to ${this.cfg.endpoint}`);
+  }
+
+  /**
+   * May the endpoint present this certificate? Asked by node-opcua (through the certificate
+   * manager) and for every session. A refusal on a live client starts over at the backoff.
+   */
+  private verify(certificate: Buffer): boolean {
+    let leaf: Buffer;
+    try {
+      leaf = leafCertificate(certificate);
+    } catch {
+      leaf = certificate;
+    }
+    // node-opcua's reconnection asks again in a tight loop until the client is dropped.
+    if (this.restarting && this.refusal?.leaf.equals(leaf)) return false;
+    const verdict = this.trust.check(this.cfg.endpoint, certificate, this.cfg.trust);
+    if (verdict.trusted) {
+      const c = verdict.certificate;
+      this.certificate = c.sha1;
+      if (verdict.how === "first-use") {
+        this.deps.log.info(
+          { source: this.name, sha1: c.sha1, sha256: c.sha256, subject: c.subject },
+          `${this.name}: first contact with ${this.cfg.endpoint}: its certificate is now pinned (SHA-1 ${c.sha1}, SHA-256 ${c.sha256}, ${c.subject}); compare the SHA-1 with the PLC's display. Kept in ${verdict.file}`,
+        );
+      } else if (verdict.how === "trusted-folder") {
+        this.deps.log.info({ source: this.name, sha1: c.sha1, subject: c.subject }, `${this.name}: ${this.cfg.endpoint}: certificate SHA-1 ${c.sha1} (${c.subject}) found in trusted/certs/, now pinned`);
+      }
+      return true;
+    }
+    this.refusal = { leaf, reason: verdict.reason };
+    this.note(verdict.reason);
+    if (this.established) this.startOver();
+    return false;
+  }
+
+  /** The session's server certificate passes (checked once per certificate node-opcua hands over). */
+  private sessionTrusted(): boolean {
+    const certificate = this.session?.serverCertificate;
+    if (!this.session) return false;
+    if (!certificate || certificate.length === 0) {
+      // Over None a server may send none: nothing to pin (Sign and SignAndEncrypt always have one).
+      if (!this.warnedNoCertificate) this.deps.log.warn({ source: this.name }, `${this.name}: ${this.cfg.endpoint} sends no certificate: a swapped PLC cannot be told apart`);
+      this.warnedNoCertificate = true;
+      return true;
+    }
+    if (this.checkedSession?.certificate !== certificate) this.checkedSession = { certificate, trusted: this.verify(certificate) };
+    return this.checkedSession.trusted;
+  }
+
+  /** Drops a client whose server was refused (node-opcua would retry at once, forever) and connects again at the backoff. */
+  private startOver(): void {
+    if (this.restarting || this.stopped) return;
+    this.restarting = true;
+    this.connected = false;
+    for (const p of this.points) p.latest = null;
+    this.running = (async () => {
+      await this.teardown();
+      this.restarting = false;
+      await this.run();
+    })();
   }
 
   private note(message: string, point?: string): void {
@@ -283,6 +362,8 @@ export class OpcuaSource implements Source {
     this.session = null;
     this.client = null;
     this.connected = false;
+    this.established = false;
+    this.checkedSession = null;
     const within = (p: Promise<unknown>) =>
       Promise.race([p.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
     if (session) await within(session.close());
