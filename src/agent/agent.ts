@@ -12,14 +12,14 @@ import { GpioRelay } from "../control/relay.js";
 import type { Streetlight } from "../control/streetlight.js";
 import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
 import { createProcessors } from "../processors/create.js";
-import { ControlSocket, controlSocketPath } from "../ops/control-socket.js";
+import { ControlSocket, controlSocketPath, type DeadLetterRequest } from "../ops/control-socket.js";
 import { HealthReporter } from "../ops/health.js";
 import { LiveFeed } from "../ops/live-feed.js";
 import { healthProblems } from "../ops/systemd.js";
 import type { Processor, ProcessorOutput } from "../processors/processor.js";
 import type { Source } from "../sources/source.js";
 import { droppedTotal } from "../store/drops.js";
-import { Outbox, type OutboxStats } from "../store/outbox.js";
+import { FORMAT, Outbox, type OutboxStats, type Resent } from "../store/outbox.js";
 import { EmbeddedBroker } from "../uplink/embedded-broker.js";
 import { Uplink, type UplinkStats } from "../uplink/uplink.js";
 import { VERSION } from "../version.js";
@@ -116,6 +116,12 @@ export class Agent {
       sync: cfg.store.sync,
     });
     this.log.info({ path: cfg.store.path, pending: this.outbox.depth, lastSeq: this.outbox.lastSeq }, "outbox open");
+    if (this.outbox.openedFormat < FORMAT) this.log.info(`outbox upgraded from format ${this.outbox.openedFormat} to ${FORMAT}; everything pending was kept`);
+    for (const s of this.outbox.skipped) {
+      this.log.warn(
+        `the last stop was not clean (store.sync: normal): ${s.stream} numbers resume at ${s.to + 1}; ${s.from}..${s.to} are skipped, so what the power cut took back shows as a gap, never as a reused number`,
+      );
+    }
 
     let url = cfg.uplink.url;
     if (cfg.uplink.embedded_broker) {
@@ -174,6 +180,7 @@ export class Agent {
     if (socketPath) {
       this.control = new ControlSocket(socketPath, async (req) => {
         if (req.op === "status") return this.status();
+        if (req.op === "dead-letters") return this.deadLetters(req);
         return router.handle(req.target, req.payload, "local");
       });
       try {
@@ -335,6 +342,22 @@ export class Agent {
       this.liveFeed?.update(readings);
     }
     if (events.length > 0) this.uplink?.notify("events");
+  }
+
+  /** Dead letters given back to their streams (and sent at once), or purged, on an operator's request. */
+  private deadLetters(req: DeadLetterRequest): Resent[] | Array<{ stream: string; count: number }> {
+    const outbox = this.outbox;
+    if (!outbox) throw new Error("agent not started");
+    const filter = { ...(req.stream ? { stream: req.stream } : {}), ...(req.seq ? { seq: req.seq } : {}) };
+    if (req.action === "purge") {
+      const purged = outbox.purgeDeadLetters(filter);
+      this.log.warn({ purged }, "dead letters purged on request");
+      return purged;
+    }
+    const resent = outbox.resendDeadLetters(filter);
+    for (const r of resent) this.uplink?.resend(r.stream, r.ranges);
+    this.log.info({ resent: resent.map((r) => ({ stream: r.stream, count: r.count })) }, "dead letters given back for sending");
+    return resent;
   }
 
   private noteSourceError(source: Source, err: unknown): void {

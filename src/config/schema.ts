@@ -36,7 +36,10 @@ const tls = z
 const batch = z
   .strictObject({
     max_readings: z.int().min(1).max(100_000).default(1000),
-    max_bytes: size().default(262_144),
+    max_bytes: size().default(65_536).meta({
+      description:
+        "Largest telemetry payload. 64KB by default: under every common broker's limit (AWS IoT Core 128 KB, Azure IoT Hub 256 KB, EMQX 1 MB, Mosquitto and HiveMQ unlimited unless set). Over MQTT 5 a smaller Maximum Packet Size from the broker wins.",
+    }),
     linger: duration({ max: HOUR }).default(200),
   })
   .prefault({})
@@ -75,7 +78,10 @@ const uplink = z.strictObject({
   }),
   root: name("topic root").default("edge"),
   client_id: z.string().min(1).max(128).optional(),
-  protocol: z.enum(["3.1.1", "5"]).default("3.1.1"),
+  protocol: z.enum(["auto", "5", "3.1.1"]).default("auto").meta({
+    description:
+      "auto: MQTT 5, or 3.1.1 when the broker refuses 5 (logged once). MQTT 5 lets the gateway see a message the broker refuses (and its size limit); over 3.1.1 a broker may acknowledge and drop it unseen.",
+  }),
   username: z.string().optional(),
   password: z.string().optional(),
   tls: tls.optional(),

@@ -10,7 +10,15 @@ import { dirname, join } from "node:path";
 import type { Config } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 
-export type ControlRequest = { op: "status" } | { op: "command"; target: string; payload: string };
+/** Give dead letters back to their streams, or delete them (optionally one stream, one seq range). */
+export interface DeadLetterRequest {
+  op: "dead-letters";
+  action: "resend" | "purge";
+  stream?: "telemetry" | "events" | "results";
+  seq?: [number, number];
+}
+
+export type ControlRequest = { op: "status" } | { op: "command"; target: string; payload: string } | DeadLetterRequest;
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
@@ -67,12 +75,10 @@ export class ControlSocket {
     } catch {
       return { error: "malformed request" };
     }
-    const r = req as Partial<ControlRequest>;
-    if (r.op !== "status" && !(r.op === "command" && typeof r.target === "string" && typeof r.payload === "string")) {
-      return { error: "unknown request" };
-    }
+    const r = checkRequest(req);
+    if (!r) return { error: "unknown request" };
     try {
-      return { ok: await this.handler(r as ControlRequest) };
+      return { ok: await this.handler(r) };
     } catch (err) {
       return { error: err instanceof Error ? err.message : String(err) };
     }
@@ -84,6 +90,28 @@ export class ControlSocket {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.path, { force: true });
   }
+}
+
+/** The request, rebuilt from its checked fields only; null when it is not one we know. */
+function checkRequest(req: unknown): ControlRequest | null {
+  if (typeof req !== "object" || req === null || Array.isArray(req)) return null;
+  const r = req as Record<string, unknown>;
+  if (r.op === "status") return { op: "status" };
+  if (r.op === "command" && typeof r.target === "string" && typeof r.payload === "string") return { op: "command", target: r.target, payload: r.payload };
+  if (r.op === "dead-letters" && (r.action === "resend" || r.action === "purge")) {
+    const out: DeadLetterRequest = { op: "dead-letters", action: r.action };
+    if (r.stream !== undefined) {
+      if (r.stream !== "telemetry" && r.stream !== "events" && r.stream !== "results") return null;
+      out.stream = r.stream;
+    }
+    if (r.seq !== undefined) {
+      const seq = r.seq;
+      if (!Array.isArray(seq) || seq.length !== 2 || !seq.every((n) => Number.isSafeInteger(n) && (n as number) >= 0) || (seq[0] as number) > (seq[1] as number)) return null;
+      out.seq = [seq[0] as number, seq[1] as number];
+    }
+    return out;
+  }
+  return null;
 }
 
 /** Sends one request to a running agent. A missing socket means the agent is not running. */

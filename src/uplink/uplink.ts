@@ -2,13 +2,18 @@
  * The MQTT uplink: reads the outbox, sends telemetry at QoS 1, and deletes rows only when the
  * broker's PUBACK arrived. MQTT.js's own offline queue and reconnect are not used (pitfalls.md):
  * every connection is a fresh client, the outbox is the only queue, and reconnects follow our
- * capped, jittered backoff.
+ * capped, jittered backoff (reset only once a connection has carried a message).
  *
  * After a reconnect, readings stored before the connection (the backlog) are drained in sequence
  * order under a budget, while readings stored since go first (live).
+ *
+ * The gateway does not send what the broker will not take: MQTT 5 by default (3.1.1 when the
+ * broker refuses it), the broker's Maximum Packet Size and Receive Maximum honoured, and a message
+ * the broker refuses split and retried, down to single readings set aside as dead letters
+ * (refusals.ts). One bad message never blocks what follows it.
  */
 import { readFileSync } from "node:fs";
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type MqttClient } from "mqtt";
 import type { UplinkConfig } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 import type { StoredReading } from "../model/reading.js";
@@ -16,6 +21,7 @@ import type { Logger } from "../ops/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
+import { classifyPuback, disconnectBlamesMessage, isProtocolRefusal, pubackReason, type Refusal, refusesProtocolVersion } from "./refusals.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
 
 export type UplinkState = "stopped" | "connecting" | "online" | "offline";
@@ -23,12 +29,20 @@ export type UplinkState = "stopped" | "connecting" | "online" | "offline";
 export interface UplinkStats {
   state: UplinkState;
   broker: string;
+  /** The MQTT version of the current (or last) connection. */
+  protocol: "5" | "3.1.1";
+  /** The broker's Maximum Packet Size (MQTT 5 CONNACK), when it announced one. */
+  maxPacketSize: number | null;
   connects: number;
   /** Telemetry messages acknowledged by the broker. */
   messagesAcked: number;
   /** Readings acknowledged by the broker (a reading sent twice counts twice). */
   readingsAcked: number;
   publishFailures: number;
+  /** Messages the broker refused (or dropped while acknowledging later ones). */
+  refused: number;
+  /** Rows set aside as dead letters because the broker refused them one by one. */
+  deadLettered: number;
   inflight: number;
   backlogRemaining: number;
   lastError: string | null;
@@ -53,6 +67,23 @@ export interface UplinkOptions {
 }
 
 /**
+ * Rows the broker refused or is suspected of refusing: sent again no larger than maxCount rows
+ * and maxBytes, halved at each strike; kept across connections (keyed by sequence numbers).
+ */
+interface Suspect {
+  first: number;
+  last: number;
+  strikes: number;
+  maxCount: number;
+  maxBytes: number;
+}
+
+/** At most this many suspect ranges per stream (each is removed once its rows are delivered). */
+const MAX_SUSPECTS = 256;
+const RELAX_AFTER_MS = 10 * 60_000;
+const RELAX_AFTER_ACKS = 20;
+
+/**
  * One outbox stream on the current connection. Everything stored before the connection came up
  * is backlog, sent oldest first under a budget; what is stored after is live and goes first.
  */
@@ -67,6 +98,20 @@ class Channel {
   tokens = 0;
   tokensAt = 0;
   readonly pendingAcks: Array<[number, number]> = [];
+  /** Ranges to send again on this connection (refused, or dead letters given back), oldest first. */
+  readonly resend: Array<[number, number]> = [];
+  readonly suspects: Suspect[] = [];
+  /** A refusal that says "later" (not authorized, quota): nothing is sent before this time. */
+  pausedUntil = 0;
+  pauses = 0;
+  /**
+   * Bytes a message may carry, learned from refusals: halved at each, so that a broker with an
+   * unannounced size limit costs a few reconnects, not one per message; tried larger again
+   * (doubled) only after RELAX_AFTER_MS without a refusal and RELAX_AFTER_ACKS deliveries.
+   */
+  learnedMaxBytes = Number.POSITIVE_INFINITY;
+  learnedAt = 0;
+  acksSinceLearned = 0;
 
   constructor(
     readonly store: StreamStore,
@@ -76,7 +121,7 @@ class Channel {
     /** Backlog budget: messages in flight, and rows per second (0 = no rate limit). */
     readonly backlogInflightMax: number,
     readonly rate: number,
-    readonly encode: (rows: StoredReading[]) => EncodedBatch | null,
+    readonly encode: (rows: StoredReading[], maxBytes: number) => EncodedBatch | null,
   ) {}
 
   reset(now: number): void {
@@ -88,20 +133,61 @@ class Channel {
     this.backlogInflight = 0;
     this.tokens = this.rate;
     this.tokensAt = now;
+    // The backlog covers every stored row, those to resend included.
+    this.resend.length = 0;
   }
 
   get backlogRemaining(): number {
     return Math.max(0, this.backlogEnd - this.backlogCursor);
   }
 
-  idle(): boolean {
-    return this.backlogCursor >= this.backlogEnd && this.liveCursor >= this.store.lastSeq;
+  paused(now: number): boolean {
+    return now < this.pausedUntil;
   }
+
+  /** Nothing left that this connection will send (a paused stream waits for the next start). */
+  idle(now: number): boolean {
+    if (this.paused(now)) return true;
+    return this.resend.length === 0 && this.backlogCursor >= this.backlogEnd && this.liveCursor >= this.store.lastSeq;
+  }
+
+  addResend(first: number, last: number): void {
+    this.resend.push([first, last]);
+    this.resend.sort((a, b) => a[0] - b[0]);
+  }
+
+  suspectAt(seq: number): Suspect | undefined {
+    return this.suspects.find((s) => seq >= s.first && seq <= s.last);
+  }
+
+  /** Delivered rows are no longer suspect. */
+  clearSuspects(first: number, last: number): void {
+    for (let i = this.suspects.length - 1; i >= 0; i--) {
+      const s = this.suspects[i]!;
+      if (s.last < first || s.first > last) continue;
+      if (s.first >= first && s.last <= last) this.suspects.splice(i, 1);
+      else if (s.first >= first) s.first = last + 1;
+      else if (s.last <= last) s.last = first - 1;
+    }
+  }
+}
+
+/** A message on its way: what it carries, and its place in the connection's sending order. */
+interface Flight {
+  channel: Channel;
+  first: number;
+  last: number;
+  count: number;
+  bytes: number;
+  index: number;
+  kind: "live" | "backlog" | "resend";
 }
 
 /** How long to collect acknowledgements before deleting their rows in one transaction. */
 const ACK_FLUSH_MS = 25;
 const ACK_FLUSH_RANGES = 64;
+
+type TimerName = "reconnectTimer" | "lingerTimer" | "rateTimer" | "pauseTimer" | "ackTimer";
 
 export class Uplink {
   private readonly cfg: UplinkConfig;
@@ -119,21 +205,36 @@ export class Uplink {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
   private rateTimer: NodeJS.Timeout | null = null;
+  private pauseTimer: NodeJS.Timeout | null = null;
   private ackTimer: NodeJS.Timeout | null = null;
-  /** Packet ids of the batches published and not yet acknowledged. */
-  private readonly inflight = new Set<number>();
+  /** The batches published and not yet acknowledged, in sending order. */
+  private readonly inflight = new Map<number, Flight>();
   private nextId = 0;
+  /** Sending order on the current connection, and the latest message of it the broker acknowledged. */
+  private sendIndex = 0;
+  private highestAcked = 0;
+  /** The connection has carried a message: the backoff starts again from its minimum. */
+  private proven = false;
+  /** A message the broker broke the connection over; blamed when the connection closes. */
+  private suspectOnClose: { flight: Flight; reason: string; weight?: number } | null = null;
   private idleWaiters: Array<() => void> = [];
   /** Events and command results first (small, and someone waits for them), then telemetry. */
   private readonly channels: Channel[];
   private readonly telemetry: Channel;
   private lastLoggedError: string | null = null;
+  /** The MQTT version to ask for: 5 unless configured 3.1.1, or the broker refused 5 (auto). */
+  private protocolVersion: 4 | 5;
+  private retryAtOnce = false;
+  private maxPacketSize: number | null = null;
+  private receiveMaximum: number | null = null;
 
   private readonly counters = {
     connects: 0,
     messagesAcked: 0,
     readingsAcked: 0,
     publishFailures: 0,
+    refused: 0,
+    deadLettered: 0,
     payloadBytes: 0,
     /** Events and command results acknowledged. */
     otherAcked: 0,
@@ -148,8 +249,9 @@ export class Uplink {
     this.now = opts.now ?? Date.now;
     this.log = opts.log.child({ part: "uplink" });
     this.outbox = opts.outbox;
+    this.protocolVersion = this.cfg.protocol === "3.1.1" ? 4 : 5;
     const cfg = this.cfg;
-    const batches = (rows: StoredReading[]) => encodeTelemetry(opts.gateway, rows, cfg.batch.max_bytes);
+    const batches = (rows: StoredReading[], maxBytes: number) => encodeTelemetry(opts.gateway, rows, maxBytes);
     this.telemetry = new Channel(opts.outbox.stream("telemetry"), this.topics.telemetry, cfg.batch.linger, cfg.backlog.max_inflight, cfg.backlog.rate, batches);
     this.channels = [
       new Channel(opts.outbox.stream("results"), this.topics.results, 0, cfg.backlog.max_inflight, 0, (rows) => encodeResult(opts.gateway, rows)),
@@ -183,8 +285,19 @@ export class Uplink {
 
   /** Tells the uplink that new rows were stored in a stream. */
   notify(stream: StreamName = "telemetry"): void {
-    const channel = this.channels.find((c) => c.store.name === stream);
+    const channel = this.channel(stream);
     if (channel && channel.liveSince === null) channel.liveSince = this.now();
+    this.pump();
+  }
+
+  /** Rows put back into a stream below what was already sent (dead letters given back): send them. */
+  resend(stream: StreamName, ranges: ReadonlyArray<readonly [number, number]>): void {
+    const c = this.channel(stream);
+    if (!c) return;
+    for (const [first, last] of ranges) {
+      c.clearSuspects(first, last);
+      if (this.state === "online") c.addResend(first, last);
+    }
     this.pump();
   }
 
@@ -192,6 +305,8 @@ export class Uplink {
     return {
       state: this.state,
       broker: redactUrl(this.url),
+      protocol: this.protocolVersion === 5 ? "5" : "3.1.1",
+      maxPacketSize: this.maxPacketSize,
       ...this.counters,
       inflight: this.inflight.size,
       backlogRemaining: this.telemetry.backlogRemaining,
@@ -201,23 +316,21 @@ export class Uplink {
 
   /**
    * Sends what is pending (live readings and backlog) for up to `flushMs`, deletes what was
-   * acknowledged, publishes the offline status and disconnects.
+   * acknowledged, publishes the offline status and disconnects — all within about `flushMs`, so
+   * a broker that takes messages and never answers cannot hold a stopping gateway.
    */
   async stop(flushMs = 5000): Promise<void> {
     if (this.state === "stopped") return;
+    const deadline = this.now() + flushMs;
+    const left = () => Math.max(200, deadline - this.now());
     this.stopping = true;
-    this.clearTimer("reconnectTimer");
-    this.clearTimer("lingerTimer");
-    this.clearTimer("rateTimer");
+    for (const t of ["reconnectTimer", "lingerTimer", "rateTimer", "pauseTimer"] as const) this.clearTimer(t);
     const client = this.client;
     if (client && this.state === "online") {
       this.pump();
       await this.waitIdle(flushMs);
       try {
-        await withTimeout(
-          client.publishAsync(this.topics.status, this.statusPayload("offline"), { qos: 1, retain: true }),
-          Math.min(2000, flushMs),
-        );
+        await withTimeout(client.publishAsync(this.topics.status, this.statusPayload("offline"), { qos: 1, retain: true }), Math.min(2000, left()));
       } catch {
         // The last will says offline anyway.
       }
@@ -226,9 +339,13 @@ export class Uplink {
     this.generation++;
     this.client = null;
     this.state = "stopped";
-    if (client) await withTimeout(client.endAsync(), 2000).catch(() => client.end(true));
+    if (client) await withTimeout(client.endAsync(), Math.min(1000, left())).catch(() => client.end(true));
     this.inflight.clear();
     this.resolveIdle();
+  }
+
+  private channel(stream: StreamName): Channel | undefined {
+    return this.channels.find((c) => c.store.name === stream);
   }
 
   // --- connection -------------------------------------------------------------------------
@@ -237,7 +354,7 @@ export class Uplink {
     const cfg = this.cfg;
     const options: IClientOptions = {
       clientId: cfg.client_id ?? `edge-agent-${this.opts.site}-${this.opts.gateway}`,
-      protocolVersion: cfg.protocol === "5" ? 5 : 4,
+      protocolVersion: this.protocolVersion,
       clean: true,
       keepalive: Math.round(cfg.keepalive / 1000),
       connectTimeout: cfg.connect_timeout,
@@ -287,25 +404,72 @@ export class Uplink {
     }
     const client = mqtt.connect(this.url, options);
     this.client = client;
-    client.on("connect", () => {
-      if (gen === this.generation) this.onConnect(client);
+    client.on("connect", (connack: IConnackPacket) => {
+      if (gen === this.generation) this.onConnect(client, connack);
     });
     client.on("error", (err) => {
-      if (gen === this.generation) this.noteError(describeMqttError(err, this.url));
+      if (gen === this.generation) this.onClientError(client, err);
+    });
+    client.on("disconnect", (packet: IDisconnectPacket) => {
+      if (gen !== this.generation) return;
+      const blame = disconnectBlamesMessage(packet.reasonCode);
+      if (blame) this.blameOldest(blame);
+      else if (packet.reasonCode) this.noteError(`the broker disconnected (reason 0x${packet.reasonCode.toString(16)})`);
     });
     client.on("close", () => {
       if (gen === this.generation) this.onClose();
     });
   }
 
-  private onConnect(client: MqttClient): void {
+  private onClientError(client: MqttClient, err: Error & { code?: string | number }): void {
+    if (this.cfg.protocol === "auto" && this.protocolVersion === 5 && refusesProtocolVersion(err)) {
+      // An MQTT 3.1.1 broker (aedes, RabbitMQ 3.10, NATS): speak its version from now on.
+      this.protocolVersion = 4;
+      this.retryAtOnce = true;
+      this.log.warn(
+        `uplink: ${redactUrl(this.url)} does not speak MQTT 5; using 3.1.1 (a message the broker refuses cannot be seen over 3.1.1: keep uplink.batch.max_bytes under its limit)`,
+      );
+      return;
+    }
+    if (this.state === "online" && isProtocolRefusal(err)) {
+      // The broker's answer to a message could not be read (Mosquitto 2.0 answers a message over
+      // its message_size_limit with a code MQTT.js refuses): that message is the suspect, and the
+      // connection is past saving.
+      this.blameOldest(`the broker's answer could not be read (${err.message})`);
+      client.end(true);
+      return;
+    }
+    this.noteError(describeMqttError(err, this.url));
+  }
+
+  /** The oldest message not acknowledged is blamed when the connection closes. */
+  private blameOldest(reason: string): void {
+    if (this.suspectOnClose) return;
+    const oldest = this.inflight.values().next();
+    if (!oldest.done) this.suspectOnClose = { flight: oldest.value, reason };
+    else this.noteError(reason);
+  }
+
+  private onConnect(client: MqttClient, connack: IConnackPacket): void {
     this.state = "online";
     this.counters.connects++;
-    this.backoff.reset();
+    this.proven = false;
+    this.sendIndex = 0;
+    this.highestAcked = 0;
+    this.suspectOnClose = null;
     this.lastError = null;
     this.lastLoggedError = null;
-    this.log.info({ broker: redactUrl(this.url) }, "connected to broker");
-    client.publishAsync(this.topics.status, this.statusPayload("online"), { qos: 1, retain: true }).catch(() => {});
+    const props = connack.properties;
+    this.maxPacketSize = props?.maximumPacketSize ?? null;
+    this.receiveMaximum = props?.receiveMaximum ?? null;
+    this.log.info(
+      { broker: redactUrl(this.url), protocol: this.protocolVersion === 5 ? "5" : "3.1.1", ...(this.maxPacketSize ? { maxPacketSize: this.maxPacketSize } : {}) },
+      "connected to broker",
+    );
+    client.publishAsync(this.topics.status, this.statusPayload("online"), { qos: 1, retain: true }).then(
+      () => this.markProven(),
+      () => {},
+    );
     if (this.opts.onCommand) {
       const onCommand = this.opts.onCommand;
       const prefix = `${this.topics.commands}/`;
@@ -322,17 +486,35 @@ export class Uplink {
     this.pump();
   }
 
+  private markProven(): void {
+    if (this.proven) return;
+    this.proven = true;
+    this.backoff.reset();
+  }
+
   private onClose(): void {
     const wasOnline = this.state === "online";
     this.client?.end(true);
     this.client = null;
+    let blamed = this.suspectOnClose;
+    this.suspectOnClose = null;
+    const oldest = this.inflight.values().next();
+    if (!blamed && wasOnline && this.proven && !oldest.done) {
+      // A connection that carried messages, gone while this one was the oldest in flight: maybe
+      // the network, maybe this message (Mosquitto closes the connection after refusing one over
+      // message_size_limit, and the reset can swallow its PUBACK). A weak suspicion: smaller
+      // messages next time, and a dead letter only if a single reading keeps doing it.
+      blamed = { flight: oldest.value, reason: "the broker closed the connection each time it was sent", weight: 3 };
+    }
+    if (blamed) this.refused(blamed.flight, { kind: "message", reason: blamed.reason, strikesToSetAside: blamed.weight ?? 2 });
     // Whatever was in flight is resent from the outbox by the next connection.
     this.inflight.clear();
     this.resolveIdle();
     if (this.stopping) return;
     this.state = "offline";
-    if (wasOnline) this.log.warn({ broker: redactUrl(this.url) }, "lost the broker; buffering readings");
-    const delay = this.backoff.next();
+    if (wasOnline && !blamed) this.log.warn({ broker: redactUrl(this.url) }, "lost the broker; buffering readings");
+    const delay = this.retryAtOnce ? 0 : this.backoff.next();
+    this.retryAtOnce = false;
     this.log.debug({ delay }, "reconnecting");
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
@@ -355,20 +537,53 @@ export class Uplink {
 
   // --- sending ----------------------------------------------------------------------------
 
-  /** Fills the in-flight window: per channel in priority order, live rows first, then backlog within its budget. */
+  /** Messages that may await their PUBACK at once: ours, within the broker's Receive Maximum (less room for status and health). */
+  private maxInflight(): number {
+    const broker = this.receiveMaximum;
+    return broker ? Math.max(1, Math.min(this.cfg.max_inflight, broker - 2)) : this.cfg.max_inflight;
+  }
+
+  /** The most payload a message on `c` can carry under the broker's Maximum Packet Size, or null without one. */
+  private brokerPayloadLimit(c: Channel): number | null {
+    if (this.maxPacketSize === null) return null;
+    // PUBLISH: fixed header (1 + up to 4 length bytes), topic (2 + its bytes), packet id 2, properties length 1.
+    return this.maxPacketSize - (10 + Buffer.byteLength(c.topic));
+  }
+
+  /** Fills the in-flight window: per channel in priority order, resends, live rows, then backlog within its budget. */
   private pump(): void {
     const client = this.client;
     if (this.state !== "online" || !client) return;
     const max = this.cfg.batch.max_readings;
+    const now = this.now();
     let progress = true;
-    while (progress && this.inflight.size < this.cfg.max_inflight) {
+    while (progress && this.inflight.size < this.maxInflight()) {
       progress = false;
       for (const c of this.channels) {
-        if (this.inflight.size >= this.cfg.max_inflight) break;
-        if (this.sendLive(client, c, max) || this.sendBacklog(client, c, max)) progress = true;
+        if (this.inflight.size >= this.maxInflight()) break;
+        if (c.paused(now)) {
+          this.armPump("pauseTimer", c.pausedUntil - now);
+          continue;
+        }
+        if (this.sendResend(client, c, max) || this.sendLive(client, c, max) || this.sendBacklog(client, c, max)) progress = true;
       }
     }
     if (this.stopping) this.resolveIdle();
+  }
+
+  /** Sends the next part of a range to send again; false when there is none. */
+  private sendResend(client: MqttClient, c: Channel, max: number): boolean {
+    const range = c.resend[0];
+    if (!range) return false;
+    const { rows, maxBytes } = this.batchRows(c, range[0] - 1, range[1], max);
+    if (rows.length === 0) {
+      c.resend.shift();
+      return true;
+    }
+    const sent = this.send(client, c, rows, maxBytes, "resend");
+    range[0] = sent.last + 1;
+    if (range[0] > range[1]) c.resend.shift();
+    return true;
   }
 
   /** Sends one message of live rows if there are enough, or they waited long enough. */
@@ -385,14 +600,16 @@ export class Uplink {
       this.armPump("lingerTimer", c.linger - waited);
       return false;
     }
-    const live = c.store.readAfter(c.liveCursor, max);
-    if (live.length === 0) {
-      // Dropped by the quota before they could be sent.
+    const { rows, maxBytes } = this.batchRows(c, c.liveCursor, c.store.lastSeq, max);
+    if (rows.length === 0) {
+      // Dropped by the quota (or set aside) before they could be sent.
       c.liveCursor = c.store.lastSeq;
       c.liveSince = null;
       return false;
     }
-    this.send(client, c, live, "live");
+    const sent = this.send(client, c, rows, maxBytes, "live");
+    c.liveCursor = sent.last;
+    c.liveSince = sent.count < rows.length ? c.liveSince : null;
     return true;
   }
 
@@ -411,45 +628,90 @@ export class Uplink {
       }
       limit = Math.max(1, Math.min(max, Math.floor(c.tokens)));
     }
-    const rows = c.store.readAfter(c.backlogCursor, limit, c.backlogEnd);
+    const { rows, maxBytes } = this.batchRows(c, c.backlogCursor, c.backlogEnd, limit);
     if (rows.length === 0) {
       c.backlogCursor = c.backlogEnd;
       if (c === this.telemetry) this.log.info("backlog drained");
       return true;
     }
-    const sent = this.send(client, c, rows, "backlog");
-    if (c.rate > 0) c.tokens -= sent;
+    const sent = this.send(client, c, rows, maxBytes, "backlog");
+    c.backlogCursor = sent.last;
+    if (sent.published) c.backlogInflight++;
+    if (c.rate > 0) c.tokens -= sent.count;
     return true;
   }
 
-  private send(client: MqttClient, c: Channel, rows: StoredReading[], kind: "live" | "backlog"): number {
-    const batch = c.encode(rows);
-    if (!batch) return 0;
-    if (kind === "live") {
-      c.liveCursor = batch.last;
-      c.liveSince = batch.count < rows.length ? c.liveSince : null;
-    } else {
-      c.backlogCursor = batch.last;
-      c.backlogInflight++;
+  /**
+   * The rows of the next message after `after` (up to `upTo`) and its byte budget: a suspect
+   * range is sent on its own, in the smaller parts its strikes ask for.
+   */
+  private batchRows(c: Channel, after: number, upTo: number, max: number): { rows: StoredReading[]; maxBytes: number } {
+    let maxBytes = Math.min(this.cfg.batch.max_bytes, c.learnedMaxBytes);
+    const hard = this.brokerPayloadLimit(c);
+    if (hard !== null) maxBytes = Math.min(maxBytes, hard);
+    let rows = c.store.readAfter(after, max, upTo);
+    if (rows.length === 0 || c.suspects.length === 0) return { rows, maxBytes };
+    const head = rows[0]!.seq;
+    const suspect = c.suspectAt(head);
+    if (suspect) {
+      rows = rows.filter((r) => r.seq <= suspect.last).slice(0, suspect.maxCount);
+      return { rows, maxBytes: Math.min(maxBytes, suspect.maxBytes) };
+    }
+    const next = Math.min(...c.suspects.filter((s) => s.first > head).map((s) => s.first));
+    if (Number.isFinite(next)) rows = rows.filter((r) => r.seq < next);
+    return { rows, maxBytes };
+  }
+
+  /** Encodes and publishes a prefix of `rows`; returns how far it went. */
+  private send(client: MqttClient, c: Channel, rows: StoredReading[], maxBytes: number, kind: Flight["kind"]): { last: number; count: number; published: boolean } {
+    const batch = c.encode(rows, maxBytes)!;
+    const bytes = Buffer.byteLength(batch.payload);
+    const hard = this.brokerPayloadLimit(c);
+    if (hard !== null && bytes > hard) {
+      // Even alone it is larger than the broker takes: it can never go as it is.
+      this.counters.refused++;
+      this.setAside(c, batch.first, batch.last, `larger than the broker's maximum packet size (${bytes} bytes of payload, at most ${hard})`);
+      return { last: batch.last, count: batch.count, published: false };
     }
     const id = ++this.nextId;
     const gen = this.generation;
-    this.inflight.add(id);
-    const bytes = batch.payload.length;
+    const flight: Flight = { channel: c, first: batch.first, last: batch.last, count: batch.count, bytes, index: ++this.sendIndex, kind };
+    this.inflight.set(id, flight);
     withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
       .then(
         () => {
           // A PUBACK means the broker has it, even if that connection has since gone.
           c.pendingAcks.push([batch.first, batch.last]);
+          c.clearSuspects(batch.first, batch.last);
           if (c === this.telemetry) {
             this.counters.messagesAcked++;
             this.counters.readingsAcked += batch.count;
             this.counters.payloadBytes += bytes;
           } else this.counters.otherAcked += batch.count;
           this.scheduleAckFlush();
+          if (gen !== this.generation) return;
+          this.highestAcked = Math.max(this.highestAcked, flight.index);
+          c.pauses = 0;
+          this.relax(c);
+          this.markProven();
         },
         (err: unknown) => {
           if (gen !== this.generation) return;
+          const code = pubackReason(err);
+          if (code !== null) {
+            // The broker said no to this message; the connection is fine.
+            this.refused(flight, classifyPuback(code));
+            return;
+          }
+          if (!(err instanceof PubackTimeout)) {
+            // The connection went (and took every message in flight with it): the close handler
+            // says so once, and the next connection sends these rows again from the outbox.
+            return;
+          }
+          if (this.highestAcked > flight.index) {
+            this.refused(flight, { kind: "message", reason: "no PUBACK while later messages were acknowledged (the broker dropped it)", strikesToSetAside: 2 });
+            return;
+          }
           this.counters.publishFailures++;
           this.noteError(`publish of ${c.store.name} seq ${batch.first}..${batch.last} failed: ${errorMessage(err)}; reconnecting`);
           // Resend from the outbox on a fresh connection rather than guess what the broker has.
@@ -462,7 +724,62 @@ export class Uplink {
         this.pump();
         if (this.inflight.size === 0) this.resolveIdle();
       });
-    return batch.count;
+    return { last: batch.last, count: batch.count, published: true };
+  }
+
+  /**
+   * A message the broker refused (or is blamed for): retried later unchanged, split, or — one
+   * reading refused for certain, or suspected twice — set aside as a dead letter.
+   */
+  private refused(f: Flight, refusal: Refusal): void {
+    const c = f.channel;
+    this.counters.refused++;
+    const what = `${c.store.name} seq ${f.first}..${f.last}`;
+    if (refusal.kind === "retry-later") {
+      c.addResend(f.first, f.last);
+      c.pauses++;
+      const wait = Math.min(this.cfg.reconnect.max, this.cfg.reconnect.min * 2 ** Math.min(c.pauses, 20));
+      c.pausedUntil = this.now() + wait;
+      this.noteError(`${what}: ${refusal.reason}; kept, and tried again in ${Math.round(wait / 1000)} s`);
+      return;
+    }
+    // Whatever the broker objects to, smaller messages find it faster and are more likely to pass.
+    c.learnedMaxBytes = Math.max(1, Math.min(c.learnedMaxBytes, Math.floor(f.bytes / 2)));
+    c.learnedAt = this.now();
+    c.acksSinceLearned = 0;
+    const strikes = (c.suspectAt(f.first)?.strikes ?? 0) + 1;
+    if (f.count === 1 && strikes >= refusal.strikesToSetAside) {
+      this.setAside(c, f.first, f.last, refusal.reason);
+      return;
+    }
+    c.clearSuspects(f.first, f.last);
+    if (c.suspects.length >= MAX_SUSPECTS) c.suspects.shift();
+    c.suspects.push({ first: f.first, last: f.last, strikes, maxCount: Math.max(1, Math.ceil(f.count / 2)), maxBytes: Math.max(1, Math.floor(f.bytes / 2)) });
+    if (this.state === "online") c.addResend(f.first, f.last);
+    this.log.warn(`uplink: ${what}: ${refusal.reason}; sending it again in smaller parts`);
+  }
+
+  /** After a long enough quiet spell, tries messages twice as large again (up to batch.max_bytes). */
+  private relax(c: Channel): void {
+    if (!Number.isFinite(c.learnedMaxBytes)) return;
+    if (++c.acksSinceLearned < RELAX_AFTER_ACKS || this.now() - c.learnedAt < RELAX_AFTER_MS) return;
+    c.learnedMaxBytes *= 2;
+    c.learnedAt = this.now();
+    c.acksSinceLearned = 0;
+    if (c.learnedMaxBytes >= this.cfg.batch.max_bytes) c.learnedMaxBytes = Number.POSITIVE_INFINITY;
+  }
+
+  /** Moves rows to the dead letters: kept and counted, out of the way of what follows. */
+  private setAside(c: Channel, first: number, last: number, reason: string): void {
+    c.clearSuspects(first, last);
+    try {
+      const n = this.outbox.deadLetter(c.store.name, first, last, reason);
+      this.counters.deadLettered += n;
+      this.log.error(`uplink: ${c.store.name} seq ${first}..${last} set aside as a dead letter: ${reason} (edge-agent buffer dead-letters lists, resends or purges them)`);
+    } catch (err) {
+      // The rows stay where they are and will be tried again: never a loss.
+      this.log.error({ err: errorMessage(err) }, `could not set aside ${c.store.name} seq ${first}..${last}`);
+    }
   }
 
   private scheduleAckFlush(): void {
@@ -490,8 +807,8 @@ export class Uplink {
     }
   }
 
-  /** Pumps again in `ms` (a batch lingering for company, or the backlog's rate), unless already due. */
-  private armPump(name: "lingerTimer" | "rateTimer", ms: number): void {
+  /** Pumps again in `ms` (a batch lingering for company, the backlog's rate, a paused stream), unless already due. */
+  private armPump(name: "lingerTimer" | "rateTimer" | "pauseTimer", ms: number): void {
     if (this[name]) return;
     this[name] = setTimeout(() => {
       this[name] = null;
@@ -499,7 +816,7 @@ export class Uplink {
     }, Math.max(1, ms));
   }
 
-  private clearTimer(name: "reconnectTimer" | "lingerTimer" | "rateTimer" | "ackTimer"): void {
+  private clearTimer(name: TimerName): void {
     const t = this[name];
     if (t) clearTimeout(t);
     this[name] = null;
@@ -508,7 +825,8 @@ export class Uplink {
   private isIdle(): boolean {
     if (this.state !== "online") return true;
     if (this.inflight.size > 0) return false;
-    return this.channels.every((c) => c.idle());
+    const now = this.now();
+    return this.channels.every((c) => c.idle(now));
   }
 
   private waitIdle(ms: number): Promise<void> {
@@ -531,9 +849,12 @@ export class Uplink {
   }
 }
 
+/** No PUBACK in time: told apart from a refusal the broker stated. */
+class PubackTimeout extends Error {}
+
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no PUBACK within ${ms} ms`)), ms);
+    const timer = setTimeout(() => reject(new PubackTimeout(`no PUBACK within ${ms} ms`)), ms);
     promise.then(
       (v) => {
         clearTimeout(timer);

@@ -24,6 +24,8 @@ export interface TestBroker {
 export interface BrokerOptions {
   /** Require this user and password (anonymous access refused). */
   credentials?: { username: string; password: string };
+  /** More lines for mosquitto.conf (e.g. `message_size_limit 1000`); Mosquitto only. */
+  extra?: string[];
 }
 
 export function freePort(): Promise<number> {
@@ -88,6 +90,7 @@ class MosquittoBroker implements TestBroker {
     } else {
       lines.push("allow_anonymous true");
     }
+    lines.push(...(opts.extra ?? []));
     this.conf = join(dir, "mosquitto.conf");
     writeFileSync(this.conf, `${lines.join("\n")}\n`);
   }
@@ -178,6 +181,7 @@ class AedesBroker implements TestBroker {
 
 export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker> {
   const port = await freePort();
+  if (opts.extra && !mosquittoBin) throw new Error("this test configures Mosquitto: set EDGE_TEST_MOSQUITTO (CI does)");
   const broker = mosquittoBin ? new MosquittoBroker(port, opts) : new AedesBroker(port, opts);
   await broker.start();
   return broker;
