@@ -1,10 +1,26 @@
 /** SIGHUP: a good config is applied without losing what is buffered; a bad one is refused. */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../../src/store/outbox.js";
+import { startBroker } from "../helpers/broker.js";
 import { exited, startCli } from "../helpers/cli.js";
+import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { aliasBomb } from "../helpers/hostile-yaml.js";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function until(what: string, pred: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const config = (points: string[]) => `site: s
@@ -49,5 +65,45 @@ describe("config reload on SIGHUP", () => {
     expect(b.length).toBeGreaterThan(5); // the new point came with the reload…
     const lastA = Math.max(...rows.filter((r) => r.point === "m/a").map((r) => r.ts));
     expect(Math.max(...b.map((r) => r.ts))).toBeGreaterThan(lastA - 200); // …and kept coming after the refused one
+  });
+
+  it("refuses a file that used to crash the loader (alias bomb, undefined alias, not UTF-8, a timer overflow) and keeps delivering", { timeout: 60_000 }, async () => {
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const sub = await Collector.connect(broker.url, "edge/s/g/telemetry");
+    cleanups.push(() => sub.close());
+    const dir = tempDir();
+    const file = join(dir, "a.yaml");
+    const good = `site: s\ngateway: g\nuplink: { url: "${broker.url}", batch: { linger: 50ms } }\nstore: { path: ./o.db }\nsources:\n  - { type: simulated, name: m, interval: 50ms, points: [{ name: p }] }\n`;
+    writeFileSync(file, good);
+    const agent = startCli(["run", "-c", file]);
+    cleanups.push(async () => {
+      if (agent.exitCode === null && agent.signalCode === null) agent.kill("SIGKILL");
+      await exited(agent);
+    });
+    await until("the first readings", () => sub.readings > 0);
+    const hostile: Array<[string, string | Buffer, RegExp]> = [
+      ["alias bomb", aliasBomb(), /line 9, column \d+: \*a\d expands the aliases of this file past 100000 values/],
+      ["undefined alias", `${good}log: *nope\n`, /line 7, column 6: alias \*nope has no anchor &nope before it/],
+      ["not UTF-8", Buffer.concat([Buffer.from(`${good}# caf`), Buffer.from([0xe9]), Buffer.from("\n")]), /line 7, column 6: not UTF-8 \(byte 0xe9\)/],
+      ["timer overflow", good.replace("batch:", "connect_timeout: 25d, batch:"), /uplink\.connect_timeout: must be at most 5m/],
+    ];
+    for (const [what, content, place] of hostile) {
+      writeFileSync(file, content);
+      const from = agent.out().length;
+      agent.kill("SIGHUP");
+      await until(`the refusal of the ${what}`, () => agent.out().slice(from).includes("config reload rejected"));
+      await until(`the place of the ${what}`, () => place.test(agent.out().slice(from)));
+      const refusal = agent.out().slice(from);
+      expect(refusal, what).toMatch(/config reload rejected: .*a\.yaml has 1 error; the running config stays/);
+      expect(refusal, what).not.toMatch(/\n\s+at .*:\d+:\d+/);
+      // Still running on the previous config, and still delivering.
+      const before = sub.readings;
+      await until(`readings after the ${what}`, () => sub.readings >= before + 10);
+      expect(agent.exitCode, what).toBeNull();
+    }
+    expect(agent.out()).not.toMatch(/SIGHUP: reloading/);
+    agent.kill("SIGTERM");
+    expect(await exited(agent)).toBe(0);
   });
 });
