@@ -164,7 +164,8 @@ export class Agent {
     );
     const router = this.router;
     this.uplink = new Uplink({
-      config: cfg.uplink,
+      // The embedded broker (aedes) speaks 3.1.1 only: no need to ask it for 5 first.
+      config: cfg.uplink.embedded_broker && cfg.uplink.protocol === "auto" ? { ...cfg.uplink, protocol: "3.1.1" } : cfg.uplink,
       site: cfg.site,
       gateway: cfg.gateway,
       version: VERSION,
