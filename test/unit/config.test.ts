@@ -23,8 +23,8 @@ describe("config", () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.config.store).toMatchObject({ path: "/etc/edge-agent/data/outbox.db", when_full: "drop-oldest", quota: 268_435_456, sync: "full" });
-    expect(r.config.uplink).toMatchObject({ root: "edge", protocol: "3.1.1", keepalive: 30_000 });
-    expect(r.config.uplink.batch).toEqual({ max_readings: 1000, max_bytes: 262_144, linger: 200 });
+    expect(r.config.uplink).toMatchObject({ root: "edge", protocol: "auto", keepalive: 30_000 });
+    expect(r.config.uplink.batch).toEqual({ max_readings: 1000, max_bytes: 65_536, linger: 200 });
     expect(r.config.sources).toEqual([]);
   });
 
