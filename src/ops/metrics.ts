@@ -59,6 +59,8 @@ interface Family {
   values: (v: View) => number | Sample[];
 }
 
+const STREAM_NAMES = ["telemetry", "events", "results"] as const;
+
 const perStream = (v: View, pick: (s: { depth: number; lastSeq: number }) => number): Sample[] => [
   [{ stream: "telemetry" }, pick({ depth: v.status.outbox.depth, lastSeq: v.status.outbox.lastSeq })],
   [{ stream: "events" }, pick(v.status.outbox.streams.events)],
@@ -98,8 +100,23 @@ const FAMILIES: readonly Family[] = [
     name: "readings_dropped_total",
     type: "counter",
     labels: ["reason"],
-    help: "Readings deleted without reaching the broker: quota_oldest (outbox full, oldest deleted), quota_newest (outbox full, new ones refused), max_age (older than store.max_age).",
+    help: "Entries of every stream deleted without reaching the broker: quota_oldest (outbox full, oldest deleted), quota_newest (outbox full, new ones refused), max_age (older than store.max_age), purged (dead letters deleted by an operator).",
     values: (v) => Object.entries(v.status.outbox.dropped).map(([reason, n]): Sample => [{ reason }, n]),
+  },
+  {
+    name: "outbox_dropped_total",
+    type: "counter",
+    labels: ["stream", "reason"],
+    help: "The same per stream (telemetry, events, results): the platform sees these as gaps in that stream's sequence numbers.",
+    values: (v) =>
+      STREAM_NAMES.flatMap((stream) => Object.entries(v.status.outbox.streams[stream].dropped).map(([reason, n]): Sample => [{ stream, reason }, n])),
+  },
+  {
+    name: "outbox_dead_letters",
+    type: "gauge",
+    labels: ["stream"],
+    help: "Entries the broker refused even one at a time, kept in the outbox until resent or purged (edge-agent buffer dead-letters). Should stay 0.",
+    values: (v) => STREAM_NAMES.map((stream): Sample => [{ stream }, v.status.outbox.streams[stream].deadLetters]),
   },
   { name: "uplink_connected", type: "gauge", help: "1 while the agent is connected to the MQTT broker, 0 otherwise (readings are kept in the outbox meanwhile).", values: (v) => (v.status.uplink.state === "online" ? 1 : 0) },
   {
@@ -115,6 +132,8 @@ const FAMILIES: readonly Family[] = [
   { name: "uplink_payload_bytes_total", type: "counter", help: "Bytes of telemetry payload the broker acknowledged.", values: (v) => v.status.uplink.payloadBytes },
   { name: "uplink_events_results_acked_total", type: "counter", help: "Events and command results the broker acknowledged.", values: (v) => v.status.uplink.otherAcked },
   { name: "uplink_publish_failures_total", type: "counter", help: "Publishes that failed or timed out; what they carried stays in the outbox and is sent again.", values: (v) => v.status.uplink.publishFailures },
+  { name: "uplink_refused_total", type: "counter", help: "Messages the broker refused (or dropped while acknowledging later ones); they are split and sent again.", values: (v) => v.status.uplink.refused },
+  { name: "uplink_dead_lettered_total", type: "counter", help: "Entries set aside as dead letters because the broker refused them one by one.", values: (v) => v.status.uplink.deadLettered },
   { name: "uplink_inflight_messages", type: "gauge", help: "Messages sent and not yet acknowledged by the broker.", values: (v) => v.status.uplink.inflight },
   { name: "uplink_backlog_readings", type: "gauge", help: "Readings stored during an outage still to be sent.", values: (v) => v.status.uplink.backlogRemaining },
   { name: "source_polls_total", type: "counter", labels: ["source"], help: "Polls run per source (a Modbus device, an I²C room, a GPIO pin, a simulator).", values: (v) => perSource(v, (s) => s.polls) },

@@ -76,7 +76,8 @@ export class Mqtt5Peer {
           sock.end(mqttPacket.generate({ cmd: "connack", returnCode: 1, sessionPresent: false }, { protocolVersion: 4 }));
           return;
         }
-        parser.settings = { protocolVersion: version };
+        // mqtt-packet reads the version from CONNECT itself; this keeps its settings in step.
+        (parser as unknown as { settings: { protocolVersion: number } }).settings = { protocolVersion: version };
         send(version === 5 ? { cmd: "connack", reasonCode: 0, sessionPresent: false, properties: this.rules.connack ?? {} } : { cmd: "connack", returnCode: 0, sessionPresent: false });
       } else if (packet.cmd === "publish") {
         const n = this.publishes++;

@@ -53,12 +53,18 @@ function cabinetStatus(): AgentStatus {
     outbox: {
       depth: 1500, firstSeq: 98_001, lastSeq: 99_500, oldestTs: NOW - 90_000, oldestAgeMs: 90_000,
       usedBytes: 3_145_728, fileBytes: 4_194_304, quota: 268_435_456,
-      dropped: { quota_oldest: 17, quota_newest: 0, max_age: 3 },
-      streams: { events: { depth: 4, lastSeq: 42 }, results: { depth: 1, lastSeq: 7 } },
+      dropped: { quota_oldest: 17, quota_newest: 0, max_age: 5, purged: 1 },
+      streams: {
+        telemetry: { depth: 1500, lastSeq: 99_500, dropped: { quota_oldest: 17, quota_newest: 0, max_age: 3, purged: 1 }, deadLetters: 2 },
+        events: { depth: 4, lastSeq: 42, dropped: { quota_oldest: 0, quota_newest: 0, max_age: 2, purged: 0 }, deadLetters: 0 },
+        results: { depth: 1, lastSeq: 7, dropped: { quota_oldest: 0, quota_newest: 0, max_age: 0, purged: 0 }, deadLetters: 1 },
+      },
+      deadLetters: { count: 3, reasons: [{ reason: "refused by the broker: payload format invalid (0x99)", count: 3 }] },
+      format: 2,
     },
     uplink: {
-      state: "offline", broker: "mqtts://broker.example.net:8883", connects: 3, messagesAcked: 9000, readingsAcked: 98_000,
-      publishFailures: 2, inflight: 0, backlogRemaining: 1500, lastError: "connect ECONNREFUSED", payloadBytes: 12_345_678, otherAcked: 45,
+      state: "offline", broker: "mqtts://broker.example.net:8883", protocol: "5", maxPacketSize: null, connects: 3, messagesAcked: 9000, readingsAcked: 98_000,
+      publishFailures: 2, refused: 4, deadLettered: 3, inflight: 0, backlogRemaining: 1500, lastError: "connect ECONNREFUSED", payloadBytes: 12_345_678, otherAcked: 45,
     },
     sources: {
       "meter-1": { polls: 3600, overruns: 0, errors: 0, lastError: null, health: meter1 },
@@ -198,7 +204,14 @@ describe("metrics endpoint", () => {
     expect(value(e, "edge_agent_outbox_quota_bytes")).toBe(268_435_456);
     expect(value(e, "edge_agent_readings_dropped_total", { reason: "quota_oldest" })).toBe(17);
     expect(value(e, "edge_agent_readings_dropped_total", { reason: "quota_newest" })).toBe(0);
-    expect(value(e, "edge_agent_readings_dropped_total", { reason: "max_age" })).toBe(3);
+    expect(value(e, "edge_agent_readings_dropped_total", { reason: "max_age" })).toBe(5);
+    expect(value(e, "edge_agent_readings_dropped_total", { reason: "purged" })).toBe(1);
+    expect(value(e, "edge_agent_outbox_dropped_total", { stream: "events", reason: "max_age" })).toBe(2);
+    expect(value(e, "edge_agent_outbox_dropped_total", { stream: "telemetry", reason: "quota_oldest" })).toBe(17);
+    expect(value(e, "edge_agent_outbox_dead_letters", { stream: "telemetry" })).toBe(2);
+    expect(value(e, "edge_agent_outbox_dead_letters", { stream: "results" })).toBe(1);
+    expect(value(e, "edge_agent_uplink_refused_total")).toBe(4);
+    expect(value(e, "edge_agent_uplink_dead_lettered_total")).toBe(3);
 
     expect(value(e, "edge_agent_uplink_connected")).toBe(0);
     expect(value(e, "edge_agent_uplink_state", { state: "offline" })).toBe(1);

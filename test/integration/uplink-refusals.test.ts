@@ -12,7 +12,7 @@ import { Outbox } from "../../src/store/outbox.js";
 import { Uplink } from "../../src/uplink/uplink.js";
 import { mosquittoBin, startBroker } from "../helpers/broker.js";
 import { testConfig } from "../helpers/config.js";
-import { Mqtt5Peer } from "../helpers/mqtt5-peer.js";
+import { Mqtt5Peer, type PeerRules } from "../helpers/mqtt5-peer.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -48,7 +48,7 @@ async function until(pred: () => boolean, what: string, ms = 20_000) {
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 
-async function peer(rules: ConstructorParameters<typeof Mqtt5Peer>[1] extends infer R ? R : never) {
+async function peer(rules: PeerRules) {
   const p = await Mqtt5Peer.start(rules);
   cleanups.push(() => p.close());
   return p;
