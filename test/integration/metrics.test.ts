@@ -373,7 +373,7 @@ describe("/healthz", () => {
     expect(ok.body).toEqual({
       status: "ok",
       uplink: "offline",
-      outbox: { depth: 1500, oldestUnsentAgeSeconds: 90, dropped: 20 },
+      outbox: { depth: 1500, oldestUnsentAgeSeconds: 90, dropped: 23 },
       devices: { up: 3, total: 5, offline: ["meter-2", "room-101/scd4x@0x62"] },
       version: "9.9.9",
     });
