@@ -84,6 +84,9 @@ export class Charger implements Actuator, Processor {
   async stop(now = Date.now()): Promise<ProcessorOutput> {
     if (this.session) this.endSession("shutdown", now);
     await this.enforceOff();
+    // The last chance while the lines are open: try the relay even if its device is backed off
+    // (the write above is refused at once then, waiting for a probe that would come too late).
+    if (this.offOwed) await this.writeOff({ evenIfOffline: true });
     return this.drain([]);
   }
 
@@ -207,9 +210,9 @@ export class Charger implements Actuator, Processor {
     return this.offWrite;
   }
 
-  private async writeOff(): Promise<void> {
+  private async writeOff(opts: { evenIfOffline?: boolean } = {}): Promise<void> {
     try {
-      await this.opts.relay.set(false);
+      await this.opts.relay.set(false, opts);
       this.relayOn = false;
       this.offOwed = false;
       this.fault = null;

@@ -9,8 +9,11 @@ import type { ModbusDevice } from "../sources/modbus/device.js";
 export interface Relay {
   /** What it drives, for messages: `charger-relays coil relay_1`, `GPIO 22`. */
   readonly describe: string;
-  /** Switches and verifies; throws when the device refused or the read-back differs. */
-  set(on: boolean): Promise<void>;
+  /**
+   * Switches and verifies; throws when the device refused or the read-back differs.
+   * `evenIfOffline`: try even a device its circuit breaker has backed off (the last off at stop).
+   */
+  set(on: boolean, opts?: { evenIfOffline?: boolean }): Promise<void>;
 }
 
 export class ModbusCoilRelay implements Relay {
@@ -23,8 +26,8 @@ export class ModbusCoilRelay implements Relay {
     this.describe = `${device.name} ${point}`;
   }
 
-  async set(on: boolean): Promise<void> {
-    const r = await this.device.writePoint(this.point, on);
+  async set(on: boolean, opts: { evenIfOffline?: boolean } = {}): Promise<void> {
+    const r = await this.device.writePoint(this.point, on, opts);
     if (r.readBack !== on) throw new Error(`${this.describe}: read back ${String(r.readBack)} after writing ${String(on)}`);
   }
 }

@@ -180,6 +180,34 @@ describe("ModbusDevice writes and the circuit breaker", () => {
   });
 });
 
+describe("the last off at stop", () => {
+  it("reaches the line even while the relay's device is backed off, and the charger stops with its relay off", async () => {
+    const sim = new SimDevice(relayPoints);
+    const { link, clock, device, framesTo } = rig({ 20: sim });
+    const relayDevice = device({ unit: 20, points: relayPoints });
+    const { Charger } = await import("../../src/control/charger.js");
+    const charger = new Charger(
+      { name: "bike-1", relay: new ModbusCoilRelay(relayDevice, "relay_1"), powerPoint: "m/p", energyPoint: "m/e", onlinePoint: "m/online", maxPowerW: 3000, maxKwh: 5, maxMinutes: 60, meterTimeoutMs: 30_000 },
+      silentLogger(),
+    );
+    link.setFault(20, { kind: "no-answer" });
+    await relayDevice.poll(1000);
+    await relayDevice.poll(2000); // offline until 12 000
+    sim.set("relay_1", true); // the relay is on, as a session left it
+    // The device answers again, but the breaker does not know it yet.
+    link.setFault(20, { kind: "none" });
+    clock.now = 3000;
+    link.log.length = 0;
+    await expect(relayDevice.writePoint("relay_1", false)).rejects.toThrow(/offline/);
+    expect(framesTo(20)).toBe(0);
+    await charger.stop(3000);
+    // The ordinary off was refused at once; the last one went to the line anyway, and held.
+    expect(framesTo(20)).toBeGreaterThan(0);
+    expect(sim.get("relay_1")).toBe(false);
+    expect(charger.state()).toMatchObject({ relay: "off" });
+  });
+});
+
 describe("a relay that never answers, on a line shared with healthy meters", () => {
   it("does not take the line from them: their polls keep their interval while the relay is written every second", async () => {
     vi.useFakeTimers({ now: 0 });

@@ -83,6 +83,14 @@ export interface DeviceHealth {
   bus: { name: string; open: boolean; opens: number; openFailures: number; queued: number; lastError: string | null };
 }
 
+export interface WriteOptions {
+  /**
+   * Try the line even while the device is backed off: for the last safe-state write before the
+   * agent stops (a charger's off), which must not be skipped because a probe is not yet due.
+   */
+  evenIfOffline?: boolean;
+}
+
 export class ModbusDevice implements Source {
   readonly name: string;
   readonly interval: number;
@@ -311,19 +319,19 @@ export class ModbusDevice implements Source {
    * (DeviceOfflineError) while the device is offline and no probe is due, and when as many
    * writes as allowed already wait for it.
    */
-  async writePoint(name: string, value: number | boolean | string): Promise<WriteResult> {
+  async writePoint(name: string, value: number | boolean | string, opts: WriteOptions = {}): Promise<WriteResult> {
     const point = this.opts.points.find((p) => p.name === name);
     if (!point) throw new ModbusErrorClass("other", `${this.name} has no point '${name}'`);
     encodeWrite(point, value); // a point or value that cannot be written is not the device's failure
     // Checked here, so a refused write does not even take a place in the queue, and again
     // when its turn comes (a write before it may have taken the device offline).
-    this.refuseIfBackedOff(this.now());
+    if (!opts.evenIfOffline) this.refuseIfBackedOff(this.now());
     if (this.pendingWrites >= this.maxPendingWrites) {
       this.writes.refusedFull++;
       throw new ModbusErrorClass("other", `${this.name}: ${this.maxPendingWrites - 1} writes are already waiting for the device; refused (is it answering? last error: ${this.lastError ?? "none"})`);
     }
     this.pendingWrites++;
-    const turn = this.writeChain.then(() => this.writeNow(point, value));
+    const turn = this.writeChain.then(() => this.writeNow(point, value, opts));
     this.writeChain = turn.catch(() => {});
     try {
       return await turn;
@@ -332,9 +340,9 @@ export class ModbusDevice implements Source {
     }
   }
 
-  private async writeNow(point: ModbusPoint, value: number | boolean | string): Promise<WriteResult> {
+  private async writeNow(point: ModbusPoint, value: number | boolean | string, opts: WriteOptions): Promise<WriteResult> {
     const start = this.now();
-    this.refuseIfBackedOff(start);
+    if (!opts.evenIfOffline) this.refuseIfBackedOff(start);
     const probing = !this.online;
     // This write is the probe: polls and other writes meanwhile must not probe as well.
     if (probing) this.nextProbe = start + this.opts.probeInterval;
