@@ -82,6 +82,8 @@ interface Suspect {
 const MAX_SUSPECTS = 256;
 const RELAX_AFTER_MS = 10 * 60_000;
 const RELAX_AFTER_ACKS = 20;
+/** A connection that closes this soon after it came up, with messages in flight, is suspect. */
+const SHORT_LIVED_MS = 5000;
 
 /**
  * One outbox stream on the current connection. Everything stored before the connection came up
@@ -215,6 +217,13 @@ export class Uplink {
   private highestAcked = 0;
   /** The connection has carried a message: the backoff starts again from its minimum. */
   private proven = false;
+  private connectedAt = 0;
+  /**
+   * A message of a suspect range goes alone: sent only when nothing else is in flight, and
+   * nothing follows it until it is settled, so that whatever the broker does next is its doing.
+   */
+  private probeId: number | null = null;
+  private probeWanted = false;
   /** A message the broker broke the connection over; blamed when the connection closes. */
   private suspectOnClose: { flight: Flight; reason: string; weight?: number } | null = null;
   private idleWaiters: Array<() => void> = [];
@@ -454,6 +463,9 @@ export class Uplink {
     this.state = "online";
     this.counters.connects++;
     this.proven = false;
+    this.connectedAt = this.now();
+    this.probeId = null;
+    this.probeWanted = false;
     this.sendIndex = 0;
     this.highestAcked = 0;
     this.suspectOnClose = null;
@@ -557,10 +569,10 @@ export class Uplink {
     const max = this.cfg.batch.max_readings;
     const now = this.now();
     let progress = true;
-    while (progress && this.inflight.size < this.maxInflight()) {
+    while (progress && this.mayPublish()) {
       progress = false;
       for (const c of this.channels) {
-        if (this.inflight.size >= this.maxInflight()) break;
+        if (!this.mayPublish()) break;
         if (c.paused(now)) {
           this.armPump("pauseTimer", c.pausedUntil - now);
           continue;
@@ -575,7 +587,8 @@ export class Uplink {
   private sendResend(client: MqttClient, c: Channel, max: number): boolean {
     const range = c.resend[0];
     if (!range) return false;
-    const { rows, maxBytes } = this.batchRows(c, range[0] - 1, range[1], max);
+    const { rows, maxBytes, suspect } = this.batchRows(c, range[0] - 1, range[1], max);
+    if (suspect && !this.mayProbe()) return false;
     if (rows.length === 0) {
       c.resend.shift();
       return true;
@@ -600,7 +613,8 @@ export class Uplink {
       this.armPump("lingerTimer", c.linger - waited);
       return false;
     }
-    const { rows, maxBytes } = this.batchRows(c, c.liveCursor, c.store.lastSeq, max);
+    const { rows, maxBytes, suspect } = this.batchRows(c, c.liveCursor, c.store.lastSeq, max);
+    if (suspect && !this.mayProbe()) return false;
     if (rows.length === 0) {
       // Dropped by the quota (or set aside) before they could be sent.
       c.liveCursor = c.store.lastSeq;
@@ -628,7 +642,8 @@ export class Uplink {
       }
       limit = Math.max(1, Math.min(max, Math.floor(c.tokens)));
     }
-    const { rows, maxBytes } = this.batchRows(c, c.backlogCursor, c.backlogEnd, limit);
+    const { rows, maxBytes, suspect } = this.batchRows(c, c.backlogCursor, c.backlogEnd, limit);
+    if (suspect && !this.mayProbe()) return false;
     if (rows.length === 0) {
       c.backlogCursor = c.backlogEnd;
       if (c === this.telemetry) this.log.info("backlog drained");
@@ -645,21 +660,34 @@ export class Uplink {
    * The rows of the next message after `after` (up to `upTo`) and its byte budget: a suspect
    * range is sent on its own, in the smaller parts its strikes ask for.
    */
-  private batchRows(c: Channel, after: number, upTo: number, max: number): { rows: StoredReading[]; maxBytes: number } {
+  private batchRows(c: Channel, after: number, upTo: number, max: number): { rows: StoredReading[]; maxBytes: number; suspect: boolean } {
     let maxBytes = Math.min(this.cfg.batch.max_bytes, c.learnedMaxBytes);
     const hard = this.brokerPayloadLimit(c);
     if (hard !== null) maxBytes = Math.min(maxBytes, hard);
     let rows = c.store.readAfter(after, max, upTo);
-    if (rows.length === 0 || c.suspects.length === 0) return { rows, maxBytes };
+    if (rows.length === 0 || c.suspects.length === 0) return { rows, maxBytes, suspect: false };
     const head = rows[0]!.seq;
     const suspect = c.suspectAt(head);
     if (suspect) {
       rows = rows.filter((r) => r.seq <= suspect.last).slice(0, suspect.maxCount);
-      return { rows, maxBytes: Math.min(maxBytes, suspect.maxBytes) };
+      return { rows, maxBytes: Math.min(maxBytes, suspect.maxBytes), suspect: true };
     }
     const next = Math.min(...c.suspects.filter((s) => s.first > head).map((s) => s.first));
     if (Number.isFinite(next)) rows = rows.filter((r) => r.seq < next);
-    return { rows, maxBytes };
+    return { rows, maxBytes, suspect: false };
+  }
+
+  /** Room in the window, and no suspect message alone on the line (nor one waiting for the line to empty). */
+  private mayPublish(): boolean {
+    if (this.probeId !== null || (this.probeWanted && this.inflight.size > 0)) return false;
+    return this.inflight.size < this.maxInflight();
+  }
+
+  /** A suspect message may go only alone: until the messages in flight are settled, nothing new goes. */
+  private mayProbe(): boolean {
+    if (this.inflight.size === 0) return true;
+    this.probeWanted = true;
+    return false;
   }
 
   /** Encodes and publishes a prefix of `rows`; returns how far it went. */
@@ -677,6 +705,10 @@ export class Uplink {
     const gen = this.generation;
     const flight: Flight = { channel: c, first: batch.first, last: batch.last, count: batch.count, bytes, index: ++this.sendIndex, kind };
     this.inflight.set(id, flight);
+    if (this.probeWanted || c.suspectAt(batch.first)) {
+      this.probeId = id;
+      this.probeWanted = false;
+    }
     withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
       .then(
         () => {
@@ -721,6 +753,7 @@ export class Uplink {
       .finally(() => {
         if (gen !== this.generation) return;
         if (this.inflight.delete(id) && kind === "backlog") c.backlogInflight--;
+        if (this.probeId === id) this.probeId = null;
         this.pump();
         if (this.inflight.size === 0) this.resolveIdle();
       });
@@ -744,9 +777,13 @@ export class Uplink {
       return;
     }
     // Whatever the broker objects to, smaller messages find it faster and are more likely to pass.
-    c.learnedMaxBytes = Math.max(1, Math.min(c.learnedMaxBytes, Math.floor(f.bytes / 2)));
-    c.learnedAt = this.now();
-    c.acksSinceLearned = 0;
+    // A weak suspicion (the connection just closed) teaches the whole stream only when the
+    // connection died young, as it does when each large message kills it; a broker restart does not.
+    if (refusal.strikesToSetAside < 3 || this.now() - this.connectedAt < SHORT_LIVED_MS) {
+      c.learnedMaxBytes = Math.max(1, Math.min(c.learnedMaxBytes, Math.floor(f.bytes / 2)));
+      c.learnedAt = this.now();
+      c.acksSinceLearned = 0;
+    }
     const strikes = (c.suspectAt(f.first)?.strikes ?? 0) + 1;
     if (f.count === 1 && strikes >= refusal.strikesToSetAside) {
       this.setAside(c, f.first, f.last, refusal.reason);

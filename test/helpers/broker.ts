@@ -186,3 +186,15 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker>
   await broker.start();
   return broker;
 }
+
+/**
+ * The running broker CI provides (EDGE_TEST_MQTT_URL), or one started for this test; `cleanups`
+ * gets what stops it. For tests that need a broker but never stop or configure it.
+ */
+export async function sharedBrokerUrl(cleanups: Array<() => Promise<void>>): Promise<string> {
+  const url = process.env.EDGE_TEST_MQTT_URL;
+  if (url) return url;
+  const broker = await startBroker();
+  cleanups.push(() => broker.close());
+  return broker.url;
+}

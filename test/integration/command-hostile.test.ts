@@ -10,7 +10,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../../src/store/outbox.js";
-import { startBroker } from "../helpers/broker.js";
+import { sharedBrokerUrl } from "../helpers/broker.js";
 import { exited, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -25,12 +25,7 @@ const RESTARTED = "the gateway restarted while this command was executing; it wa
 
 describe("hostile commands against a running agent", () => {
   it("answers every message, runs nothing twice, and keeps running", { timeout: 60_000 }, async () => {
-    let url = process.env.EDGE_TEST_MQTT_URL;
-    if (!url) {
-      const broker = await startBroker();
-      cleanups.push(() => broker.close());
-      url = broker.url;
-    }
+    const url = await sharedBrokerUrl(cleanups);
     const dir = tempDir();
     const gateway = `gw-hostile-${process.pid}-${Date.now()}`;
     const base = `edge/hostile-site/${gateway}`;

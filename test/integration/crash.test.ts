@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../../src/store/outbox.js";
-import { startBroker } from "../helpers/broker.js";
+import { sharedBrokerUrl } from "../helpers/broker.js";
 import { exited, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -22,12 +22,7 @@ const KILLS = 24;
 
 describe("crash safety", () => {
   it(`loses nothing stored across ${KILLS} SIGKILLs`, { timeout: 120_000 }, async () => {
-    let url = process.env.EDGE_TEST_MQTT_URL;
-    if (!url) {
-      const broker = await startBroker();
-      cleanups.push(() => broker.close());
-      url = broker.url;
-    }
+    const url = await sharedBrokerUrl(cleanups);
     const dir = tempDir();
     const gateway = `gw-crash-${process.pid}-${Date.now()}`;
     const sub = await Collector.connect(url, `edge/crash-site/${gateway}/#`);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Reading } from "../../src/model/reading.js";
 import { Outbox } from "../../src/store/outbox.js";
-import { startBroker } from "../helpers/broker.js";
+import { sharedBrokerUrl } from "../helpers/broker.js";
 import { exited, runCli, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -88,12 +88,7 @@ describe("edge-agent buffer dead-letters", () => {
   });
 
   it("through a running agent: given-back rows are sent at once, with their own numbers", { timeout: 60_000 }, async () => {
-    let url = process.env.EDGE_TEST_MQTT_URL;
-    if (!url) {
-      const broker = await startBroker();
-      cleanups.push(() => broker.close());
-      url = broker.url;
-    }
+    const url = await sharedBrokerUrl(cleanups);
     const dir = tempDir();
     const gateway = `gw-dl-${process.pid}-${Date.now()}`;
     const config = prepare(dir, url, gateway);

@@ -10,7 +10,7 @@ import mqtt from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import type { StoredReading } from "../../src/model/reading.js";
 import { Outbox } from "../../src/store/outbox.js";
-import { startBroker } from "../helpers/broker.js";
+import { sharedBrokerUrl } from "../helpers/broker.js";
 import { exited, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -32,12 +32,7 @@ describe("upgrade from an outbox written by 0.1.0", () => {
   it("delivers every pending reading, event and result with its original number and name", { timeout: 60_000 }, async () => {
     const fixture = JSON.parse(readFileSync("test/fixtures/outbox-0.1.0.json", "utf8")) as Fixture;
     expect(fixture.version).toBe("0.1.0");
-    let url = process.env.EDGE_TEST_MQTT_URL;
-    if (!url) {
-      const broker = await startBroker();
-      cleanups.push(() => broker.close());
-      url = broker.url;
-    }
+    const url = await sharedBrokerUrl(cleanups);
     const dir = tempDir();
     copyFileSync("test/fixtures/outbox-0.1.0.db", join(dir, "outbox.db"));
     const gateway = `gw-upgrade-${process.pid}-${Date.now()}`;
