@@ -4,7 +4,7 @@
  */
 import { getProfile } from "../../drivers/modbus/registry.js";
 import type { ModbusSimulatorConfig } from "../config/schema.js";
-import type { ModbusSimulator } from "../buses/modbus/sim/simulator.js";
+import type { ModbusSimulator } from "../simulators/modbus/server.js";
 
 export class EmbeddedSimulators {
   private readonly running: ModbusSimulator[] = [];
@@ -15,7 +15,7 @@ export class EmbeddedSimulators {
   async start(): Promise<void> {
     if (this.configs.length === 0) return;
     // Loaded only when the config runs a simulator (the demo): a field gateway never does.
-    const [{ ModbusSimulator }, { SimDevice }] = await Promise.all([import("../buses/modbus/sim/simulator.js"), import("../buses/modbus/sim/device.js")]);
+    const [{ ModbusSimulator }, { SimDevice }] = await Promise.all([import("../simulators/modbus/server.js"), import("../simulators/modbus/device.js")]);
     for (const cfg of this.configs) {
       const sim = new ModbusSimulator();
       for (const u of cfg.units) {

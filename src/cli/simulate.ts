@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import type { ModbusProfile } from "../../drivers/modbus/types.js";
-import { SimDevice } from "../buses/modbus/sim/device.js";
+import { SimDevice } from "../simulators/modbus/device.js";
 import {
   formatFault,
   ModbusSimulator,
@@ -14,7 +14,7 @@ import {
   type Fault,
   type SerialOptions,
   type SimListener,
-} from "../buses/modbus/sim/simulator.js";
+} from "../simulators/modbus/server.js";
 import { UserError } from "../model/errors.js";
 import type { TargetFlags } from "./modbus-target.js";
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { getProfile } from "../../drivers/modbus/registry.js";
 import type { ModbusPoint } from "../../drivers/modbus/types.js";
 import { ModbusLine } from "../../src/buses/modbus/line.js";
-import { SimDevice } from "../../src/buses/modbus/sim/device.js";
+import { SimDevice } from "../../src/simulators/modbus/device.js";
 import { SimLink } from "../../src/buses/modbus/sim-link.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { ModbusDevice, type ModbusDeviceOptions } from "../../src/sources/modbus/device.js";

@@ -14,7 +14,7 @@ import {
   toHex,
   type RtuRequest,
 } from "../../src/buses/modbus/frames.js";
-import { SimDevice, type SimWrite } from "../../src/buses/modbus/sim/device.js";
+import { SimDevice, type SimWrite } from "../../src/simulators/modbus/device.js";
 import { pointAt, profile } from "../helpers/modbus.js";
 
 // The golden frames of ../shared/reference, copied into test/fixtures (fixtures.test.ts checks the copy).

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { getProfile } from "../../drivers/modbus/registry.js";
 import type { ModbusPoint } from "../../drivers/modbus/types.js";
 import { ModbusLine } from "../../src/buses/modbus/line.js";
-import { SimDevice } from "../../src/buses/modbus/sim/device.js";
+import { SimDevice } from "../../src/simulators/modbus/device.js";
 import { SimLink } from "../../src/buses/modbus/sim-link.js";
 import { Scheduler } from "../../src/agent/scheduler.js";
 import { ModbusCoilRelay } from "../../src/control/relay.js";

@@ -6,8 +6,8 @@
  */
 import { isBitTable, type Table } from "../../../drivers/modbus/types.js";
 import { EXCEPTION_NAMES, type ModbusLink, ModbusError } from "./link.js";
-import type { SimDevice } from "./sim/device.js";
-import type { Fault } from "./sim/simulator.js";
+import type { SimDevice } from "../../simulators/modbus/device.js";
+import type { Fault } from "../../simulators/modbus/server.js";
 
 const READ_FC: Record<Table, number> = { coil: 1, discrete: 2, holding: 3, input: 4 };
 

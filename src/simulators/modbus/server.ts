@@ -19,7 +19,7 @@ import {
   parseRtuRequest,
   rtuFrame,
   type RtuRequest,
-} from "../frames.js";
+} from "../../buses/modbus/frames.js";
 import type { SimDevice } from "./device.js";
 
 export type Fault =

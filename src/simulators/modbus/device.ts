@@ -3,11 +3,11 @@
  * a PDU handler that answers like a real meter (exception 2 for any unmapped address in a range,
  * exception 3 for bad quantities or values, exception 1 for unknown function codes).
  */
-import { decodePoint, encodePoint } from "../../../../drivers/modbus/codec.js";
-import type { ModbusPoint, ModbusProfile, Table } from "../../../../drivers/modbus/types.js";
-import { isBitTable, probePoint, registerCount } from "../../../../drivers/modbus/types.js";
-import { exceptionPdu, ModbusException } from "../frames.js";
-import { prng } from "../../prng.js";
+import { decodePoint, encodePoint } from "../../../drivers/modbus/codec.js";
+import type { ModbusPoint, ModbusProfile, Table } from "../../../drivers/modbus/types.js";
+import { isBitTable, probePoint, registerCount } from "../../../drivers/modbus/types.js";
+import { exceptionPdu, ModbusException } from "../../buses/modbus/frames.js";
+import { prng } from "../../buses/prng.js";
 
 export type PointValue = number | boolean | string;
 
