@@ -1,9 +1,12 @@
 /**
- * One queue per physical I²C bus (like ModbusLine for a serial line): jobs run one at a time,
- * in the order they were queued, so a driver's command–wait–read sequence is never split by
- * another driver's transfer. Several sources on the same bus number share one queue.
+ * One queue per physical I²C bus: the bus and its PortQueue. Jobs run one at a time, so a
+ * driver's command–wait–read sequence is never split by another driver's transfer; sensors
+ * (by address) take turns. Several sources on the same bus number share one queue through the
+ * agent's PortRegistry (I2cBusPool).
  */
-import { type I2cBus, type I2cDevice, I2cError, transferFor } from "./bus.js";
+import { PortQueue } from "../port-queue.js";
+import { i2cPortId, PortRegistry } from "../ports.js";
+import { hex, type I2cBus, type I2cDevice, I2cError, transferFor } from "./bus.js";
 
 export interface I2cQueueStats {
   jobs: number;
@@ -12,13 +15,18 @@ export interface I2cQueueStats {
   lastError: string | null;
 }
 
-export class I2cQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-  private users = 0;
-  private closed = false;
-  private readonly stats_ = { jobs: 0, failed: 0, queued: 0, lastError: null as string | null };
+/** The user name of jobs not run for one device (a scan). */
+const WHOLE_BUS = "bus";
 
-  constructor(readonly bus: I2cBus) {}
+export class I2cQueue {
+  private readonly queue: PortQueue;
+
+  constructor(readonly bus: I2cBus) {
+    this.queue = new PortQueue(bus.name, {
+      closedError: (name) => new I2cError("io", `bus ${name} is closed`, name),
+      onClose: () => bus.close(),
+    });
+  }
 
   get name(): string {
     return this.bus.name;
@@ -26,67 +34,48 @@ export class I2cQueue {
 
   /** Sources acquire the bus when they start and release it when they stop; the last one closes it. */
   acquire(): void {
-    this.users++;
-    this.closed = false;
+    this.queue.acquire();
   }
 
-  async release(): Promise<void> {
-    this.users = Math.max(0, this.users - 1);
-    if (this.users === 0) await this.close();
+  release(): Promise<void> {
+    return this.queue.release();
   }
 
-  run<T>(job: (bus: I2cBus) => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new I2cError("io", `bus ${this.bus.name} is closed`, this.bus.name));
-    this.stats_.queued++;
-    const result = this.tail.then(async () => {
-      this.stats_.queued--;
-      this.stats_.jobs++;
-      try {
-        return await job(this.bus);
-      } catch (err) {
-        this.stats_.failed++;
-        this.stats_.lastError = err instanceof Error ? err.message : String(err);
-        throw err;
-      }
-    });
-    this.tail = result.catch(() => {});
-    return result;
+  run<T>(job: (bus: I2cBus) => Promise<T>, user = WHOLE_BUS): Promise<T> {
+    return this.queue.run(user, () => job(this.bus));
   }
 
   device(address: number): I2cDevice {
     const io = transferFor(this.bus, address); // one per device, not one per job
+    const user = hex(address);
     return {
       bus: this.bus.name,
       address,
-      run: (job) => this.run(() => job(io)),
+      run: (job) => this.run(() => job(io), user),
       delay: (ms) => this.bus.delay(ms),
     };
   }
 
   stats(): I2cQueueStats {
-    return { ...this.stats_ };
+    const { jobs, failed, queued, lastError } = this.queue.stats();
+    return { jobs, failed, queued, lastError };
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.tail;
-    await this.bus.close();
+  close(): Promise<void> {
+    return this.queue.close();
   }
 }
 
 /**
- * The queues of one agent, by key: `i2c-1` for a real bus, anything else for simulated ones.
+ * The I²C buses of one agent, by key (`i2c-1` for a real bus), on the agent's PortRegistry:
  * createSources makes one pool, so two sources on bus 1 share a queue.
  */
 export class I2cBusPool {
-  private readonly queues = new Map<string, I2cQueue>();
+  constructor(private readonly ports = new PortRegistry()) {}
 
   get(key: string, open: () => I2cBus): I2cQueue {
-    let q = this.queues.get(key);
-    if (!q) {
-      q = new I2cQueue(open());
-      this.queues.set(key, q);
-    }
-    return q;
+    const bus = /^i2c-(\d+)$/.exec(key);
+    const id = bus ? i2cPortId(Number(bus[1])) : `i2c:${key}`; // a simulated bus has a name of its own
+    return this.ports.claim(id, { kind: "i2c", owner: "the i2c sources" }, () => new I2cQueue(open()));
   }
 }

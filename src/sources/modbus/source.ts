@@ -1,11 +1,13 @@
 /**
  * Builds the devices of a `type: modbus` source: one ModbusLine per physical line (shared by
- * every device on it), one ModbusDevice per device, each polled at its own interval.
+ * every device on it, and by every source naming the same port), one ModbusDevice per device,
+ * each polled at its own interval.
  */
 import { devicePoints, getProfile } from "../../../drivers/modbus/registry.js";
-import type { ModbusDeviceConfig, ModbusSourceConfig } from "../../config/schema.js";
-import { interFrameMs, ModbusSerialLink, type ModbusTransport } from "../../buses/modbus/link.js";
+import type { ModbusDeviceConfig, ModbusSourceConfig } from "./type.js";
+import { describeTransport, interFrameMs, ModbusSerialLink, type ModbusTransport } from "../../buses/modbus/link.js";
 import { ModbusLine } from "../../buses/modbus/line.js";
+import { PortRegistry, rtuOverTcpPortId, serialPortId } from "../../buses/ports.js";
 import type { Logger } from "../../ops/logger.js";
 import { ModbusDevice } from "./device.js";
 import { PROTOCOL_LIMITS } from "./planner.js";
@@ -22,12 +24,30 @@ export function transportOf(src: ModbusSourceConfig, simulators: ReadonlyMap<str
   return { kind: "tcp", host: sim.host, port: sim.port };
 }
 
+/**
+ * The line of a source: on a serial device or a serial-to-Ethernet converter, the one line of
+ * that port (another source naming it shares it); on Modbus TCP, a connection of its own.
+ */
+export function lineFor(name: string, transport: ModbusTransport, ports: PortRegistry): ModbusLine {
+  const open = () => new ModbusLine(name, new ModbusSerialLink(transport), { interFrameMs: interFrameMs(transport) });
+  const owner = `source '${name}'`;
+  switch (transport.kind) {
+    case "rtu":
+      // The same line cannot run at two speeds: its settings must agree (the path may be another name for it).
+      return ports.claim(serialPortId(transport.device), { kind: "modbus-rtu", settings: describeTransport({ ...transport, device: "" }).trim(), owner }, open);
+    case "rtu-over-tcp":
+      return ports.claim(rtuOverTcpPortId(transport.host, transport.port), { kind: "modbus-rtu", owner }, open);
+    case "tcp":
+      return open();
+  }
+}
+
 export function createModbusDevices(
   src: ModbusSourceConfig,
-  deps: { log: Logger; simulators: ReadonlyMap<string, { host: string; port: number }> },
+  deps: { log: Logger; simulators: ReadonlyMap<string, { host: string; port: number }>; ports?: PortRegistry },
 ): { line: ModbusLine; devices: ModbusDevice[] } {
   const transport = transportOf(src, deps.simulators);
-  const line = new ModbusLine(src.name, new ModbusSerialLink(transport), { interFrameMs: interFrameMs(transport) });
+  const line = lineFor(src.name, transport, deps.ports ?? new PortRegistry());
   const profileLimit = (dev: ModbusDeviceConfig) => (dev.profile ? getProfile(dev.profile)?.maxRegisters : undefined);
   const devices = src.devices.map(
     (dev) =>
