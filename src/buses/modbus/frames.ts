@@ -186,3 +186,63 @@ export function fromHex(hex: string): Buffer {
 export function toHex(buf: Uint8Array): string {
   return Buffer.from(buf).toString("hex").toUpperCase().replace(/(..)(?!$)/g, "$1 ");
 }
+
+/**
+ * Length of the normal RTU reply to an RTU request, from its function code (MBAP V1.1b3 §6):
+ * reads carry their data, writes echo address and quantity. Undefined for functions whose
+ * reply length is only known from the reply itself.
+ */
+export function rtuReplyLength(request: Uint8Array): number | undefined {
+  if (request.length < 6) return undefined;
+  const fc = request[1]!;
+  const quantity = (request[4]! << 8) | request[5]!;
+  switch (fc) {
+    case 1:
+    case 2:
+      return 3 + Math.ceil(quantity / 8) + 2;
+    case 3:
+    case 4:
+      return 3 + 2 * quantity + 2;
+    case 5:
+    case 6:
+    case 15:
+    case 16:
+      return 8;
+    default:
+      return undefined;
+  }
+}
+
+/** An RTU exception reply: unit, function code | 0x80, exception code, CRC. */
+export const RTU_EXCEPTION_LENGTH = 5;
+
+export type RtuReplyScan = { frame: Buffer; rest: Buffer } | { need: true };
+
+/**
+ * Finds the reply to a request (its unit and function code) in the bytes received since it was
+ * sent: the first place where the unit and the function code (or its exception) start a frame
+ * of the expected length. Bytes from another unit are passed over, as a master on a shared
+ * line must; the CRC is the client's check. With `length` unknown, the first frame whose CRC
+ * holds is taken.
+ */
+export function findRtuReply(buf: Buffer, unit: number, fc: number, length: number | undefined): RtuReplyScan {
+  for (let i = 0; i + 1 < buf.length; i++) {
+    if (buf[i] !== unit) continue;
+    const got = buf[i + 1]!;
+    let len: number | undefined;
+    if (got === (fc | 0x80)) len = RTU_EXCEPTION_LENGTH;
+    else if (got === fc) len = length ?? crcLength(buf, i);
+    else continue;
+    if (len === undefined || i + len > buf.length) return { need: true };
+    return { frame: buf.subarray(i, i + len), rest: buf.subarray(i + len) };
+  }
+  return { need: true };
+}
+
+/** The shortest frame starting at `at` whose CRC holds, if any. */
+function crcLength(buf: Buffer, at: number): number | undefined {
+  for (let len = 4; at + len <= buf.length && len <= MAX_RTU_FRAME; len++) {
+    if (crcOk(buf.subarray(at, at + len))) return len;
+  }
+  return undefined;
+}

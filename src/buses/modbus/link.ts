@@ -13,12 +13,15 @@ import modbusSerial from "modbus-serial";
 // (NodeNext) and Node agree on.
 const ModbusRTU = modbusSerial.default;
 type ModbusRTU = InstanceType<typeof ModbusRTU>;
-import type { Table } from "../../../drivers/modbus/types.js";
+import { ModbusClientPort } from "./client-port.js";
 
 export type ModbusTransport =
   | { kind: "rtu"; device: string; baud: number; parity: "none" | "even" | "odd"; dataBits: 7 | 8; stopBits: 1 | 2 }
   | { kind: "tcp"; host: string; port: number }
   | { kind: "rtu-over-tcp"; host: string; port: number };
+
+/** coil: FC01/05/15 · discrete: FC02 · input: FC04 · holding: FC03/06/16 (the same as drivers' Table). */
+export type ModbusTable = "coil" | "discrete" | "input" | "holding";
 
 export type ModbusErrorKind = "timeout" | "crc" | "exception" | "wrong-unit" | "truncated" | "disconnected" | "other";
 
@@ -73,7 +76,7 @@ export interface ModbusLink {
   open(): Promise<void>;
   close(): Promise<void>;
   /** Registers (16-bit) or, for coil/discrete, bits as 0/1. */
-  read(unit: number, table: Table, address: number, count: number, timeoutMs: number): Promise<number[]>;
+  read(unit: number, table: ModbusTable, address: number, count: number, timeoutMs: number): Promise<number[]>;
   writeCoil(unit: number, address: number, value: boolean, timeoutMs: number): Promise<void>;
   writeRegisters(unit: number, address: number, values: number[], timeoutMs: number): Promise<void>;
   /** Called when the connection drops by itself (cable pulled, converter closed the socket). */
@@ -82,11 +85,13 @@ export interface ModbusLink {
 
 type ErrorLike = Error & { modbusCode?: number; errno?: string; code?: string };
 
-/** The link over modbus-serial, for all three transports. */
+/**
+ * The link over modbus-serial, for all three transports. modbus-serial builds the requests and
+ * checks the replies; the port under it is ours (ModbusClientPort: see there why).
+ */
 export class ModbusSerialLink implements ModbusLink {
   private client: ModbusRTU | null = null;
-  /** Bytes received during the current transaction (RTU framing only), to explain a timeout. */
-  private received: Buffer[] = [];
+  private port: ModbusClientPort | null = null;
   /** The last exchange timed out: a late reply may still be on its way. */
   private dirty = false;
   onDisconnect?: (reason: string) => void;
@@ -99,41 +104,32 @@ export class ModbusSerialLink implements ModbusLink {
 
   async open(): Promise<void> {
     await this.close();
-    const client = new ModbusRTU();
-    const t = this.transport;
+    const port = new ModbusClientPort(this.transport);
+    const client = new ModbusRTU(port);
     try {
-      if (t.kind === "rtu") {
-        await client.connectRTUBuffered(t.device, { baudRate: t.baud, parity: t.parity, dataBits: t.dataBits, stopBits: t.stopBits });
-      } else if (t.kind === "tcp") {
-        await client.connectTCP(t.host, { port: t.port });
-      } else {
-        // RTU frames over TCP is modbus-serial's "telnet" port (connectTcpRTUBuffered speaks MBAP).
-        await client.connectTelnet(t.host, { port: t.port });
-      }
+      await new Promise<void>((resolve, reject) => client.open((err: Error | null) => (err ? reject(err) : resolve())));
     } catch (err) {
-      throw new ModbusError("disconnected", `cannot open ${describeTransport(t)}: ${openReason(err as ErrorLike)}`);
+      throw new ModbusError("disconnected", `cannot open ${describeTransport(this.transport)}: ${openReason(err as ErrorLike)}`);
     }
     this.client = client;
-    client.on("close", () => {
-      if (this.client !== client) return;
+    this.port = port;
+    this.dirty = false;
+    port.on("close", () => {
+      if (this.port !== port) return;
       this.client = null;
+      this.port = null;
       this.onDisconnect?.("connection closed");
     });
-    client.on("error", () => {
-      // Reported through the failing request; the listener keeps the emitter from throwing.
-    });
-    // Watch the raw bytes under modbus-serial's framing: a timeout after some bytes arrived is
-    // a truncated frame or a reply from another unit, which the technician wants to know.
-    const raw = (client as unknown as { _port?: { _client?: NodeJS.EventEmitter } })._port?._client;
-    raw?.on("data", (chunk: Buffer) => this.received.push(chunk));
   }
 
   async close(): Promise<void> {
     const client = this.client;
     this.client = null;
+    this.port = null;
     if (!client) return;
-    // Wait for the port to be really closed before any reopen ("Cannot lock port", pitfalls.md).
-    await withTimeoutClose(client);
+    // Our port calls back once the port or socket is really closed: a reopen waits for that
+    // ("Cannot lock port", pitfalls.md).
+    await new Promise<void>((resolve) => client.close(() => resolve()));
   }
 
   private async prepare(unit: number, timeoutMs: number): Promise<ModbusRTU> {
@@ -143,15 +139,14 @@ export class ModbusSerialLink implements ModbusLink {
       // Give a late reply to the last, timed-out request time to arrive, then throw it away.
       this.dirty = false;
       await new Promise((r) => setTimeout(r, LATE_REPLY_MS));
-      clearBuffer(client);
+      this.port?.discard();
     }
     client.setID(unit);
     client.setTimeout(timeoutMs);
-    this.received = [];
     return client;
   }
 
-  async read(unit: number, table: Table, address: number, count: number, timeoutMs: number): Promise<number[]> {
+  async read(unit: number, table: ModbusTable, address: number, count: number, timeoutMs: number): Promise<number[]> {
     const client = await this.prepare(unit, timeoutMs);
     try {
       switch (table) {
@@ -195,20 +190,21 @@ export class ModbusSerialLink implements ModbusLink {
 
   /**
    * After a lost exchange, a late or partial reply may still come in. Over TCP a partial frame
-   * poisons the connection for good, so drop it (the line reconnects). Over RTU, modbus-serial
-   * would glue the leftovers to the next reply or hand a late reply to the next request with the
-   * same unit and function, so its buffer is cleared now and again before the next request.
+   * poisons the connection for good, so drop it (the line reconnects). Over RTU the port drops
+   * the leftovers now and again before the next request, after giving a late reply time to
+   * arrive, so it is neither glued to the next reply nor taken for it.
    */
   private afterTimeout(): void {
     const client = this.client;
     if (!client) return;
     if (this.transport.kind === "tcp") {
       this.client = null;
-      void withTimeoutClose(client);
+      this.port = null;
+      client.close(() => {});
       return;
     }
     this.dirty = true;
-    clearBuffer(client);
+    this.port?.discard();
   }
 
   private classifyOnly(err: ErrorLike, unit: number): ModbusError {
@@ -225,7 +221,8 @@ export class ModbusSerialLink implements ModbusLink {
     }
     if (/Data length error/i.test(msg)) return new ModbusError("truncated", `malformed reply (${msg})`);
     if (/Timed out/i.test(msg) || err.errno === "ETIMEDOUT") {
-      const bytes = Buffer.concat(this.received);
+      // The bytes under the framing tell silence from a damaged or misaddressed reply.
+      const bytes = this.port?.received() ?? Buffer.alloc(0);
       if (bytes.length > 0 && this.transport.kind !== "tcp") {
         if (bytes[0] !== unit) return new ModbusError("wrong-unit", `reply from unit ${bytes[0]} instead of ${unit}`);
         return new ModbusError("truncated", `truncated reply (${bytes.length} bytes, then silence)`);
@@ -234,6 +231,7 @@ export class ModbusSerialLink implements ModbusLink {
     }
     if (/Port Not Open|ECONNRESET|EPIPE|closed|not open/i.test(msg) || err.code === "ECONNRESET") {
       this.client = null;
+      this.port = null;
       return new ModbusError("disconnected", `connection lost (${msg})`);
     }
     return new ModbusError("other", msg);
@@ -242,27 +240,6 @@ export class ModbusSerialLink implements ModbusLink {
 
 /** How long a late reply may still straggle in after a timeout, ms. */
 const LATE_REPLY_MS = 30;
-
-function clearBuffer(client: ModbusRTU): void {
-  const port = (client as unknown as { _port?: { _buffer?: Buffer } })._port;
-  if (port && Buffer.isBuffer(port._buffer)) port._buffer = Buffer.alloc(0);
-}
-
-/** modbus-serial's close() never calls back when the socket is already gone: don't wait forever. */
-function withTimeoutClose(client: ModbusRTU): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, 1000);
-    try {
-      client.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    } catch {
-      clearTimeout(timer);
-      resolve();
-    }
-  });
-}
 
 function openReason(err: ErrorLike): string {
   const code = err.code ?? err.errno;
