@@ -10,7 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { validateConfig } from "../src/config/load.js";
+import { validateConfig } from "../src/agent/config.js";
 import { silentLogger } from "../src/ops/logger.js";
 import { Outbox } from "../src/store/outbox.js";
 import { Uplink } from "../src/uplink/uplink.js";

@@ -3,7 +3,7 @@
  * Parts start in that order and stop in reverse; stopping flushes what is buffered.
  */
 import { dirname } from "node:path";
-import type { Config } from "../config/schema.js";
+import type { Config } from "./config.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../ops/logger.js";
 import { Charger } from "../control/charger.js";

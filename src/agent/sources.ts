@@ -1,53 +1,29 @@
 import { I2cBusPool } from "../buses/i2c/queue.js";
-import type { Config } from "../config/schema.js";
-import type { Logger } from "../ops/logger.js";
-import { createGpioSource } from "../sources/gpio/source.js";
-import { createI2cSource } from "../sources/i2c/source.js";
-import { devicePoints } from "../../drivers/modbus/registry.js";
-import { createModbusDevices } from "../sources/modbus/source.js";
-import { OpcuaSource } from "../sources/opcua.js";
-import { SimulatedSource } from "../sources/simulated.js";
+import type { Logger } from "../model/logger.js";
+import { sourceType } from "../sources/registry.js";
 import type { Source } from "../sources/source.js";
+import type { Config } from "./config.js";
 
-export interface SourceDeps {
+export interface SourcesDeps {
   log: Logger;
   /** Bound addresses of the embedded simulators, by name. */
   simulators: ReadonlyMap<string, { host: string; port: number }>;
 }
 
 /**
- * Builds every source the config describes (a Modbus line gives one source per device; i2c
- * sources on the same bus number share one queue).
+ * Builds every source the config describes, each by its kind's factory (a Modbus line gives one
+ * source per device; sources on one physical bus share its queue).
  */
-export function createSources(config: Config, deps: SourceDeps): Source[] {
-  const i2cBuses = new I2cBusPool();
-  return config.sources.flatMap((cfg): Source[] => {
-    switch (cfg.type) {
-      case "simulated":
-        return [new SimulatedSource(cfg)];
-      case "modbus":
-        return createModbusDevices(cfg, deps).devices;
-      case "i2c":
-        return [createI2cSource(cfg, { log: deps.log, buses: i2cBuses })];
-      case "gpio":
-        return [createGpioSource(cfg, { log: deps.log })];
-      case "opcua":
-        return [new OpcuaSource(cfg, { log: deps.log, storePath: config.store.path })];
-    }
-  });
+export function createSources(config: Config, deps: SourcesDeps): Source[] {
+  const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, i2cBuses: new I2cBusPool() };
+  return config.sources.flatMap((cfg) => sourceType(cfg).create(cfg, shared));
 }
 
-/** The unit of every point the config knows one for (profiles, generic points, OPC UA nodes, simulated points). */
+/** The unit of every point the config knows one for (from each kind's facts). */
 export function unitsOf(config: Config): Map<string, string> {
   const units = new Map<string, string>();
-  for (const src of config.sources) {
-    if (src.type === "simulated") {
-      for (const p of src.points) if (p.unit) units.set(`${src.name}/${p.name}`, p.unit);
-    } else if (src.type === "modbus") {
-      for (const dev of src.devices) for (const p of devicePoints(dev)) if (p.unit) units.set(`${dev.name}/${p.name}`, p.unit);
-    } else if (src.type === "opcua") {
-      for (const n of src.nodes) if (n.unit) units.set(`${src.name}/${n.name}`, n.unit);
-    }
-  }
+  config.sources.forEach((src, i) => {
+    for (const p of sourceType(src).facts(src, ["sources", i]).points) if (p.unit) units.set(p.id, p.unit);
+  });
   return units;
 }

@@ -2,7 +2,7 @@
  * For the commands that talk to a running agent (`status`, `light`, `charger`): the agent's
  * control socket is found from its config. Without loading the agent itself.
  */
-import { loadConfig } from "../config/load.js";
+import { loadConfig } from "../agent/config.js";
 import { UserError } from "../model/errors.js";
 import { askAgent, type ControlRequest, controlSocketPath } from "../ops/control-socket.js";
 

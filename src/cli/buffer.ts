@@ -5,8 +5,7 @@
  * change the file directly when it is stopped.
  */
 import type { Command } from "commander";
-import { loadConfig } from "../config/load.js";
-import type { Config } from "../config/schema.js";
+import { type Config, loadConfig } from "../agent/config.js";
 import { UserError } from "../model/errors.js";
 import { askAgent, controlSocketPath, type DeadLetterRequest } from "../ops/control-socket.js";
 import { DROP_REASONS, type DropCounters } from "../store/drops.js";

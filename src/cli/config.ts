@@ -2,10 +2,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
-import { checkConfigFile } from "../config/load.js";
-import { type Config, configSchema, i2cSensorPoints } from "../config/schema.js";
+import { checkConfigFile, type Config, configSchema } from "../agent/config.js";
 import { UserError } from "../model/errors.js";
-import { devicePoints } from "../../drivers/modbus/registry.js";
+import { sourceType } from "../sources/registry.js";
 import { printJson } from "./output.js";
 
 /** The JSON Schema editors use to complete and check configs (configs/edge-agent.schema.json). */
@@ -53,20 +52,16 @@ export function registerConfig(program: Command): void {
     });
 }
 
-/** `2 sources, 7 points` or `1 source, 2 Modbus devices, 45 points`. */
+/** `2 sources, 7 points` or `1 source, 2 Modbus devices, 45 points`: each kind counts its own. */
 export function summarizeSources(cfg: Config): string {
   let points = 0;
-  let devices = 0;
+  const devices = new Map<string, number>();
   for (const s of cfg.sources) {
-    if (s.type === "simulated") points += s.points.length;
-    else if (s.type === "i2c") points += s.sensors.reduce((n, x) => n + i2cSensorPoints(x).length, 0);
-    else if (s.type === "gpio") points += 1;
-    else if (s.type === "opcua") points += s.nodes.length;
-    else {
-      devices += s.devices.length;
-      points += s.devices.reduce((n, d) => n + devicePoints(d).length, 0);
-    }
+    const summary = sourceType(s).summary?.(s);
+    if (!summary) continue;
+    points += summary.points;
+    if (summary.devices && summary.deviceKind) devices.set(summary.deviceKind, (devices.get(summary.deviceKind) ?? 0) + summary.devices);
   }
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  return [plural(cfg.sources.length, "source"), devices ? plural(devices, "Modbus device") : "", plural(points, "point")].filter(Boolean).join(", ");
+  return [plural(cfg.sources.length, "source"), ...[...devices].map(([kind, n]) => plural(n, kind)), plural(points, "point")].join(", ");
 }

@@ -30,7 +30,7 @@ import {
   type Verdict,
 } from "../opcua/trust.js";
 import { plainValue } from "../opcua/values.js";
-import { describeOpcuaError } from "../sources/opcua.js";
+import { describeOpcuaError } from "../sources/opcua/source.js";
 import { printJson, table } from "./output.js";
 import { parseDurationFlag } from "./tail.js";
 

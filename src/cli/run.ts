@@ -2,7 +2,7 @@ import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Agent } from "../agent/agent.js";
-import { checkConfigFile, loadConfig } from "../config/load.js";
+import { checkConfigFile, loadConfig } from "../agent/config.js";
 import { createLogger, type Logger, type LogLevel } from "../ops/logger.js";
 import { Notifier, Watchdog } from "../ops/systemd.js";
 

@@ -3,62 +3,89 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import type { z } from "zod";
 import { UserError } from "../model/errors.js";
 import { describeIssue } from "./issues.js";
-import { type Config, configSchema } from "./schema.js";
 import { CONFIG_LIMITS } from "./limits.js";
 import { decodeUtf8, readYaml } from "./yaml.js";
 
 
-export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+export type ConfigResult<C> = { ok: true; config: C } | { ok: false; errors: string[] };
 
 function describe(issue: z.core.$ZodIssue): string[] {
   return describeIssue(issue);
 }
 
-/** Validates an already parsed object; every problem is reported, each with its path. */
-export function validateConfig(raw: unknown, baseDir = process.cwd()): ConfigResult {
-  const parsed = configSchema.safeParse(raw ?? {}, { reportInput: true });
-  if (!parsed.success) return { ok: false, errors: parsed.error.issues.flatMap(describe) };
-  const config = parsed.data;
-  // Relative paths are relative to the config file, so the same file works from any directory.
-  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  config.store.path = config.store.path === ":memory:" ? ":memory:" : at(config.store.path);
-  const server = config.opcua?.server;
-  if (server?.pki_dir) server.pki_dir = at(server.pki_dir);
-  for (const src of config.sources) if (src.type === "opcua" && src.pki_dir) src.pki_dir = at(src.pki_dir);
-  const tls = config.uplink.tls;
-  if (tls) {
-    if (tls.ca) tls.ca = at(tls.ca);
-    if (tls.cert) tls.cert = at(tls.cert);
-    if (tls.key) tls.key = at(tls.key);
-  }
-  return { ok: true, config };
+/** The parts of a config whose paths are relative to the config file. */
+interface WithPaths {
+  store: { path: string };
+  uplink: { tls?: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined };
+  opcua?: { server?: { pki_dir?: string | undefined } | undefined } | undefined;
+}
+
+export interface ConfigLoader<C> {
+  /** Validates an already parsed object; every problem is reported, each with its path. */
+  validateConfig(raw: unknown, baseDir?: string): ConfigResult<C>;
+  /**
+   * Parses YAML text and validates it. Whatever the text holds, the answer is a result: YAML
+   * problems come back with line and column, schema problems with their path, and anything thrown
+   * below (a bug, or a case nobody foresaw) as one line instead of a stack trace.
+   */
+  parseConfigText(text: string, baseDir?: string): ConfigResult<C>;
+  /** Reads and checks a config file; never throws (a reload relies on that to keep running). */
+  checkConfigFile(file: string): ConfigResult<C>;
+  /** Loads a config or throws a UserError listing every problem, for commands that need a config. */
+  loadConfig(file: string): C;
 }
 
 /**
- * Parses YAML text and validates it. Whatever the text holds, the answer is a result: YAML
- * problems come back with line and column, schema problems with their path, and anything thrown
- * below (a bug, or a case nobody foresaw) as one line instead of a stack trace.
+ * The loader of configs of one schema (src/agent/config.ts composes it with the source kinds).
+ * `resolveMore` makes the paths of other sections relative to the config file too.
  */
-export function parseConfigText(text: string, baseDir = process.cwd()): ConfigResult {
-  try {
-    const yaml = readYaml(text);
-    return yaml.ok ? validateConfig(yaml.value, baseDir) : yaml;
-  } catch (err) {
-    return { ok: false, errors: [`(whole file): could not be checked: ${thrownMessage(err)}`] };
-  }
-}
-
-/** Reads and checks a config file; never throws (a reload relies on that to keep running). */
-export function checkConfigFile(file: string): ConfigResult {
-  try {
-    const bytes = readBounded(file);
-    if (typeof bytes === "string") return { ok: false, errors: [`cannot read ${file}: ${bytes}`] };
-    const decoded = decodeUtf8(bytes);
-    if (!decoded.ok) return decoded;
-    return parseConfigText(decoded.text, dirname(resolve(file)));
-  } catch (err) {
-    return { ok: false, errors: [`${file}: could not be checked: ${thrownMessage(err)}`] };
-  }
+export function configLoader<C extends WithPaths>(schema: z.ZodType<C>, resolveMore: (config: C, at: (p: string) => string) => void = () => {}): ConfigLoader<C> {
+  const validateConfig = (raw: unknown, baseDir = process.cwd()): ConfigResult<C> => {
+    const parsed = schema.safeParse(raw ?? {}, { reportInput: true });
+    if (!parsed.success) return { ok: false, errors: parsed.error.issues.flatMap(describe) };
+    const config = parsed.data;
+    // Relative paths are relative to the config file, so the same file works from any directory.
+    const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+    config.store.path = config.store.path === ":memory:" ? ":memory:" : at(config.store.path);
+    const server = config.opcua?.server;
+    if (server?.pki_dir) server.pki_dir = at(server.pki_dir);
+    const tls = config.uplink.tls;
+    if (tls) {
+      if (tls.ca) tls.ca = at(tls.ca);
+      if (tls.cert) tls.cert = at(tls.cert);
+      if (tls.key) tls.key = at(tls.key);
+    }
+    resolveMore(config, at);
+    return { ok: true, config };
+  };
+  const parseConfigText = (text: string, baseDir = process.cwd()): ConfigResult<C> => {
+    try {
+      const yaml = readYaml(text);
+      return yaml.ok ? validateConfig(yaml.value, baseDir) : yaml;
+    } catch (err) {
+      return { ok: false, errors: [`(whole file): could not be checked: ${thrownMessage(err)}`] };
+    }
+  };
+  const checkConfigFile = (file: string): ConfigResult<C> => {
+    try {
+      const bytes = readBounded(file);
+      if (typeof bytes === "string") return { ok: false, errors: [`cannot read ${file}: ${bytes}`] };
+      const decoded = decodeUtf8(bytes);
+      if (!decoded.ok) return decoded;
+      return parseConfigText(decoded.text, dirname(resolve(file)));
+    } catch (err) {
+      return { ok: false, errors: [`${file}: could not be checked: ${thrownMessage(err)}`] };
+    }
+  };
+  const loadConfig = (file: string): C => {
+    const result = checkConfigFile(file);
+    if (!result.ok) {
+      const n = result.errors.length;
+      throw new UserError(`${file}: ${n} error${n === 1 ? "" : "s"}`, 2, result.errors);
+    }
+    return result.config;
+  };
+  return { validateConfig, parseConfigText, checkConfigFile, loadConfig };
 }
 
 /**
@@ -98,12 +125,3 @@ function thrownMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Loads a config or throws a UserError listing every problem, for commands that need a config. */
-export function loadConfig(file: string): Config {
-  const result = checkConfigFile(file);
-  if (!result.ok) {
-    const n = result.errors.length;
-    throw new UserError(`${file}: ${n} error${n === 1 ? "" : "s"}`, 2, result.errors);
-  }
-  return result.config;
-}

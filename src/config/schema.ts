@@ -1,28 +1,22 @@
 /**
  * The one source of truth for the configuration: YAML is validated against it, the TypeScript
  * types are derived from it, and `configs/edge-agent.schema.json` is generated from it.
+ *
+ * The sections of the agent itself live here; each kind of source brings its own piece
+ * (src/sources/<type>/type.ts), and buildConfigSchema() composes them with the checks that
+ * span the file (names, point ids, ports, actuators, rooms) from the facts each kind gives.
  */
 import { z } from "zod";
-import { checkAddress, checkDriver, getDriver, knownDrivers, sensorQuantities } from "../../drivers/i2c/registry.js";
-import { pointName, QUANTITIES } from "../../drivers/i2c/types.js";
-import { devicePoints, getProfile, profileIds } from "../../drivers/modbus/registry.js";
+import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
-import { OPCUA_ENDPOINT, OPCUA_POLICIES } from "../opcua/endpoint.js";
-import { TRUST_MODES } from "../opcua/trust.js";
+import { OPCUA_POLICIES } from "../opcua/endpoint.js";
+import { name, type Path, pointRef, type Report } from "./fields.js";
 import { formatPath } from "./path.js";
+import type { SourceConfigType, SourceFacts } from "./source-type.js";
 import { DAY, duration, HOUR, MINUTE, SECOND, size } from "./units.js";
 
 // Duration bounds: polls and periodic reports at most daily; a network or device timeout at most
 // minutes (a longer one only delays the retry); backoff at most an hour.
-
-/** Names that end up in MQTT topics and point ids: no separators, no wildcards. */
-const name = (what: string) =>
-  z
-    .string({ error: `expected a ${what}` })
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, {
-      error: `expected a ${what} of letters, digits, '-', '_' or '.' (no '/', '+', '#' or spaces)`,
-    })
-    .max(64);
 
 const tls = z
   .strictObject({
@@ -116,207 +110,6 @@ const store = z
   })
   .prefault({});
 
-const wave = z.enum(["sine", "ramp", "random-walk", "square", "constant"]);
-
-const simulatedPoint = z.strictObject({
-  name: name("point name"),
-  wave: wave.default("sine"),
-  min: z.number().default(0),
-  max: z.number().default(100),
-  // Not a timer (the phase of a wave): a yearly cycle is the longest worth simulating.
-  period: duration({ min: 1, max: 365 * DAY }).default(60_000),
-  step: z.number().min(0).optional().meta({ description: "random-walk: largest change per reading." }),
-  unit: z.string().optional(),
-  decimals: z.int().min(0).max(12).default(2),
-});
-
-const simulatedSource = z.strictObject({
-  type: z.literal("simulated"),
-  name: name("source name"),
-  interval: duration({ min: 1, max: DAY }),
-  points: z.array(simulatedPoint).min(1, { error: "needs at least one point" }),
-});
-
-const hostPort = (defaultPort: number) =>
-  z.strictObject({
-    host: z.string().min(1),
-    port: z.int().min(1).max(65535).default(defaultPort),
-  });
-
-const rtuSerial = z.strictObject({
-  device: z.string().min(1).meta({ description: "Serial device; prefer the stable /dev/serial/by-id/… name (edge-agent ports)." }),
-  baud: z.int().min(300).max(921_600).default(9600),
-  parity: z.enum(["none", "even", "odd"]).default("none"),
-  data_bits: z.union([z.literal(7), z.literal(8)]).default(8),
-  stop_bits: z.union([z.literal(1), z.literal(2)]).default(1),
-});
-
-const modbusPoint = z.strictObject({
-  name: name("point name"),
-  table: z.enum(["coil", "discrete", "input", "holding"]),
-  address: z.int().min(0).max(0xffff).meta({ description: "0-based protocol address, as in the datasheets' hex tables (0x0000 = register 30001/40001)." }),
-  type: z.enum(["int16", "uint16", "int32", "uint32", "float32", "float64", "bool", "string"]).default("uint16"),
-  order: z.enum(["ABCD", "CDAB", "BADC", "DCBA"]).optional().meta({ description: "Byte order of multi-register values; ABCD = high word first (default)." }),
-  scale: z.number().optional(),
-  offset: z.number().optional(),
-  unit: z.string().optional(),
-  length: z.int().min(1).max(125).optional().meta({ description: "string: length in registers." }),
-  bit: z.int().min(0).max(15).optional().meta({ description: "bool in a register: which bit." }),
-  writable: z.boolean().optional(),
-});
-
-const modbusDevice = z.strictObject({
-  name: name("device name"),
-  unit: z.int({ error: "expected a unit id 1–247" }).min(1, { error: "expected a unit id 1–247" }).max(247, { error: "expected a unit id 1–247" }),
-  profile: z.string().optional().meta({ description: "Built-in profile: sdm120, sdm630, epever (edge-agent modbus profiles)." }),
-  only: z.array(z.string()).optional().meta({ description: "Read only these points of the profile." }),
-  points: z.array(modbusPoint).default([]).meta({ description: "Points of a generic device, or added to the profile's." }),
-  interval: duration({ min: 50, max: DAY }).optional(),
-  timeout: duration({ min: 10, max: MINUTE }).optional(),
-  retries: z.int().min(0).max(5).optional(),
-  max_registers: z.int().min(1).max(125).optional(),
-  max_gap: z.int().min(0).max(100).optional(),
-  offline_after: z.int().min(1).max(100).default(3).meta({ description: "Failed polls in a row before the device is marked offline and backed off." }),
-  probe_interval: duration({ min: 100, max: DAY, description: "How often an offline device is tried again." }).default(10_000),
-});
-
-const modbusSource = z.strictObject({
-  type: z.literal("modbus"),
-  name: name("line name"),
-  rtu: rtuSerial.optional(),
-  tcp: hostPort(502).optional(),
-  rtu_over_tcp: hostPort(502).optional(),
-  simulator: name("simulator name").optional().meta({ description: "Poll an embedded simulator (simulators: in this file), over TCP." }),
-  interval: duration({ min: 50, max: DAY }).default(5000),
-  // Even at 300 baud a full Modbus reply (256 bytes) takes under 10 s.
-  timeout: duration({ min: 10, max: MINUTE }).default(1000),
-  retries: z.int().min(0).max(5).default(1),
-  max_registers: z.int().min(1).max(125).default(125),
-  max_gap: z.int().min(0).max(100).default(10),
-  devices: z.array(modbusDevice).min(1, { error: "needs at least one device" }),
-});
-
-const ADDRESS_ERROR = 'expected a 7-bit I²C address 0x03–0x77, like 0x44 or "0x44"';
-
-const addressNumber = () => z.int({ error: ADDRESS_ERROR }).min(0x03, { error: ADDRESS_ERROR }).max(0x77, { error: ADDRESS_ERROR });
-
-const i2cAddress = z
-  .union(
-    [
-      addressNumber(),
-      z
-        .string()
-        .regex(/^0x[0-9a-fA-F]{1,2}$/, { error: ADDRESS_ERROR })
-        .transform((text) => Number.parseInt(text.slice(2), 16))
-        .pipe(addressNumber()),
-    ],
-    { error: ADDRESS_ERROR },
-  )
-  .meta({ description: "7-bit I²C address, written 0x44 or \"0x44\"; default: the driver's usual one." });
-
-const i2cSensor = z.strictObject({
-  driver: z.string({ error: "expected a driver id" }).meta({ description: `Sensor driver: ${knownDrivers()} (edge-agent i2c read --help).` }),
-  address: i2cAddress.optional(),
-  prefix: name("prefix").optional().meta({
-    description: "Point names become <prefix>_<quantity>; needed when two sensors of a source measure the same quantity.",
-  }),
-  only: z.array(z.enum(QUANTITIES)).min(1).optional().meta({ description: "Publish only these quantities of the sensor." }),
-  precision: z.enum(["high", "medium", "low"]).optional().meta({ description: "sht3x, sht4x: measurement repeatability (default high)." }),
-  mtreg: z.int().min(31).max(254).optional().meta({ description: "bh1750: measurement time register, 31–254 (default 69)." }),
-  resolution: z.enum(["high", "high2", "low"]).optional().meta({ description: "bh1750: 1 lx (high), 0.5 lx (high2) or 4 lx (low); default high." }),
-});
-
-const i2cSource = z
-  .strictObject({
-    type: z.literal("i2c"),
-    name: name("source name"),
-    bus: z.int().min(0).max(255).default(1).meta({ description: "The N of /dev/i2c-N: 1 on a Raspberry Pi's header (pins 3 and 5)." }),
-    interval: duration({ min: SECOND, max: DAY }).default(10_000),
-    simulated: z.boolean().default(false).meta({ description: "Use a simulated bus with chip models and moving values (demo, tests)." }),
-    sensors: z.array(i2cSensor).min(1, { error: "needs at least one sensor" }),
-  })
-  .meta({ description: "Sensors on one I²C bus; points are <name>/<quantity>: temperature, humidity, co2, pressure, illuminance." });
-
-const gpioSource = z
-  .strictObject({
-    type: z.literal("gpio"),
-    name: name("source name"),
-    pin: z
-      .int({ error: "expected a BCM GPIO number 0–53" })
-      .min(0, { error: "expected a BCM GPIO number 0–53" })
-      .max(53, { error: "expected a BCM GPIO number 0–53" })
-      .meta({ description: "BCM GPIO number (GPIO17 is header pin 11), not the header pin number." }),
-    point: name("point name").default("presence"),
-    edge: z.enum(["rising", "falling", "both"]).default("both"),
-    debounce: duration({ max: MINUTE, description: "A change counts once the input has held it this long." }).default(50),
-    active_low: z.boolean().default(false).meta({ description: "The input is active when low (e.g. a contact to ground)." }),
-    interval: duration({ min: SECOND, max: DAY, description: "The current value is also reported this often; edges are reported as they happen." }).default(60_000),
-    simulated: z.boolean().default(false).meta({ description: "Use a simulated pin driven by a simulated presence (demo, tests)." }),
-  })
-  .meta({ description: "A digital input, e.g. a PIR presence sensor: point <name>/<point> (true = active)." });
-
-
-const opcuaNodeId = z
-  .string({ error: "expected a node id like ns=2;s=FlowTemp or ns=3;i=1001" })
-  .regex(/^(ns=\d+;)?(i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=[A-Za-z0-9+/=]+)$/, { error: "expected a node id like ns=2;s=FlowTemp or ns=3;i=1001" });
-
-const opcuaSource = z
-  .strictObject({
-    type: z.literal("opcua"),
-    name: name("source name"),
-    endpoint: z
-      .string({ error: "expected an endpoint like opc.tcp://plc-1:4840" })
-      .regex(OPCUA_ENDPOINT, { error: "expected an endpoint like opc.tcp://plc-1:4840" }),
-    security: z
-      .strictObject({
-        mode: z.enum(["None", "Sign", "SignAndEncrypt"]).default("SignAndEncrypt"),
-        policy: z.enum(OPCUA_POLICIES).default("Basic256Sha256"),
-      })
-      .optional()
-      .meta({
-        description:
-          "Secure channel; default none (then nothing proves the PLC's identity: its certificate only tells a swapped PLC apart). The PLC's certificate is checked as `trust` says; ours must be trusted by the PLC.",
-      }),
-    trust: z
-      .enum(TRUST_MODES)
-      .default("first-use")
-      .meta({
-        description:
-          "first-use: the PLC's certificate is pinned to this endpoint on first contact (logged with its thumbprints), and a different one later is refused until `edge-agent opcua trust` pins it. explicit: an unknown certificate is refused and kept in the PKI's rejected/ until moved to trusted/certs/.",
-      }),
-    username: z.string().min(1).optional(),
-    password: z.string().min(1).optional(),
-    nodes: z
-      .array(
-        z.strictObject({
-          name: name("point name"),
-          node: opcuaNodeId,
-          unit: z.string().optional(),
-        }),
-      )
-      .min(1, { error: "needs at least one node" }),
-    interval: duration({ min: 100, max: DAY, description: "Sampling and publishing interval; the points are also reported this often." }).default(5000),
-    reconnect: z
-      .strictObject({
-        min: duration({ min: 100, max: HOUR }).default(1000),
-        max: duration({ min: 100, max: HOUR }).default(30_000),
-      })
-      .prefault({}),
-    pki_dir: z.string().min(1).optional().meta({ description: "The client's certificates; default opcua-client-pki next to the outbox." }),
-  })
-  .meta({ description: "Nodes of a PLC or BMS read over OPC UA (subscriptions): points <name>/<node name>, quality from the status code." });
-
-const source = z.discriminatedUnion("type", [simulatedSource, modbusSource, i2cSource, gpioSource, opcuaSource], {
-  error: (issue) =>
-    issue.code === "invalid_union" ? "unknown source type; expected one of: simulated, modbus, i2c, gpio, opcua" : undefined,
-});
-
-const pointRef = (what: string) =>
-  z
-    .string({ error: "expected a point id like room-101/co2" })
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/, { error: "expected a point id like room-101/co2" })
-    .meta({ description: what });
-
 const room = z
   .strictObject({
     name: name("room name"),
@@ -342,7 +135,7 @@ const modbusSimulator = z
     host: z.string().default("127.0.0.1"),
     port: z.int().min(0).max(65535).default(0).meta({ description: "TCP port; 0 = any free port." }),
     units: z
-      .array(z.strictObject({ unit: z.int().min(1).max(247), profile: z.string() }))
+      .array(z.strictObject({ unit: z.int().min(1).max(247), profile: z.string().meta({ description: `Built-in profile: ${profileIds().join(", ")}.`, enum: profileIds() }) }))
       .min(1),
   })
   .meta({ description: "A Modbus TCP simulator inside the agent, for demos and tests." });
@@ -377,134 +170,133 @@ const log = z
   })
   .prefault({});
 
-export const configSchema = z
+const metrics = z
   .strictObject({
-    site: name("site id"),
-    gateway: name("gateway id"),
-    uplink,
-    store,
-    sources: z.array(source).default([]),
-    simulators: z.array(modbusSimulator).default([]),
-    rooms: z.array(room).default([]),
-    metrics: z
-      .strictObject({
-        host: z.string().default("127.0.0.1").meta({ description: "Loopback by default: put a reverse proxy or an SSH tunnel in front to reach it from elsewhere." }),
-        port: z.int().min(0).max(65535).default(9464),
-      })
-      .optional()
-      .meta({ description: "Prometheus endpoint (/metrics) and /healthz; off unless present." }),
-    live_feed: z
-      .strictObject({
-        host: z.string().default("127.0.0.1").meta({ description: "0.0.0.0 to serve panels on the LAN." }),
-        port: z.int().min(0).max(65535).default(8080),
-      })
-      .optional()
-      .meta({ description: "Read-only HTTP feed of the latest values (/points) and their changes (/stream, Server-Sent Events)." }),
-    streetlights: z.array(streetlightConfig).default([]),
-    chargers: z.array(chargerConfig).default([]),
-    opcua: z
-      .strictObject({ server: opcuaServer.optional() })
-      .optional()
-      .meta({ description: "OPC UA; node-opcua is loaded only when this is present." }),
-    log,
+    host: z.string().default("127.0.0.1").meta({ description: "Loopback by default: put a reverse proxy or an SSH tunnel in front to reach it from elsewhere." }),
+    port: z.int().min(0).max(65535).default(9464),
   })
-  .superRefine((cfg, ctx) => {
-    // Point ids are <source or device>/<point>: those prefixes must be unique across the file.
-    const prefixes = new Map<string, string>();
-    const claim = (prefix: string, path: (string | number)[]) => {
-      const first = prefixes.get(prefix);
-      if (first !== undefined) {
-        ctx.addIssue({ code: "custom", path, message: `duplicate name '${prefix}' (also ${first})` });
-      } else prefixes.set(prefix, formatPath(path));
-    };
-    const uniquePoints = (points: { name: string }[], owner: string, path: (string | number)[]) => {
-      const seen = new Set<string>();
-      points.forEach((p, j) => {
-        if (seen.has(p.name)) {
-          ctx.addIssue({ code: "custom", path: [...path, j, "name"], message: `duplicate point name '${p.name}' in '${owner}'` });
-        }
-        seen.add(p.name);
-      });
-    };
-    const simulators = new Set(cfg.simulators.map((s) => s.name));
-    const i2cAddresses = new Map<string, string>();
-    const gpioPins = new Map<number, string>();
-    cfg.sources.forEach((src, i) => {
-      if (src.type === "simulated") {
-        claim(src.name, ["sources", i, "name"]);
-        uniquePoints(src.points, src.name, ["sources", i, "points"]);
-        return;
-      }
-      if (src.type === "i2c") {
-        claim(src.name, ["sources", i, "name"]);
-        checkI2cSource(src, ["sources", i], i2cAddresses, (path, message) => ctx.addIssue({ code: "custom", path, message }));
-        return;
-      }
-      if (src.type === "opcua") {
-        claim(src.name, ["sources", i, "name"]);
-        uniquePoints(src.nodes, src.name, ["sources", i, "nodes"]);
-        checkOpcuaSource(src, ["sources", i], (path, message) => ctx.addIssue({ code: "custom", path, message }));
-        return;
-      }
-      if (src.type === "gpio") {
-        claim(src.name, ["sources", i, "name"]);
-        // A simulated pin is the source's own; real ones are one per physical pin.
-        if (src.simulated) return;
-        const other = gpioPins.get(src.pin);
-        if (other !== undefined) ctx.addIssue({ code: "custom", path: ["sources", i, "pin"], message: `GPIO ${src.pin} is also ${other}` });
-        else gpioPins.set(src.pin, formatPath(["sources", i, "pin"]));
-        return;
-      }
-      const transports = (["rtu", "tcp", "rtu_over_tcp", "simulator"] as const).filter((k) => src[k] !== undefined);
-      if (transports.length !== 1) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["sources", i],
-          message: transports.length === 0 ? "needs one of: rtu, tcp, rtu_over_tcp, simulator" : `has ${transports.join(" and ")}: choose one`,
-        });
-      }
-      if (src.simulator !== undefined && !simulators.has(src.simulator)) {
-        ctx.addIssue({ code: "custom", path: ["sources", i, "simulator"], message: `no simulator named '${src.simulator}' under simulators:` });
-      }
-      const units = new Map<number, string>();
-      src.devices.forEach((dev, j) => {
-        const at = ["sources", i, "devices", j];
-        claim(dev.name, [...at, "name"]);
-        const other = units.get(dev.unit);
-        if (other !== undefined) ctx.addIssue({ code: "custom", path: [...at, "unit"], message: `unit ${dev.unit} is also '${other}' on this line` });
-        units.set(dev.unit, dev.name);
-        const issue = checkModbusDevice(dev);
-        if (issue) ctx.addIssue({ code: "custom", path: [...at, issue.key], message: issue.message });
-        uniquePoints(devicePoints(dev), dev.name, [...at, "points"]);
-      });
-    });
-    cfg.simulators.forEach((sim, i) =>
-      sim.units.forEach((u, j) => {
-        if (!getProfile(u.profile)) {
-          ctx.addIssue({ code: "custom", path: ["simulators", i, "units", j, "profile"], message: unknownProfile(u.profile) });
-        }
-      }),
-    );
-    checkRooms(cfg, (path, message) => ctx.addIssue({ code: "custom", path, message }));
-    checkActuators(cfg, claim, (path, message) => ctx.addIssue({ code: "custom", path, message }));
-    checkOpcuaServer(cfg, (path, message) => ctx.addIssue({ code: "custom", path, message }));
-    if (cfg.uplink.reconnect.max < cfg.uplink.reconnect.min) {
-      ctx.addIssue({ code: "custom", path: ["uplink", "reconnect", "max"], message: "must not be below reconnect.min" });
-    }
-  });
+  .optional()
+  .meta({ description: "Prometheus endpoint (/metrics) and /healthz; off unless present." });
 
-/** Streetlights and chargers: relays on real, writable coils; meters that are polled; unique names. */
-function checkActuators(cfg: z.output<typeof configSchema>, claim: (prefix: string, path: (string | number)[]) => void, report: Report): void {
-  const devices = new Map<string, z.output<typeof modbusDevice>>();
-  for (const src of cfg.sources) if (src.type === "modbus") for (const d of src.devices) devices.set(d.name, d);
-  const checkRelay = (relay: RelayConfig, at: (string | number)[]) => {
+const liveFeed = z
+  .strictObject({
+    host: z.string().default("127.0.0.1").meta({ description: "0.0.0.0 to serve panels on the LAN." }),
+    port: z.int().min(0).max(65535).default(8080),
+  })
+  .optional()
+  .meta({ description: "Read-only HTTP feed of the latest values (/points) and their changes (/stream, Server-Sent Events)." });
+
+/** The sections that do not depend on the kinds of source. */
+const core = {
+  site: name("site id"),
+  gateway: name("gateway id"),
+  uplink,
+  store,
+  simulators: z.array(modbusSimulator).default([]),
+  rooms: z.array(room).default([]),
+  metrics,
+  live_feed: liveFeed,
+  streetlights: z.array(streetlightConfig).default([]),
+  chargers: z.array(chargerConfig).default([]),
+  opcua: z
+    .strictObject({ server: opcuaServer.optional() })
+    .optional()
+    .meta({ description: "OPC UA; node-opcua is loaded only when this is present." }),
+  log,
+};
+
+const coreSchema = z.strictObject(core);
+export type CoreConfig = z.output<typeof coreSchema>;
+
+/**
+ * The whole schema, with `sources:` made of the given kinds (a discriminated union on `type`:
+ * an unknown type is an error that lists the known ones).
+ */
+export function buildConfigSchema<S extends { type: string; name: string }>(types: readonly SourceConfigType<S>[]) {
+  const known = types.map((t) => t.type);
+  const byType = new Map<string, SourceConfigType<S>>(types.map((t) => [t.type, t]));
+  const options = types.map((t) => t.schema) as unknown as [z.ZodObject, ...z.ZodObject[]];
+  const source = z.discriminatedUnion("type", options, {
+    error: (issue) => {
+      if (issue.code !== "invalid_union") return undefined;
+      const input = issue.input as { type?: unknown } | undefined;
+      const got = typeof input?.type === "string" ? `'${input.type.slice(0, 40)}'` : "missing";
+      return `unknown source type ${got}; expected one of: ${known.join(", ")}`;
+    },
+  }) as unknown as z.ZodType<S>;
+  const { site, gateway, uplink: up, store: st, ...rest } = core;
+  // `sources` where it always was (errors come in the order of the keys).
+  return z.strictObject({ site, gateway, uplink: up, store: st, sources: z.array(source).default([]), ...rest }).superRefine((cfg, ctx) => {
+    const report: Report = (path, message) => ctx.addIssue({ code: "custom", path, message });
+    checkFile(cfg as CoreConfig & { sources: S[] }, byType, report);
+  });
+}
+
+/** The checks that span the file, from each source's facts. */
+function checkFile<S extends { type: string; name: string }>(cfg: CoreConfig & { sources: S[] }, byType: ReadonlyMap<string, SourceConfigType<S>>, report: Report): void {
+  // Point ids are <source or device>/<point>: those prefixes must be unique across the file.
+  const prefixes = new Map<string, string>();
+  const claim = (prefix: string, path: Path) => {
+    const first = prefixes.get(prefix);
+    if (first !== undefined) report(path, `duplicate name '${prefix}' (also ${first})`);
+    else prefixes.set(prefix, formatPath(path));
+  };
+  const simulators = new Set(cfg.simulators.map((s) => s.name));
+  const owners = new Map<string, { path: Path; source: number }>();
+  const points = new Set<string>();
+  const devices = new Map<string, SourceFacts["devices"][number]>();
+  cfg.sources.forEach((src, i) => {
+    const at: Path = ["sources", i];
+    const type = byType.get(src.type);
+    if (!type) return;
+    // A source's errors in the order of the places they name (its devices one after the other).
+    const found: Array<{ path: Path; message: string }> = [];
+    const note: Report = (path, message) => found.push({ path, message });
+    const facts = type.facts(src, at);
+    for (const p of facts.prefixes) {
+      const first = prefixes.get(p.name);
+      if (first !== undefined) note(p.path, `duplicate name '${p.name}' (also ${first})`);
+      else prefixes.set(p.name, formatPath(p.path));
+    }
+    type.check?.(src, at, { simulators, report: note });
+    for (const p of facts.points) points.add(p.id);
+    for (const d of facts.devices) devices.set(d.name, d);
+    // One owner per physical thing: two sources naming the same port, pin or address.
+    for (const c of facts.claims) {
+      const first = owners.get(c.key);
+      if (first === undefined) owners.set(c.key, { path: c.path, source: i });
+      else if (first.source !== i) note(c.path, `${c.what} is also ${formatPath(first.path)}${c.hint ? `; ${c.hint}` : ""}`);
+    }
+    for (const f of found.sort((a, b) => byIndices(a.path, b.path))) report(f.path, f.message);
+  });
+  checkRooms(cfg, points, report);
+  checkActuators(cfg, claim, devices, points, report);
+  checkOpcuaServer(cfg, report);
+  cfg.simulators.forEach((sim, i) =>
+    sim.units.forEach((u, j) => {
+      if (!getProfile(u.profile)) report(["simulators", i, "units", j, "profile"], `unknown profile '${u.profile}'; built in: ${profileIds().join(", ")}`);
+    }),
+  );
+  if (cfg.uplink.reconnect.max < cfg.uplink.reconnect.min) report(["uplink", "reconnect", "max"], "must not be below reconnect.min");
+}
+
+/** Orders paths by their list indices only (`devices[1]` before `devices[2]`); a stable sort keeps the rest as found. */
+function byIndices(a: Path, b: Path): number {
+  const ia = a.filter((x) => typeof x === "number");
+  const ib = b.filter((x) => typeof x === "number");
+  for (let k = 0; k < Math.min(ia.length, ib.length); k++) if (ia[k] !== ib[k]) return (ia[k] as number) - (ib[k] as number);
+  return ia.length - ib.length;
+}
+
+/** Streetlights and chargers: relays on real, switchable outputs; meters that are polled; unique names. */
+function checkActuators(cfg: CoreConfig, claim: (prefix: string, path: Path) => void, devices: ReadonlyMap<string, SourceFacts["devices"][number]>, points: ReadonlySet<string>, report: Report): void {
+  const checkRelay = (relay: RelayConfig, at: Path) => {
     if (!("modbus" in relay)) return;
     const d = devices.get(relay.modbus.device);
     if (!d) return report([...at, "relay", "modbus", "device"], `no Modbus device named '${relay.modbus.device}' under sources:`);
     // The device writes only points it knows (its `only` list, when it has one).
-    const point = devicePoints(d).find((p) => p.name === relay.modbus.point);
-    if (!point) return report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}' has no point '${relay.modbus.point}'`);
-    if (point.table !== "coil" || !point.writable) report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}.${point.name}' is not a writable coil`);
+    if (!d.points.includes(relay.modbus.point)) return report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}' has no point '${relay.modbus.point}'`);
+    if (!d.switches.includes(relay.modbus.point)) report([...at, "relay", "modbus", "point"], `'${relay.modbus.device}.${relay.modbus.point}' is not a writable coil`);
   };
   cfg.streetlights.forEach((l, i) => {
     const at = ["streetlights", i];
@@ -522,29 +314,15 @@ function checkActuators(cfg: z.output<typeof configSchema>, claim: (prefix: stri
     const at = ["chargers", i];
     claim(c.name, [...at, "name"]);
     checkRelay(c.relay, at);
-    const meter = devices.get(c.meter);
-    if (!meter) return report([...at, "meter"], `no Modbus device named '${c.meter}' under sources:`);
-    const names = new Set(devicePoints(meter).map((p) => p.name));
+    if (!devices.has(c.meter)) return report([...at, "meter"], `no Modbus device named '${c.meter}' under sources:`);
     for (const key of ["power_point", "energy_point"] as const) {
-      if (!names.has(c[key])) report([...at, key], `'${c.meter}' does not read a point '${c[key]}'`);
+      if (!points.has(`${c.meter}/${c[key]}`)) report([...at, key], `'${c.meter}' does not read a point '${c[key]}'`);
     }
   });
 }
 
-/** Credentials come in pairs; a security mode and its policy agree; backoff bounds are ordered. */
-function checkOpcuaSource(src: z.output<typeof opcuaSource>, at: (string | number)[], report: Report): void {
-  if ((src.username === undefined) !== (src.password === undefined)) {
-    report([...at, src.username === undefined ? "username" : "password"], "username and password go together");
-  }
-  const sec = src.security;
-  if (sec && (sec.mode === "None") !== (sec.policy === "None")) {
-    report([...at, "security", "policy"], sec.mode === "None" ? "mode None needs policy None" : `mode ${sec.mode} needs a policy other than None`);
-  }
-  if (src.reconnect.max < src.reconnect.min) report([...at, "reconnect", "max"], "must not be below reconnect.min");
-}
-
 /** Somebody must be able to log in, and a user name means one user. */
-function checkOpcuaServer(cfg: z.output<typeof configSchema>, report: Report): void {
+function checkOpcuaServer(cfg: CoreConfig, report: Report): void {
   const server = cfg.opcua?.server;
   if (!server) return;
   const at = ["opcua", "server"];
@@ -557,104 +335,6 @@ function checkOpcuaServer(cfg: z.output<typeof configSchema>, report: Report): v
   if (new Set(server.security).size !== server.security.length) report([...at, "security"], "lists a policy twice");
 }
 
-function unknownProfile(id: string): string {
-  return `unknown profile '${id}'; built in: ${profileIds().join(", ")}`;
-}
-
-function checkModbusDevice(dev: z.output<typeof modbusDevice>): { key: string; message: string } | null {
-  if (dev.profile !== undefined) {
-    const profile = getProfile(dev.profile);
-    if (!profile) return { key: "profile", message: unknownProfile(dev.profile) };
-    const missing = (dev.only ?? []).filter((n) => !profile.points.some((p) => p.name === n));
-    if (missing.length > 0) return { key: "only", message: `not points of ${profile.id}: ${missing.join(", ")}` };
-  } else {
-    if (dev.only) return { key: "only", message: "only: needs a profile" };
-    if (dev.points.length === 0) return { key: "points", message: "a device needs a profile or points" };
-  }
-  return null;
-}
-
-type Report = (path: (string | number)[], message: string) => void;
-type I2cSourceOutput = z.output<typeof i2cSource>;
-
-/** The point names an i2c sensor entry publishes (empty for an unknown driver). */
-export function i2cSensorPoints(sensor: Pick<z.output<typeof i2cSensor>, "driver" | "only" | "prefix">): string[] {
-  const driver = getDriver(sensor.driver);
-  if (!driver) return [];
-  return sensorQuantities(driver, sensor.only).map((q) => pointName(q, sensor.prefix));
-}
-
-/** Drivers, addresses and options exist and fit; no two sensors publish the same point or share an address. */
-function checkI2cSource(src: I2cSourceOutput, at: (string | number)[], busAddresses: Map<string, string>, report: Report): void {
-  const points = new Map<string, number>();
-  const addresses = new Map<number, number>();
-  src.sensors.forEach((sensor, j) => {
-    const here = [...at, "sensors", j];
-    const driverIssue = checkDriver(sensor.driver);
-    const driver = getDriver(sensor.driver);
-    if (!driver) {
-      report([...here, "driver"], driverIssue!);
-      return;
-    }
-    const address = sensor.address ?? driver.addresses[0]!;
-    const addressIssue = checkAddress(driver, address);
-    if (addressIssue) report([...here, "address"], addressIssue);
-    for (const option of ["precision", "mtreg", "resolution"] as const) {
-      if (sensor[option] !== undefined && !driver.options.includes(option)) {
-        report([...here, option], `not an option of ${driver.id}${driver.options.length ? ` (it has: ${driver.options.join(", ")})` : ""}`);
-      }
-    }
-    const foreign = (sensor.only ?? []).filter((q) => !driver.quantities.includes(q));
-    if (foreign.length) report([...here, "only"], `${driver.id} does not measure ${foreign.join(", ")} (it measures ${driver.quantities.join(", ")})`);
-    const sameAddress = addresses.get(address);
-    if (sameAddress !== undefined) {
-      report([...here, "address"], `address 0x${address.toString(16)} is also sensors[${sameAddress}] (${src.sensors[sameAddress]!.driver}) on this bus`);
-    } else addresses.set(address, j);
-    if (!src.simulated) {
-      const key = `${src.bus}:${address}`;
-      const other = busAddresses.get(key);
-      const path = formatPath([...here, "address"]);
-      if (other !== undefined && other.split(".sensors")[0] !== formatPath(at)) {
-        report([...here, "address"], `address 0x${address.toString(16)} on bus ${src.bus} is also ${other}`);
-      } else if (other === undefined) busAddresses.set(key, path);
-    }
-    for (const p of i2cSensorPoints(sensor)) {
-      const first = points.get(p);
-      if (first !== undefined) {
-        report(here, `point '${src.name}/${p}' is also produced by sensors[${first}] (${src.sensors[first]!.driver}); give one of them a prefix (or an only: list)`);
-      } else points.set(p, j);
-    }
-  });
-}
-
-/** Every point id the sources produce. */
-function sourcePointIds(cfg: z.output<typeof configSchema>): Set<string> {
-  const ids = new Set<string>();
-  for (const src of cfg.sources) {
-    switch (src.type) {
-      case "simulated":
-        for (const p of src.points) ids.add(`${src.name}/${p.name}`);
-        break;
-      case "modbus":
-        for (const dev of src.devices) {
-          for (const p of devicePoints(dev)) ids.add(`${dev.name}/${p.name}`);
-          ids.add(`${dev.name}/online`);
-        }
-        break;
-      case "i2c":
-        for (const sensor of src.sensors) for (const p of i2cSensorPoints(sensor)) ids.add(`${src.name}/${p}`);
-        break;
-      case "gpio":
-        ids.add(`${src.name}/${src.point}`);
-        break;
-      case "opcua":
-        for (const n of src.nodes) ids.add(`${src.name}/${n.name}`);
-        break;
-    }
-  }
-  return ids;
-}
-
 /** The derived points of a room, with the inputs each needs. */
 export const ROOM_OUTPUTS = [
   { point: "occupied", needs: ["presence"] },
@@ -662,8 +342,7 @@ export const ROOM_OUTPUTS = [
   { point: "dew_point", needs: ["temperature", "humidity"] },
 ] as const;
 
-function checkRooms(cfg: z.output<typeof configSchema>, report: Report): void {
-  const points = sourcePointIds(cfg);
+function checkRooms(cfg: CoreConfig, points: ReadonlySet<string>, report: Report): void {
   const names = new Map<string, number>();
   cfg.rooms.forEach((room, i) => {
     const at = ["rooms", i];
@@ -683,19 +362,9 @@ function checkRooms(cfg: z.output<typeof configSchema>, report: Report): void {
   });
 }
 
-export type Config = z.output<typeof configSchema>;
-export type ConfigInput = z.input<typeof configSchema>;
-export type UplinkConfig = Config["uplink"];
-export type StoreConfig = Config["store"];
-export type SourceConfig = Config["sources"][number];
-export type SimulatedSourceConfig = z.output<typeof simulatedSource>;
-export type SimulatedPointConfig = z.output<typeof simulatedPoint>;
-export type ModbusSourceConfig = z.output<typeof modbusSource>;
-export type ModbusDeviceConfig = z.output<typeof modbusDevice>;
+export type UplinkConfig = CoreConfig["uplink"];
+export type StoreConfig = CoreConfig["store"];
+export type LogConfig = CoreConfig["log"];
 export type ModbusSimulatorConfig = z.output<typeof modbusSimulator>;
-export type I2cSourceConfig = z.output<typeof i2cSource>;
-export type I2cSensorConfig = z.output<typeof i2cSensor>;
-export type GpioSourceConfig = z.output<typeof gpioSource>;
-export type OpcuaSourceConfig = z.output<typeof opcuaSource>;
 export type OpcuaServerConfig = z.output<typeof opcuaServer>;
 export type RoomConfig = z.output<typeof room>;

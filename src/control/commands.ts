@@ -12,19 +12,10 @@
  */
 import { z } from "zod";
 import { describeIssue } from "../config/issues.js";
+import type { CommandResult } from "../model/command.js";
 import type { Logger } from "../ops/logger.js";
 
-export type CommandStatus = "ok" | "error" | "rejected";
-
-export interface CommandResult {
-  id: string | null;
-  target: string;
-  action?: string;
-  status: CommandStatus;
-  reason?: string;
-  state?: Record<string, unknown>;
-  ts: number;
-}
+export type { CommandResult, CommandStatus } from "../model/command.js";
 
 /** Something the platform may command: a streetlight, a charging point. */
 export interface Actuator {

@@ -7,7 +7,7 @@
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname, join } from "node:path";
-import type { Config } from "../config/schema.js";
+import type { StoreConfig } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 
 /** Give dead letters back to their streams, or delete them (optionally one stream, one seq range). */
@@ -25,7 +25,7 @@ export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 const MAX_LINE = 64 * 1024;
 
 /** Where the control socket lives: next to the outbox, unless the outbox is in memory. */
-export function controlSocketPath(config: Pick<Config, "store">): string | null {
+export function controlSocketPath(config: { store: Pick<StoreConfig, "path"> }): string | null {
   return config.store.path === ":memory:" ? null : join(dirname(config.store.path), "edge-agent.sock");
 }
 

@@ -1,8 +1,8 @@
-import type { Config } from "../config/schema.js";
+import type { RoomConfig } from "../config/schema.js";
 import type { Processor } from "./processor.js";
 import { RoomProcessor } from "./room.js";
 
 /** Every processor the config describes: one per `rooms:` entry. */
-export function createProcessors(config: Config): Processor[] {
+export function createProcessors(config: { rooms: readonly RoomConfig[] }): Processor[] {
   return config.rooms.map((room) => new RoomProcessor(room));
 }

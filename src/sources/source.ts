@@ -1,4 +1,17 @@
 import type { Reading } from "../model/reading.js";
+import type { BusStatus, DeviceStatus } from "../model/status.js";
+
+/** The field devices behind a source and the buses they are on, typed (status, metrics, health). */
+export interface SourceDetail {
+  devices: DeviceStatus[];
+  buses: BusStatus[];
+}
+
+/** Writes a point of a device and reads it back: what an actuator's relay drives. */
+export interface PointWriter {
+  readonly name: string;
+  writePoint(point: string, value: number | boolean | string, opts?: { evenIfOffline?: boolean }): Promise<{ readBack: number | boolean | string }>;
+}
 
 /**
  * Something the agent polls at an interval: a simulated device, a Modbus line, an I²C bus.
@@ -12,6 +25,10 @@ export interface Source {
   start?(): Promise<void>;
   poll(tickTs: number): Promise<Reading[]>;
   stop?(): Promise<void>;
-  /** How the device is doing (online, counters, last error), for status and metrics. */
+  /** Its devices and buses, typed: what status, metrics and the health message read. */
+  status?(): SourceDetail;
+  /** The type's own figures, passed through to `status --json` as they are. */
   health?(): unknown;
+  /** Present on sources whose points an actuator may switch (a Modbus device's coils). */
+  writePoint?: PointWriter["writePoint"];
 }

@@ -3,16 +3,8 @@
  * persists) per stream, and their total. A module of its own so that the CLI can sum them
  * without loading SQLite.
  */
-export interface DropCounters {
-  /** Oldest rows deleted to make room (policy drop-oldest). */
-  quota_oldest: number;
-  /** New rows refused because the store was full (policy drop-newest). */
-  quota_newest: number;
-  /** Rows deleted because they were older than max_age. */
-  max_age: number;
-  /** Dead letters deleted by an operator (`edge-agent buffer dead-letters purge`). */
-  purged: number;
-}
+import type { DropCounters } from "../model/status.js";
+export type { DropCounters } from "../model/status.js";
 
 export const DROP_REASONS: readonly (keyof DropCounters)[] = ["quota_oldest", "quota_newest", "max_age", "purged"];
 

@@ -23,6 +23,9 @@ import { UserError } from "../model/errors.js";
 import { type DropCounters, noDrops, sumDrops } from "./drops.js";
 import { nextBlock, MIN_BLOCK, SeqReservations } from "./seq-reservation.js";
 import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
+import type { DeadLetterStats, OutboxStats, StreamName, StreamStats } from "../model/status.js";
+
+export type { DeadLetterStats, OutboxStats, StreamName, StreamStats };
 
 export type DropPolicy = "drop-oldest" | "drop-newest";
 
@@ -37,36 +40,8 @@ export interface OutboxOptions {
   now?: () => number;
 }
 
-export interface StreamStats {
-  depth: number;
-  lastSeq: number;
-  dropped: DropCounters;
-  deadLetters: number;
-}
 
-export interface OutboxStats {
-  depth: number;
-  firstSeq: number | null;
-  lastSeq: number;
-  oldestTs: number | null;
-  oldestAgeMs: number | null;
-  usedBytes: number;
-  fileBytes: number;
-  quota: number;
-  /** Drops of every stream, added up by reason. */
-  dropped: DropCounters;
-  /** Each stream: how much waits, the last sequence number given, its drops, its dead letters. */
-  streams: Record<StreamName, StreamStats>;
-  deadLetters: DeadLetterStats;
-  /** The outbox file's format (see MIGRATIONS). */
-  format: number;
-}
 
-export interface DeadLetterStats {
-  count: number;
-  /** How many per reason, most frequent first. */
-  reasons: Array<{ reason: string; count: number }>;
-}
 
 export interface AppendResult {
   /** First and last sequence number given, or null when nothing was stored. */
@@ -136,7 +111,6 @@ type Row = [seq: number, pointId: number, ts: number, v: number | string | null,
  * Each stream has its own table and its own sequence numbers, so a receiver of telemetry sees no
  * gap where an event was stored. Telemetry lives in `readings` (the first stream there was).
  */
-export type StreamName = "telemetry" | "events" | "results";
 const STREAM_TABLE: Record<StreamName, string> = { telemetry: "readings", events: "events", results: "results" };
 const STREAM_META: Record<StreamName, string> = { telemetry: "", events: "events.", results: "results." };
 export const STREAMS: readonly StreamName[] = ["telemetry", "events", "results"];

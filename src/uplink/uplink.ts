@@ -17,6 +17,9 @@ import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket,
 import type { UplinkConfig } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 import type { StoredReading } from "../model/reading.js";
+import type { UplinkState, UplinkStats } from "../model/status.js";
+
+export type { UplinkState, UplinkStats };
 import type { Logger } from "../ops/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
@@ -24,33 +27,7 @@ import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
 import { classifyPuback, disconnectBlamesMessage, isProtocolRefusal, pubackReason, type Refusal, refusesProtocolVersion } from "./refusals.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
 
-export type UplinkState = "stopped" | "connecting" | "online" | "offline";
 
-export interface UplinkStats {
-  state: UplinkState;
-  broker: string;
-  /** The MQTT version of the current (or last) connection. */
-  protocol: "5" | "3.1.1";
-  /** The broker's Maximum Packet Size (MQTT 5 CONNACK), when it announced one. */
-  maxPacketSize: number | null;
-  connects: number;
-  /** Telemetry messages acknowledged by the broker. */
-  messagesAcked: number;
-  /** Readings acknowledged by the broker (a reading sent twice counts twice). */
-  readingsAcked: number;
-  publishFailures: number;
-  /** Messages the broker refused (or dropped while acknowledging later ones). */
-  refused: number;
-  /** Rows set aside as dead letters because the broker refused them one by one. */
-  deadLettered: number;
-  inflight: number;
-  backlogRemaining: number;
-  lastError: string | null;
-  /** Bytes of telemetry payload acknowledged. */
-  payloadBytes: number;
-  /** Events and command results acknowledged. */
-  otherAcked: number;
-}
 
 export interface UplinkOptions {
   config: UplinkConfig;

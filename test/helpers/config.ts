@@ -1,5 +1,4 @@
-import { validateConfig } from "../../src/config/load.js";
-import type { Config } from "../../src/config/schema.js";
+import { type Config, validateConfig } from "../../src/agent/config.js";
 
 /** A full config (defaults filled in) from the parts a test cares about. */
 export function testConfig(raw: Record<string, unknown> & { uplink: Record<string, unknown> }): Config {

@@ -17,14 +17,14 @@ import { DataType, MessageSecurityMode, OPCUACertificateManager, OPCUAServer, Se
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
 import { opcuaBrowse, opcuaTrust } from "../../src/cli/opcua.js";
-import { loadConfig } from "../../src/config/load.js";
-import type { OpcuaSourceConfig } from "../../src/config/schema.js";
+import { loadConfig } from "../../src/agent/config.js";
+import type { OpcuaSourceConfig } from "../../src/sources/opcua/type.js";
 import { UserError } from "../../src/model/errors.js";
 import type { Reading } from "../../src/model/reading.js";
 import { createLogger, silentLogger } from "../../src/ops/logger.js";
 import { loadOpcua } from "../../src/opcua/load.js";
 import { PIN_FILE } from "../../src/opcua/trust.js";
-import { OpcuaSource, type OpcuaSourceHealth } from "../../src/sources/opcua.js";
+import { OpcuaSource, type OpcuaSourceHealth } from "../../src/sources/opcua/source.js";
 import { Outbox } from "../../src/store/outbox.js";
 import { exited, startCli } from "../helpers/cli.js";
 import { testConfig } from "../helpers/config.js";

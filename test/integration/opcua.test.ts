@@ -27,15 +27,15 @@ import {
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
 import { formatTree, opcuaBrowse } from "../../src/cli/opcua.js";
-import { validateConfig } from "../../src/config/load.js";
-import type { OpcuaSourceConfig } from "../../src/config/schema.js";
+import { validateConfig } from "../../src/agent/config.js";
+import type { OpcuaSourceConfig } from "../../src/sources/opcua/type.js";
 import { type CommandResult, CommandRouter } from "../../src/control/commands.js";
 import { UserError } from "../../src/model/errors.js";
 import type { Reading } from "../../src/model/reading.js";
 import { createLogger, silentLogger } from "../../src/ops/logger.js";
 import { loadOpcua } from "../../src/opcua/load.js";
 import { OpcuaServerPart } from "../../src/opcua/server.js";
-import { OpcuaSource } from "../../src/sources/opcua.js";
+import { OpcuaSource } from "../../src/sources/opcua/source.js";
 import { testConfig } from "../helpers/config.js";
 import { FakeLight } from "../helpers/fake-light.js";
 

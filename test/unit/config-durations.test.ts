@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { configJsonSchema } from "../../src/cli/config.js";
 import { parseDuration } from "../../src/cli/output.js";
-import { parseConfigText } from "../../src/config/load.js";
+import { parseConfigText } from "../../src/agent/config.js";
 import { formatDuration, TIMER_MAX_MS } from "../../src/config/limits.js";
 import { UserError } from "../../src/model/errors.js";
 

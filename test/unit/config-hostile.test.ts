@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type ConfigResult, checkConfigFile, parseConfigText } from "../../src/config/load.js";
+import { type ConfigResult, checkConfigFile, parseConfigText } from "../../src/agent/config.js";
 import { aliasBomb, minimalConfig } from "../helpers/hostile-yaml.js";
 import { tempDir } from "../helpers/tmp.js";
 

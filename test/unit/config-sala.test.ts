@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkConfigFile, parseConfigText } from "../../src/config/load.js";
+import { checkConfigFile, parseConfigText } from "../../src/agent/config.js";
 
 const minimal = `
 site: s1

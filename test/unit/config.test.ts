@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { configJsonSchema } from "../../src/cli/config.js";
-import { checkConfigFile, parseConfigText } from "../../src/config/load.js";
+import { checkConfigFile, parseConfigText } from "../../src/agent/config.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const minimal = `
@@ -61,7 +61,7 @@ sources:
         "store.quota: expected a size like 256MB",
         "store.when_full: expected one of: drop-oldest, drop-newest",
         "sources[2].interval: expected a duration like 5s",
-        "sources[3].type: unknown source type; expected one of: simulated, modbus, i2c, gpio, opcua",
+        "sources[3].type: unknown source type 'modbus-magic'; expected one of: simulated, modbus, i2c, gpio, opcua",
       ]),
     );
     expect(errors.length).toBeGreaterThanOrEqual(7);

@@ -11,7 +11,7 @@ import { GpioError, type Level } from "../../src/buses/gpio/gpio.js";
 import { OnoffGpioBackend } from "../../src/buses/gpio/onoff-backend.js";
 import { SimGpioBackend } from "../../src/buses/gpio/sim-backend.js";
 import { inspectPin, resolvePin } from "../../src/buses/gpio/sysfs.js";
-import type { GpioSourceConfig } from "../../src/config/schema.js";
+import type { GpioSourceConfig } from "../../src/sources/gpio/type.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { GpioSource } from "../../src/sources/gpio/source.js";
 import { testConfig } from "../helpers/config.js";

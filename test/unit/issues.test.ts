@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { describeIssue } from "../../src/config/issues.js";
-import { parseConfigText } from "../../src/config/load.js";
+import { parseConfigText } from "../../src/agent/config.js";
 
 const minimal = `
 site: s1

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SimulatedSource, waveValue } from "../../src/sources/simulated.js";
+import { SimulatedSource, waveValue } from "../../src/sources/simulated/source.js";
 
 const point = (over: object) => ({ name: "p", wave: "sine" as const, min: 0, max: 100, period: 1000, decimals: 2, ...over });
 

@@ -6,11 +6,12 @@
  */
 import type { GpioBackend, GpioInput } from "../../buses/gpio/gpio.js";
 import { OnoffGpioBackend } from "../../buses/gpio/onoff-backend.js";
-import { SimGpioBackend, SimPresence } from "../../buses/gpio/sim-backend.js";
-import type { GpioSourceConfig } from "../../config/schema.js";
+import { SimGpioBackend } from "../../buses/gpio/sim-backend.js";
+import { SimPresence } from "../../simulators/gpio/presence.js";
+import type { GpioSourceConfig } from "./type.js";
 import type { Reading } from "../../model/reading.js";
 import type { Logger } from "../../ops/logger.js";
-import type { Source } from "../source.js";
+import type { Source, SourceDetail } from "../source.js";
 
 /** Edges kept between two polls at most; a chattering contact cannot fill the memory. */
 const MAX_PENDING = 1000;
@@ -93,6 +94,11 @@ export class GpioSource implements Source {
 
   health(): GpioSourceHealth {
     return { open: this.input !== null, ...this.counters, lastError: this.lastError };
+  }
+
+  /** The input as a device: up while its pin is open. */
+  status(): SourceDetail {
+    return { devices: [{ name: this.name, online: this.input !== null, lastError: this.lastError, lastOkTs: null, errors: {} }], buses: [] };
   }
 }
 

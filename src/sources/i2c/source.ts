@@ -8,12 +8,12 @@ import { pointName } from "../../../drivers/i2c/types.js";
 import { busName } from "../../buses/i2c/bus.js";
 import { NodeI2cBus } from "../../buses/i2c/node-bus.js";
 import { type I2cBusPool, I2cQueue } from "../../buses/i2c/queue.js";
-import { simulatedBus } from "../../buses/i2c/sim/bench.js";
-import { realClock } from "../../buses/i2c/sim/clock.js";
-import type { I2cSourceConfig } from "../../config/schema.js";
+import { simulatedBus } from "../../simulators/i2c/bench.js";
+import { realClock } from "../../buses/i2c/clock.js";
+import type { I2cSourceConfig } from "./type.js";
 import type { Reading } from "../../model/reading.js";
 import type { Logger } from "../../ops/logger.js";
-import type { Source } from "../source.js";
+import type { Source, SourceDetail } from "../source.js";
 import { type SensorHealth, SensorPoller } from "./sensor.js";
 
 export class I2cSource implements Source {
@@ -69,6 +69,18 @@ export class I2cSource implements Source {
 
   health(): SensorHealth[] {
     return this.sensors.map((s) => s.health());
+  }
+
+  /** Each sensor is a device, on the source's bus. */
+  status(): SourceDetail {
+    const q = this.queue.stats();
+    return {
+      devices: this.health().map((h) => {
+        const { reads, ok, inits: _inits, waits: _waits, ...errors } = h.counters;
+        return { name: `${this.name}/${h.driver}@${h.address}`, online: h.online, lastError: h.lastError, lastOkTs: h.lastOkTs, requests: reads, ok, retries: 0, errors, bus: this.queue.name };
+      }),
+      buses: [{ name: this.queue.name, open: true, queued: q.queued, lastError: q.lastError }],
+    };
   }
 }
 

@@ -20,14 +20,14 @@
  */
 import { hostname } from "node:os";
 import type { ClientSession, ClientSubscription, DataValue, OPCUAClient } from "node-opcua";
-import type { OpcuaSourceConfig } from "../config/schema.js";
-import type { Quality, Reading, Value } from "../model/reading.js";
-import type { Logger } from "../ops/logger.js";
-import { identityFor } from "../opcua/endpoint.js";
-import { defaultPkiDir, loadOpcua, type Opcua } from "../opcua/load.js";
-import { checkedBy, clientCertificateManager, leafCertificate, ServerTrust } from "../opcua/trust.js";
-import { qualityOf, valueOf } from "../opcua/values.js";
-import type { Source } from "./source.js";
+import type { OpcuaSourceConfig } from "./type.js";
+import type { Quality, Reading, Value } from "../../model/reading.js";
+import type { Logger } from "../../ops/logger.js";
+import { identityFor } from "../../opcua/endpoint.js";
+import { defaultPkiDir, loadOpcua, type Opcua } from "../../opcua/load.js";
+import { checkedBy, clientCertificateManager, leafCertificate, ServerTrust } from "../../opcua/trust.js";
+import { qualityOf, valueOf } from "../../opcua/values.js";
+import type { Source, SourceDetail } from "../source.js";
 
 /** Changes kept per point between two polls; a chattering node cannot fill the memory. */
 const MAX_PENDING = 100;
@@ -145,6 +145,11 @@ export class OpcuaSource implements Source {
       certificate: this.certificate,
       badNodes: this.points.filter((p) => p.error !== null).map((p) => `${p.id} (${p.node}): ${p.error}`),
     };
+  }
+
+  /** The PLC as a device (no bus of ours: OPC UA runs over its own connection). */
+  status(): SourceDetail {
+    return { devices: [{ name: this.name, online: this.online(), lastError: this.lastError, lastOkTs: null, errors: {}, ...(this.points.some((p) => p.error) ? { excluded: this.health().badNodes } : {}) }], buses: [] };
   }
 
   /** Connected, and the subscription spoke (a change or a keep-alive) recently enough. */

@@ -2,9 +2,9 @@
  * A source that invents plausible values (sine, ramp, random walk, square, constant) so the spine
  * runs before any hardware driver exists, and the demo runs with no hardware at all.
  */
-import type { SimulatedPointConfig, SimulatedSourceConfig } from "../config/schema.js";
-import type { Reading } from "../model/reading.js";
-import type { Source } from "./source.js";
+import type { SimulatedPointConfig, SimulatedSourceConfig } from "./type.js";
+import type { Reading } from "../../model/reading.js";
+import type { Source } from "../source.js";
 
 export function waveValue(p: SimulatedPointConfig, t: number, previous: number | undefined, random: () => number): number {
   const span = p.max - p.min;
