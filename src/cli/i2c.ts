@@ -9,8 +9,8 @@ import { hex, type I2cDriver, type I2cSensor, SensorError, type SensorValue } fr
 import { type I2cBus, I2cError, SCAN_FIRST, SCAN_LAST } from "../buses/i2c/bus.js";
 import { NodeI2cBus } from "../buses/i2c/node-bus.js";
 import { I2cQueue } from "../buses/i2c/queue.js";
-import { simulatedBench } from "../buses/i2c/sim/bench.js";
-import { ManualClock } from "../buses/i2c/sim/clock.js";
+import { simulatedBench } from "../simulators/i2c/bench.js";
+import { ManualClock } from "../buses/i2c/clock.js";
 import { UserError } from "../model/errors.js";
 import { printJson } from "./output.js";
 

@@ -15,13 +15,13 @@ import { decodeSht4x, sht4x, sht4xHumidityRaw, sht4xTemperature } from "../../dr
 import { SensorError, type SensorValue } from "../../drivers/i2c/types.js";
 import { I2cError } from "../../src/buses/i2c/bus.js";
 import { I2cQueue } from "../../src/buses/i2c/queue.js";
-import { SimBh1750 } from "../../src/buses/i2c/sim/bh1750.js";
-import { REFERENCE_CALIBRATION, SimBme280, writeCalibration } from "../../src/buses/i2c/sim/bme280.js";
-import { SimI2cBus } from "../../src/buses/i2c/sim/bus.js";
-import { ManualClock } from "../../src/buses/i2c/sim/clock.js";
-import { SimScd4x } from "../../src/buses/i2c/sim/scd4x.js";
-import { SimSht3x } from "../../src/buses/i2c/sim/sht3x.js";
-import { SimSht4x } from "../../src/buses/i2c/sim/sht4x.js";
+import { SimBh1750 } from "../../src/simulators/i2c/bh1750.js";
+import { REFERENCE_CALIBRATION, SimBme280, writeCalibration } from "../../src/simulators/i2c/bme280.js";
+import { SimI2cBus } from "../../src/buses/i2c/sim-bus.js";
+import { ManualClock } from "../../src/buses/i2c/clock.js";
+import { SimScd4x } from "../../src/simulators/i2c/scd4x.js";
+import { SimSht3x } from "../../src/simulators/i2c/sht3x.js";
+import { SimSht4x } from "../../src/simulators/i2c/sht4x.js";
 
 interface Vectors {
   sensirion_crc8_check: { bytes: string; crc: string };

@@ -1,19 +1,34 @@
 /**
- * The simulated implementation of ModbusLink: requests go straight to in-process SimDevices as
+ * The simulated implementation of ModbusLink: requests go straight to in-process devices as
  * PDUs, with the same faults the network simulator injects (no answer, exception, CRC error,
  * truncated or misaddressed reply, slow answer) surfacing as the same ModbusErrors the real
  * link raises. Unit tests of pollers, planners and actuators run on it without ports.
+ *
+ * The link knows no device: it talks to PduHandlers, which the device simulator in
+ * src/simulators/modbus/ implements.
  */
-import { isBitTable, type Table } from "../../../drivers/modbus/types.js";
-import { EXCEPTION_NAMES, type ModbusLink, ModbusError } from "./link.js";
-import type { SimDevice } from "../../simulators/modbus/device.js";
-import type { Fault } from "../../simulators/modbus/server.js";
+import { EXCEPTION_NAMES, type ModbusLink, ModbusError, type ModbusTable } from "./link.js";
 
-const READ_FC: Record<Table, number> = { coil: 1, discrete: 2, holding: 3, input: 4 };
+/** A Modbus server seen from the wire: a request PDU in, a reply PDU (or an exception PDU) out. */
+export interface PduHandler {
+  handlePdu(pdu: Buffer): Buffer;
+}
+
+/** How a unit misbehaves on the wire (the network simulator's faults take the same shape). */
+export type LinkFault =
+  | { kind: "none" }
+  | { kind: "no-answer" }
+  | { kind: "exception"; code: number }
+  | { kind: "bad-crc" }
+  | { kind: "slow"; ms: number }
+  | { kind: "truncated" }
+  | { kind: "wrong-unit" };
+
+const READ_FC: Record<ModbusTable, number> = { coil: 1, discrete: 2, holding: 3, input: 4 };
 
 export class SimLink implements ModbusLink {
   private open_ = false;
-  private readonly faults = new Map<number, Fault>();
+  private readonly faults = new Map<number, LinkFault>();
   /** Requests seen, per unit: what a bus analyser would show. */
   readonly log: Array<{ unit: number; fc: number; address: number; count: number }> = [];
   onDisconnect?: (reason: string) => void;
@@ -21,7 +36,7 @@ export class SimLink implements ModbusLink {
   unplugged = false;
 
   constructor(
-    private readonly devices: Map<number, SimDevice>,
+    private readonly devices: ReadonlyMap<number, PduHandler>,
     private readonly opts: { latencyMs?: number } = {},
   ) {}
 
@@ -38,7 +53,7 @@ export class SimLink implements ModbusLink {
     this.open_ = false;
   }
 
-  setFault(unit: number, fault: Fault): void {
+  setFault(unit: number, fault: LinkFault): void {
     if (fault.kind === "none") this.faults.delete(unit);
     else this.faults.set(unit, fault);
   }
@@ -54,10 +69,10 @@ export class SimLink implements ModbusLink {
     this.unplugged = false;
   }
 
-  async read(unit: number, table: Table, address: number, count: number, timeoutMs: number): Promise<number[]> {
+  async read(unit: number, table: ModbusTable, address: number, count: number, timeoutMs: number): Promise<number[]> {
     const pdu = Buffer.from([READ_FC[table], address >> 8, address & 0xff, count >> 8, count & 0xff]);
     const reply = await this.transact(unit, pdu, timeoutMs);
-    if (isBitTable(table)) {
+    if (table === "coil" || table === "discrete") {
       return Array.from({ length: count }, (_, i) => ((reply[2 + (i >> 3)]! >> (i & 7)) & 1));
     }
     return Array.from({ length: count }, (_, i) => reply.readUInt16BE(2 + i * 2));
@@ -80,7 +95,7 @@ export class SimLink implements ModbusLink {
   private async transact(unit: number, pdu: Buffer, timeoutMs: number): Promise<Buffer> {
     if (!this.open_) throw new ModbusError("disconnected", "sim is not open");
     this.log.push({ unit, fc: pdu[0]!, address: pdu.readUInt16BE(1), count: pdu[0]! <= 4 ? pdu.readUInt16BE(3) : 1 });
-    const fault = this.faults.get(unit) ?? { kind: "none" };
+    const fault: LinkFault = this.faults.get(unit) ?? { kind: "none" };
     const device = this.devices.get(unit);
     const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
     if (!device || fault.kind === "no-answer") {

@@ -3,10 +3,23 @@
  * an address with no chip, or a chip that is absent or busy, does not acknowledge — the same
  * I2cError the real bus raises. A bus can also be "missing" or "not permitted", to exercise
  * those paths without a kernel.
+ *
+ * The bus knows no chip: it talks to I2cTargets, which the chip models in src/simulators/i2c/
+ * implement.
  */
-import { busMissingError, busName, type I2cBus, nackError, permissionError, SCAN_FIRST, SCAN_LAST } from "../bus.js";
-import type { SimChip } from "./chip.js";
+import { busMissingError, busName, type I2cBus, nackError, permissionError, SCAN_FIRST, SCAN_LAST } from "./bus.js";
 import type { SimClock } from "./clock.js";
+
+/** A device at one address, as the wire sees it: it acknowledges or not, takes bytes, gives bytes. */
+export interface I2cTarget {
+  readonly address: number;
+  /** Does it acknowledge its address right now (a scan's quick write)? */
+  acknowledges(): boolean;
+  /** A write transaction; false is a NACK. */
+  write(bytes: Uint8Array): boolean;
+  /** A read transaction of `length` bytes; null is a NACK. */
+  read(length: number): Buffer | null;
+}
 
 const LOG_LIMIT = 10_000;
 
@@ -21,7 +34,7 @@ export interface SimI2cBusOptions {
 
 export class SimI2cBus implements I2cBus {
   readonly name: string;
-  private readonly chips = new Map<number, SimChip>();
+  private readonly chips = new Map<number, I2cTarget>();
   /** The latest transfers as a bus analyser would show them (acknowledged or not), for tests. */
   readonly log: Array<{ op: "write" | "read"; address: number; bytes: number[]; ack: boolean; at: number }> = [];
   closed = false;
@@ -34,12 +47,12 @@ export class SimI2cBus implements I2cBus {
     this.name = typeof bus === "number" ? busName(bus) : bus;
   }
 
-  attach(...chips: SimChip[]): this {
+  attach(...chips: I2cTarget[]): this {
     for (const chip of chips) this.chips.set(chip.address, chip);
     return this;
   }
 
-  chip<T extends SimChip = SimChip>(address: number): T | undefined {
+  chip<T extends I2cTarget = I2cTarget>(address: number): T | undefined {
     return this.chips.get(address) as T | undefined;
   }
 

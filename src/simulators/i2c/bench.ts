@@ -3,15 +3,15 @@
  * lists, a "room" that moves the physical values plausibly (for the demo), and the bench the
  * CLI's --sim flag talks to (the Sala Smart room on bus 1).
  */
-import { SimI2cBus } from "./bus.js";
+import type { SimClock } from "../../buses/i2c/clock.js";
+import { SimI2cBus } from "../../buses/i2c/sim-bus.js";
 import { SimBh1750 } from "./bh1750.js";
 import { SimBme280 } from "./bme280.js";
 import type { Environment, SimChip } from "./chip.js";
-import type { SimClock } from "./clock.js";
 import { SimScd4x } from "./scd4x.js";
 import { SimSht3x } from "./sht3x.js";
 import { SimSht4x } from "./sht4x.js";
-import { prng } from "../../prng.js";
+import { prng } from "../../buses/prng.js";
 
 /** The chip model behind each driver id. */
 export function createSimChip(driver: string, address: number, clock: SimClock): SimChip {

@@ -9,8 +9,9 @@
  * - never-ready: a measurement never completes (SCD4x data-ready stays 0, BME280 stays measuring);
  * - unplug()/plug(): absent, then present again after a power-on reset (the state is lost).
  */
-import { encodeWords } from "../../../../drivers/i2c/sensirion-crc.js";
-import type { SimClock } from "./clock.js";
+import { encodeWords } from "../../../drivers/i2c/sensirion-crc.js";
+import type { SimClock } from "../../buses/i2c/clock.js";
+import type { I2cTarget } from "../../buses/i2c/sim-bus.js";
 
 export type ChipFault = "none" | "absent" | "bad-crc" | "never-ready";
 
@@ -23,7 +24,7 @@ export interface Environment {
   illuminance: number;
 }
 
-export abstract class SimChip {
+export abstract class SimChip implements I2cTarget {
   fault: ChipFault = "none";
   badCrcWord = 0;
   private powered = true;

@@ -5,7 +5,7 @@
  * nothing (stop_periodic_measurement: 500 ms), read_measurement with no new data is not
  * acknowledged, and during periodic measurement only a few commands are accepted.
  */
-import { crc8 } from "../../../../drivers/i2c/sensirion-crc.js";
+import { crc8 } from "../../../drivers/i2c/sensirion-crc.js";
 import { type Environment, SimSensirionChip, clampWord, sensirionTemperatureWord } from "./chip.js";
 
 interface Command {

@@ -1,8 +1,8 @@
 /**
- * The time simulated chips measure with. Tests use a ManualClock: nothing happens until the
+ * The clock of a simulated bus, which the chips on it measure with. Tests use a ManualClock: nothing happens until the
  * test advances it, and a driver's wait advances it at once, so no test sleeps for real.
  */
-import { sleepAtLeast } from "../bus.js";
+import { sleepAtLeast } from "./bus.js";
 
 export interface SimClock {
   now(): number;
