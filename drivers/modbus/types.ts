@@ -88,6 +88,18 @@ export function probePoint(probe: IdentifyProbe, name: string): ModbusPoint {
   };
 }
 
+/** Addresses `first`–`last` (inclusive) of one table that a single read may span. */
+export interface ReadableRange {
+  table: Table;
+  first: number;
+  last: number;
+}
+
+/** The range that holds [address, address + count), if any. */
+export function readableRangeOf(ranges: readonly ReadableRange[] | undefined, table: Table, address: number, count: number): ReadableRange | undefined {
+  return ranges?.find((r) => r.table === table && r.first <= address && address + count - 1 <= r.last);
+}
+
 export interface ModbusProfile {
   /** Registry key used in configs: `sdm630`. */
   id: string;
@@ -97,8 +109,15 @@ export interface ModbusProfile {
   /** Where the facts come from (datasheet, manual), one short line. */
   source: string;
   serial?: SerialDefaults;
-  /** Largest number of registers this device answers in one read (≤ 125). */
+  /** Largest number of registers this device answers in one read (≤ 125); more is refused. */
   maxRegisters?: number;
+  /**
+   * Where a read may cover registers (or bits) that no point uses: inside each range they read
+   * as zero. A read must lie within one range; one that leaves it is refused (exception 2).
+   * Addresses in no range are readable only as points of the profile. With these facts the
+   * planner's first plan is already right; without them it learns from refusals.
+   */
+  readable?: ReadableRange[];
   points: ModbusPoint[];
   /** Probes for `modbus scan`, most specific first. */
   identify?: IdentifyProbe[];

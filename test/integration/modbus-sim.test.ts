@@ -172,13 +172,22 @@ describe("Modbus TCP simulator read by modbus-serial", () => {
     await check();
   });
 
-  it("answers exception 2 over a hole, exception 1 for an unknown function, and nothing for a unit it does not have", async () => {
-    const sim = simulator({ 1: "sdm630" });
+  it("answers block reads as the real devices do (devices.md), exception 1 for an unknown function, and nothing for a unit it does not have", async () => {
+    const sim = simulator({ 1: "sdm630", 2: "epever" });
     const c = await tcpClient(tcpPort(await sim.listenTcp({ host: HOST, port: 0 })));
     c.setID(1);
-    expect((await failure(c.readInputRegisters(0x0040, 2))).modbusCode).toBe(2);
+    // Eastron: unused registers inside the map read as zero, 80 registers per read at most.
+    expect((await c.readInputRegisters(0x0040, 2)).data).toEqual([0, 0]);
+    expect((await c.readInputRegisters(0x0000, 80)).data).toHaveLength(80);
+    expect((await failure(c.readInputRegisters(0x0000, 81))).modbusCode).toBe(3);
     expect((await failure(c.readInputRegisters(0x0000, 126))).modbusCode).toBe(3);
+    expect((await failure(c.readInputRegisters(0x0200, 2))).modbusCode).toBe(2);
     expect((await failure(c.readCoils(0, 1))).modbusCode).toBe(2);
+    // EPEVER: reserved registers inside 0x3100–0x3111 read; a read past that block is refused.
+    c.setID(2);
+    expect((await c.readInputRegisters(0x3100, 18)).data).toHaveLength(18);
+    expect((await failure(c.readInputRegisters(0x3100, 19))).modbusCode).toBe(2);
+    expect((await failure(c.readInputRegisters(0x311a, 4))).modbusCode).toBe(2);
     c.setID(9);
     expect((await failure(c.readInputRegisters(0, 2))).errno).toBe("ETIMEDOUT");
     expect(sim.counters.otherUnits).toBe(1);
@@ -416,8 +425,14 @@ describe("edge-agent simulate modbus", () => {
       expect(r.get(addr)! * p.scale!, p.name).toBeCloseTo(controller.get(p.name) as number, 9);
     }
 
+    // Eastron's unused registers read as zero; past the map, and past EPEVER's block, refused.
     const hole = await mbpoll(["-m", "tcp", "-p", String(port), "-a", "1", "-0", "-r", "0x40", "-c", "1", "-t", "3:float", "-B", "-1", HOST]);
-    expect(hole.stderr).toMatch(/Illegal data address/);
+    expect(hole.code, hole.stderr).toBe(0);
+    expect([...mbpollValues(hole.stdout)]).toEqual([[0x40, 0]]);
+    const past = await mbpoll(["-m", "tcp", "-p", String(port), "-a", "1", "-0", "-r", "0x200", "-c", "1", "-t", "3:float", "-B", "-1", HOST]);
+    expect(past.stderr).toMatch(/Illegal data address/);
+    const block = await mbpoll(["-m", "tcp", "-p", String(port), "-a", "2", "-0", "-r", "0x3100", "-c", "19", "-t", "3", "-1", HOST]);
+    expect(block.stderr).toMatch(/Illegal data address/);
 
     await stop();
     expect(lines).toHaveLength(1);

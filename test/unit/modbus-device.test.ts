@@ -1,17 +1,32 @@
+import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { getProfile } from "../../drivers/modbus/registry.js";
 import type { ModbusPoint } from "../../drivers/modbus/types.js";
 import { ModbusLine } from "../../src/buses/modbus/line.js";
 import { SimDevice } from "../../src/simulators/modbus/device.js";
 import { SimLink } from "../../src/buses/modbus/sim-link.js";
-import { silentLogger } from "../../src/ops/logger.js";
-import { ModbusDevice, type ModbusDeviceOptions } from "../../src/sources/modbus/device.js";
-import { naiveRequestCount, planReads } from "../../src/sources/modbus/planner.js";
+import { createLogger, type Logger, silentLogger } from "../../src/ops/logger.js";
+import { DEFAULT_REPROBE_INTERVAL_MS, ModbusDevice, type ModbusDeviceOptions } from "../../src/sources/modbus/device.js";
+import { naiveRequestCount, PROTOCOL_LIMITS } from "../../src/sources/modbus/planner.js";
+import { readLimits } from "../../src/sources/modbus/source.js";
+import { wireModel } from "../../src/sources/modbus/wire-cost.js";
 
 const sdm630 = getProfile("sdm630")!;
 const epever = getProfile("epever")!;
 
-function rig(devices: Record<number, SimDevice>, lineOpts: { reopenMs?: number } = {}) {
+/** A logger that keeps its lines (debug and up), to check what a technician would read. */
+function recordingLogger(): { log: Logger; lines: () => string[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString().split("\n").filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg));
+      done();
+    },
+  });
+  return { log: createLogger({ level: "debug", pretty: false, destination }), lines: () => lines };
+}
+
+function rig(devices: Record<number, SimDevice>, lineOpts: { reopenMs?: number; log?: Logger } = {}) {
   const link = new SimLink(new Map(Object.entries(devices).map(([k, v]) => [Number(k), v])));
   const line = new ModbusLine("test-line", link, { interFrameMs: 0, reopenMs: lineOpts.reopenMs ?? 0 });
   const device = (over: Partial<ModbusDeviceOptions> & { unit: number; points: ModbusPoint[] }) => {
@@ -27,7 +42,7 @@ function rig(devices: Record<number, SimDevice>, lineOpts: { reopenMs?: number }
         ...over,
       },
       line,
-      silentLogger(),
+      lineOpts.log ?? silentLogger(),
     );
     line.acquire();
     return d;
@@ -39,10 +54,11 @@ const values = (readings: { point: string; value: unknown; quality: string }[]) 
   Object.fromEntries(readings.map((r) => [r.point.split("/")[1], r.quality === "good" ? r.value : `(${r.quality})`]));
 
 describe("ModbusDevice", () => {
-  it("reads a whole SDM630 in a handful of requests and decodes every point", async () => {
+  it("reads a whole SDM630 in 3 requests from the first poll (its profile's facts), decodes every point, and is refused nothing", async () => {
     const sim = new SimDevice(sdm630, { freeze: true });
-    const { link, device } = rig({ 1: sim });
-    const dev = device({ unit: 1, points: sdm630.points });
+    const { log, lines } = recordingLogger();
+    const { link, device } = rig({ 1: sim }, { log });
+    const dev = device({ unit: 1, points: sdm630.points, limits: readLimits("sdm630", {}) });
     const first = await dev.poll(1000);
     const v = values(first);
     for (const name of sim.pointNames().filter((n) => !n.startsWith("identify:"))) {
@@ -51,18 +67,29 @@ describe("ModbusDevice", () => {
       else expect(v[name], name).toBe(expected);
     }
     expect(v.online).toBe(true);
-    // The simulator refuses reads over unmapped registers: the device learns where to split.
+    // 0x0000–0x004F over the unused registers (they read as zero), 0x0156, the holding meter id.
+    expect(link.log.map((r) => [r.fc, r.address, r.count])).toEqual([
+      [4, 0x0000, 80],
+      [4, 0x0156, 2],
+      [3, 0x0014, 2],
+    ]);
+    expect(dev.health()).toMatchObject({ requestsPerPoll: 3, unsupported: [], excluded: [] });
+    expect(dev.health().counters.exception).toBe(0);
+    expect(lines().filter((l) => /refused/.test(l))).toEqual([]);
+    expect(3).toBeLessThan(naiveRequestCount(sdm630.points) / 2);
+  });
+
+  it("learns a device's smaller limit from 'illegal data value' and splits there", async () => {
+    // A meter that answers 80 registers at most, polled with the protocol's 125 (no profile facts).
+    const points: ModbusPoint[] = [0x0000, 0x0060].map((address, i) => ({ name: `f${i}`, table: "input", address, type: "float32", sim: { wave: "constant", min: i, max: i } }));
+    const sim = new SimDevice({ ...sdm630, points });
+    const { link, device } = rig({ 1: sim });
+    const dev = device({ unit: 1, points, limits: { ...PROTOCOL_LIMITS } });
+    expect(values(await dev.poll(1))).toEqual({ f0: 0, f1: 1, online: true });
+    expect(link.log.map((r) => r.count)).toEqual([98, 2, 2]);
     link.log.length = 0;
-    await dev.poll(2000);
-    const perPoll = link.log.length;
-    expect(perPoll).toBe(dev.health().requestsPerPoll);
-    // It learned exactly the device's holes: as few reads as reading over no hole at all allows.
-    expect(perPoll).toBe(planReads(sdm630.points, { maxRegisters: 125, maxBits: 2000, maxGap: 0 }).length);
-    expect(perPoll).toBeLessThan(naiveRequestCount(sdm630.points) / 2);
-    expect(dev.health().counters.exception).toBeGreaterThan(0); // only from the first poll
-    const exceptionsAfterLearning = dev.health().counters.exception;
-    await dev.poll(3000);
-    expect(dev.health().counters.exception).toBe(exceptionsAfterLearning);
+    await dev.poll(2);
+    expect(link.log.map((r) => r.count)).toEqual([2, 2]);
   });
 
   it("marks a point the device cannot read as bad, says so once, and stops asking for it", async () => {
@@ -75,6 +102,11 @@ describe("ModbusDevice", () => {
     const dev = device({ unit: 4, points });
     expect(values(await dev.poll(1))).toEqual({ a: 7, b: "(bad)", online: true });
     expect(dev.health().unsupported).toEqual(["b"]);
+    const retryAt = 1 + DEFAULT_REPROBE_INTERVAL_MS;
+    expect(dev.health().excluded).toEqual([
+      { what: "reads across holding 0x000c", since: 1, retryAt },
+      { what: "point b (holding 0x000c)", since: 1, retryAt },
+    ]);
     link.log.length = 0;
     expect(values(await dev.poll(2))).toEqual({ a: 7, online: true });
     expect(link.log).toEqual([{ unit: 4, fc: 3, address: 10, count: 1 }]);
@@ -152,5 +184,94 @@ describe("ModbusDevice", () => {
     expect(sim.get(load.name)).toBe(true);
     await expect(dev.writePoint("battery_voltage", 1)).rejects.toThrow(/input table, which cannot be written/);
     await expect(dev.writePoint("nope", 1)).rejects.toThrow(/has no point 'nope'/);
+  });
+});
+
+describe("ModbusDevice: what a device refused is tried again", () => {
+  const rtu115200 = wireModel({ kind: "rtu", baud: 115200, parity: "none", dataBits: 8, stopBits: 1 });
+  const MIN = 60_000;
+
+  it("EPEVER without its profile's facts: a read past its table is refused, split, remembered, and tried again after reprobe_interval", async () => {
+    const sim = new SimDevice(epever, { freeze: true });
+    const { log, lines } = recordingLogger();
+    const { link, device } = rig({ 1: sim }, { log });
+    const inputs = epever.points.filter((p) => p.table === "input" && p.address < 0x3200);
+    // As a generic device (no profile, so no facts): the planner merges over what the controller refuses.
+    const dev = device({ unit: 1, points: inputs, limits: { ...PROTOCOL_LIMITS }, wire: rtu115200, reprobeInterval: 10 * MIN });
+    const first = values(await dev.poll(1000));
+    for (const p of inputs) expect(first[p.name], p.name).toBeCloseTo(sim.get(p.name) as number, 2);
+    expect(dev.health().counters.exception).toBeGreaterThan(0);
+    const refusedLines = lines().filter((l) => /refused a read/.test(l));
+    expect(refusedLines.length).toBeGreaterThan(0);
+    const excluded = dev.health().excluded;
+    expect(excluded.length).toBeGreaterThan(0);
+    for (const e of excluded) expect(e).toMatchObject({ what: expect.stringMatching(/^reads across input 0x31/), since: 1000, retryAt: 1000 + 10 * MIN });
+    // Remembered: the next polls are not refused.
+    const exceptions = dev.health().counters.exception;
+    link.log.length = 0;
+    await dev.poll(2000);
+    await dev.poll(1000 + 10 * MIN - 1);
+    expect(dev.health().counters.exception).toBe(exceptions);
+    expect(link.log.every((r) => r.address + r.count <= 0x3112 || r.address >= 0x311a)).toBe(true);
+    // After the interval the merged read goes out again: still refused, so excluded again,
+    // since the first refusal, until the next interval; said once at debug level, not again at info.
+    link.log.length = 0;
+    await dev.poll(1000 + 10 * MIN);
+    expect(link.log[0]).toMatchObject({ address: 0x3100 });
+    expect(link.log[0]!.count).toBeGreaterThan(18);
+    expect(dev.health().counters.exception).toBeGreaterThan(exceptions);
+    for (const e of dev.health().excluded) expect(e).toMatchObject({ since: 1000, retryAt: 1000 + 20 * MIN });
+    expect(lines().filter((l) => /refused a read/.test(l) && !/still refused/.test(l))).toEqual(refusedLines);
+  });
+
+  it("a device answering 'illegal data address' to everything for a while gets every point back after the interval", async () => {
+    const sim = new SimDevice(sdm630, { freeze: true });
+    const { log, lines } = recordingLogger();
+    const { link, device } = rig({ 1: sim }, { log });
+    const points = sdm630.points.filter((p) => p.table === "input").slice(0, 6);
+    const dev = device({ unit: 1, points, limits: readLimits("sdm630", {}), reprobeInterval: 5 * MIN });
+    link.setFault(1, { kind: "exception", code: 2 });
+    const confused = values(await dev.poll(0));
+    expect(Object.values(confused).filter((v) => v === "(bad)")).toHaveLength(6);
+    expect(dev.health().unsupported).toHaveLength(6);
+    expect(dev.health().requestsPerPoll).toBe(0);
+    expect(dev.health().excluded).toContainEqual({ what: "point voltage_l1 (input 0x0000)", since: 0, retryAt: 5 * MIN });
+    link.setFault(1, { kind: "none" });
+    link.log.length = 0;
+    await dev.poll(5 * MIN - 1);
+    expect(link.log).toHaveLength(0); // nothing is read until the interval is over
+    const back = values(await dev.poll(5 * MIN));
+    for (const p of points) expect(back[p.name], p.name).toBeCloseTo(sim.get(p.name) as number, 3);
+    expect(link.log.map((r) => [r.address, r.count])).toEqual([[0, 12]]);
+    expect(dev.health()).toMatchObject({ unsupported: [], excluded: [], requestsPerPoll: 1 });
+    expect(lines()).toContain("dev-1: point voltage_l1 (input 0x0000) readable again");
+  });
+
+  it("tries again at once when the device answers again after being offline", async () => {
+    const points: ModbusPoint[] = [
+      { name: "a", table: "holding", address: 10, type: "uint16", sim: { wave: "constant", min: 7, max: 7 } },
+      { name: "b", table: "holding", address: 11, type: "uint16", sim: { wave: "constant", min: 9, max: 9 } },
+    ];
+    // Until its restart the device does not implement b.
+    const units = new Map([[1, new SimDevice([points[0]!])]]);
+    const link = new SimLink(units);
+    const line = new ModbusLine("test-line", link, { interFrameMs: 0, reopenMs: 0 });
+    line.acquire();
+    const opts = { name: "dev", unit: 1, points, interval: 1000, timeout: 20, retries: 0, limits: { ...PROTOCOL_LIMITS }, offlineAfter: 1, probeInterval: 10_000, reprobeInterval: 60 * MIN };
+    const dev = new ModbusDevice(opts, line, silentLogger());
+    expect(values(await dev.poll(0))).toEqual({ a: 7, b: "(bad)", online: true });
+    expect(dev.health().unsupported).toEqual(["b"]);
+    link.setFault(1, { kind: "no-answer" });
+    await dev.poll(1000);
+    expect(dev.health().online).toBe(false);
+    units.set(1, new SimDevice(points));
+    link.setFault(1, { kind: "none" });
+    await dev.poll(20_000); // the probe: answered, online again
+    expect(dev.health().online).toBe(true);
+    expect(dev.health().excluded.map((e) => e.retryAt)).toEqual([20_000, 20_000]);
+    link.log.length = 0;
+    expect(values(await dev.poll(21_000))).toEqual({ a: 7, b: 9, online: true });
+    expect(link.log).toEqual([{ unit: 1, fc: 3, address: 10, count: 2 }]);
+    expect(dev.health().excluded).toEqual([]);
   });
 });

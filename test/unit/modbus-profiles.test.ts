@@ -4,6 +4,7 @@ import { getProfile, listProfiles, profileIds } from "../../drivers/modbus/regis
 import type { ModbusPoint, ModbusProfile } from "../../drivers/modbus/types.js";
 import { registerCount } from "../../drivers/modbus/types.js";
 import { naiveRequestCount, planReads, PROTOCOL_LIMITS } from "../../src/sources/modbus/planner.js";
+import { readLimits } from "../../src/sources/modbus/source.js";
 
 const ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"];
 const isBitTable = (p: ModbusPoint) => p.table === "coil" || p.table === "discrete";
@@ -76,6 +77,28 @@ describe("modbus profile registry", () => {
       }
     });
 
+    it("states its block-read facts consistently: registers per read within the protocol, readable ranges apart and around whole points", () => {
+      if (profile.maxRegisters !== undefined) {
+        expect(Number.isInteger(profile.maxRegisters)).toBe(true);
+        expect(profile.maxRegisters).toBeGreaterThanOrEqual(1);
+        expect(profile.maxRegisters).toBeLessThanOrEqual(PROTOCOL_LIMITS.maxRegisters);
+      }
+      const ranges = profile.readable ?? [];
+      for (const [i, r] of ranges.entries()) {
+        const at = `${profile.id} readable ${r.table} 0x${r.first.toString(16)}–0x${r.last.toString(16)}`;
+        expect(r.first, at).toBeLessThanOrEqual(r.last);
+        expect(r.first, at).toBeGreaterThanOrEqual(0);
+        expect(r.last, at).toBeLessThanOrEqual(0xffff);
+        for (const o of ranges.slice(i + 1)) expect(o.table === r.table && o.first <= r.last && r.first <= o.last, `${at} overlaps another`).toBe(false);
+        // A point half in a range would make the range's edge cut through a value.
+        for (const p of profile.points.filter((q) => q.table === r.table)) {
+          const inside = r.first <= p.address && p.address + registerCount(p) - 1 <= r.last;
+          const apart = p.address + registerCount(p) - 1 < r.first || p.address > r.last;
+          expect(inside || apart, `${where(profile, p)} straddles ${at}`).toBe(true);
+        }
+      }
+    });
+
     it("identifies by registers that its points cover", () => {
       for (const probe of profile.identify ?? []) {
         const n = registerCount(probe);
@@ -124,13 +147,25 @@ describe("modbus profile facts (devices.md)", () => {
     expect(getProfile("epever")?.serial).toEqual({ baud: 115200, parity: "none", dataBits: 8, stopBits: 1, unit: 1 });
   });
 
-  it("SDM630: the input points plan into at most 4 reads, one per point without a planner", () => {
+  it("Eastron block reads: up to 80 registers, unused input registers read as zero; EPEVER only within its blocks", () => {
+    for (const id of ["sdm120", "sdm630"]) {
+      expect(getProfile(id)?.maxRegisters, id).toBe(80);
+      expect(getProfile(id)?.readable, id).toEqual([{ table: "input", first: 0, last: 0x157 }]);
+    }
+    const epever = getProfile("epever")!;
+    expect(epever.readable).toContainEqual({ table: "input", first: 0x3100, last: 0x3111 });
+    for (const alone of [0x311a, 0x311b, 0x311d]) expect(epever.readable).toContainEqual({ table: "input", first: alone, last: alone });
+  });
+
+  it("SDM630: the input points plan into 2 reads (0x0000–0x004F, 0x0156), one per point without a planner", () => {
     const sdm630 = getProfile("sdm630")!;
-    const plan = planReads(sdm630.points, { ...PROTOCOL_LIMITS, maxGap: 10 });
-    // 0x00–0x11, 0x1E–0x23, 0x30–0x4F and 0x156 (gaps of 12 registers split the first three)…
-    expect(plan.filter((r) => r.table === "input").length).toBeLessThanOrEqual(4);
+    const plan = planReads(sdm630.points, readLimits("sdm630", {}));
+    expect(plan.filter((r) => r.table === "input").map((r) => [r.address, r.count])).toEqual([
+      [0, 80],
+      [0x156, 2],
+    ]);
     // …plus the holding register with the meter id.
-    expect(plan).toHaveLength(5);
+    expect(plan).toHaveLength(3);
     expect(naiveRequestCount(sdm630.points)).toBe(sdm630.points.length);
   });
 });

@@ -21,6 +21,24 @@ export const epever: ModbusProfile = {
   source: "EPEVER B-Series MODBUS Specification V2.3; LS-B Series Protocol V1.1",
   // devices.md flags the id: one document says 0 (broadcast in Modbus), so 1 it is.
   serial: { baud: 115200, parity: "none", dataBits: 8, stopBits: 1, unit: 1 },
+  // devices.md "Block reads" (a Tracer 3210A): reserved registers inside 0x3100–0x3111 read,
+  // reads past the implemented blocks are refused, 0x311A, 0x311B and 0x311D answer only alone.
+  // Elsewhere a read may span only documented addresses. Other models may allow more: the
+  // planner still learns from refusals.
+  readable: [
+    { table: "input", first: 0x3100, last: 0x3111 },
+    { table: "input", first: 0x311a, last: 0x311a },
+    { table: "input", first: 0x311b, last: 0x311b },
+    { table: "input", first: 0x311d, last: 0x311d },
+    { table: "input", first: 0x3200, last: 0x3202 },
+    { table: "input", first: 0x3300, last: 0x3313 },
+    { table: "input", first: 0x331a, last: 0x331c },
+    { table: "coil", first: 0x0000, last: 0x0003 },
+    { table: "coil", first: 0x0005, last: 0x0006 },
+    { table: "coil", first: 0x000d, last: 0x000e },
+    { table: "discrete", first: 0x2000, last: 0x2000 },
+    { table: "discrete", first: 0x200c, last: 0x200c },
+  ],
   points: [
     u16in("pv_voltage", 0x3100, 0.01, "V", walk(0, 22)),
     u16in("pv_current", 0x3101, 0.01, "A", walk(0, 3.5)),

@@ -1,5 +1,6 @@
 // Eastron SDM120-Modbus user manual V2.9 (devices.md): FC04 float32 registers, high word first.
 import type { ModbusProfile } from "../types.js";
+import { EASTRON_BLOCK_READS } from "./eastron.js";
 import { constant, counter, f32hold, f32in, NO_UNIT, sine, u16hold, walk } from "./points.js";
 
 export const sdm120: ModbusProfile = {
@@ -9,6 +10,7 @@ export const sdm120: ModbusProfile = {
   description: "Single-phase energy meter, 45 A direct connection",
   source: "Eastron SDM120M user manual V2.9",
   serial: { baud: 2400, parity: "none", dataBits: 8, stopBits: 1, unit: 1 },
+  ...EASTRON_BLOCK_READS,
   points: [
     f32in("voltage", 0x0000, "V", sine(227, 233, 60)),
     f32in("current", 0x0006, "A", walk(0.2, 10)),

@@ -1,6 +1,7 @@
 // Eastron SDM630 register map as in reaper7/SDM_Energy_Meter SDM.h and volkszaehler/mbmd sdm.go
 // (devices.md): FC04 float32 registers, high word first.
 import type { ModbusProfile } from "../types.js";
+import { EASTRON_BLOCK_READS } from "./eastron.js";
 import { constant, counter, f32hold, f32in, NO_UNIT, sine, walk } from "./points.js";
 
 const phases = [1, 2, 3] as const;
@@ -13,6 +14,7 @@ export const sdm630: ModbusProfile = {
   source: "reaper7/SDM_Energy_Meter SDM.h; volkszaehler/mbmd meters/rs485/sdm.go",
   // devices.md flags parity: some sources say even. None is the default here; configs may override.
   serial: { baud: 9600, parity: "none", dataBits: 8, stopBits: 1, unit: 1 },
+  ...EASTRON_BLOCK_READS,
   points: [
     ...phases.map((n) => f32in(`voltage_l${n}`, 0x0000 + 2 * (n - 1), "V", sine(227, 233, 60))),
     ...phases.map((n) => f32in(`current_l${n}`, 0x0006 + 2 * (n - 1), "A", walk(0.5, 25))),

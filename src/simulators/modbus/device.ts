@@ -1,11 +1,14 @@
 /**
  * One simulated Modbus slave: the registers of a profile's points, moved by their sim hints, and
- * a PDU handler that answers like a real meter (exception 2 for any unmapped address in a range,
- * exception 3 for bad quantities or values, exception 1 for unknown function codes).
+ * a PDU handler that answers like the real device. Reads follow the profile's block-read facts
+ * (devices.md "Block reads"): inside a readable range unused registers read as zero (Eastron),
+ * elsewhere every address read must be a point's, or exception 2 (EPEVER past its table); more
+ * than the profile's maxRegisters is exception 3, as are other bad quantities or values;
+ * exception 1 for unknown function codes.
  */
 import { decodePoint, encodePoint } from "../../../drivers/modbus/codec.js";
-import type { ModbusPoint, ModbusProfile, Table } from "../../../drivers/modbus/types.js";
-import { isBitTable, probePoint, registerCount } from "../../../drivers/modbus/types.js";
+import type { ModbusPoint, ModbusProfile, ReadableRange, Table } from "../../../drivers/modbus/types.js";
+import { isBitTable, probePoint, readableRangeOf, registerCount } from "../../../drivers/modbus/types.js";
 import { exceptionPdu, ModbusException } from "../../buses/modbus/frames.js";
 import { prng } from "../../buses/prng.js";
 
@@ -65,6 +68,9 @@ export class SimDevice {
   };
   private readonly states = new Map<string, PointState>();
   private readonly random: () => number;
+  /** The profile's block-read facts; a bare point list has none (every address read must be a point's). */
+  private readonly readable: readonly ReadableRange[];
+  private readonly maxReadRegisters: number;
   private readonly startMs: number;
   private lastTickMs: number;
 
@@ -75,6 +81,8 @@ export class SimDevice {
     this.startMs = opts.startMs ?? Date.now();
     this.lastTickMs = this.startMs;
     const points = isPointList(source) ? [...source] : [...source.points];
+    this.readable = isPointList(source) ? [] : (source.readable ?? []);
+    this.maxReadRegisters = isPointList(source) ? LIMITS.readRegisters : Math.min(LIMITS.readRegisters, source.maxRegisters ?? LIMITS.readRegisters);
     for (const p of points) this.addPoint(p);
     // A scan identifies a model by probes that need not be points: serve them too.
     if (!isPointList(source)) {
@@ -230,10 +238,14 @@ export class SimDevice {
     words.forEach((w, i) => bank.set(p.address + i, w & 0xffff));
   }
 
-  /** Checks quantity (exception 3) then that every address exists (exception 2). */
+  /**
+   * Checks quantity (exception 3) then that every address exists (exception 2): a read within
+   * a readable range may cover unused addresses, anything else only points' addresses.
+   */
   private checkRange(table: Table, start: number, count: number, max: number, writing: boolean): number | undefined {
     if (count < 1 || count > max) return ModbusException.IllegalDataValue;
     if (start + count > 0x10000) return ModbusException.IllegalDataAddress;
+    if (!writing && readableRangeOf(this.readable, table, start, count)) return undefined;
     const owners = this.owners[table];
     for (let a = start; a < start + count; a++) {
       const list = owners.get(a);
@@ -266,7 +278,7 @@ export class SimDevice {
     const start = pdu.readUInt16BE(1);
     const count = pdu.readUInt16BE(3);
     const table: Table = fc === 3 ? "holding" : "input";
-    const err = this.checkRange(table, start, count, LIMITS.readRegisters, false);
+    const err = this.checkRange(table, start, count, this.maxReadRegisters, false);
     if (err !== undefined) return exceptionPdu(fc, err);
     const reply = Buffer.alloc(2 + count * 2);
     reply[0] = fc;

@@ -1,7 +1,9 @@
 /**
- * Polls one Modbus device on a shared line: plans its points into few reads, retries lost
- * frames, learns where the device refuses merged reads, and backs off when the device stops
- * answering (a circuit breaker) so it cannot steal the line from healthy neighbours.
+ * Polls one Modbus device on a shared line: plans its points into the reads that cost least on
+ * its transport, retries lost frames, learns where the device refuses merged reads or points
+ * (and tries them again now and then: what a confused device refused is not refused forever),
+ * and backs off when the device stops answering (a circuit breaker) so it cannot steal the line
+ * from healthy neighbours.
  *
  * Health is published as readings: `<device>/online` every poll, and points whose read failed
  * come with quality bad and a null value — never a stale or wrong number.
@@ -14,13 +16,19 @@
  */
 import { decodePoint } from "../../../drivers/modbus/codec.js";
 import type { ModbusPoint } from "../../../drivers/modbus/types.js";
+import type { Table } from "../../../drivers/modbus/types.js";
 import { type ModbusError, ModbusError as ModbusErrorClass, type ModbusErrorKind, type ModbusLink } from "../../buses/modbus/link.js";
 import type { ModbusLine } from "../../buses/modbus/line.js";
 import type { Reading } from "../../model/reading.js";
 import type { Logger } from "../../ops/logger.js";
-import type { Source } from "../source.js";
+import type { Source, SourceDetail } from "../source.js";
+import { modbusDetail } from "./status.js";
 import { encodeWrite, type WriteResult, writeAndReadBack } from "./write.js";
-import { Breaks, type PlanLimits, planReads, type ReadRequest, splitRequest } from "./planner.js";
+import { Breaks, DEFAULT_WIRE, type PlanLimits, planReads, type ReadRequest, splitRequest } from "./planner.js";
+import { planMs, type WireModel } from "./wire-cost.js";
+
+/** How long what a device refused stays out of its polls before it is tried again. */
+export const DEFAULT_REPROBE_INTERVAL_MS = 10 * 60_000;
 
 export interface ModbusDeviceOptions {
   name: string;
@@ -32,6 +40,13 @@ export interface ModbusDeviceOptions {
   limits: PlanLimits;
   offlineAfter: number;
   probeInterval: number;
+  /** What a read costs on the device's transport, for the planner; default Modbus TCP. */
+  wire?: WireModel;
+  /**
+   * A refused range or an unreadable point is tried again after this long (ms), and as soon as
+   * the device answers again after being offline; default DEFAULT_REPROBE_INTERVAL_MS.
+   */
+  reprobeInterval?: number;
   /** Wall clock (ms) for writes, which come without a tick; Date.now unless a test sets one. */
   now?: () => number;
 }
@@ -76,12 +91,27 @@ export interface DeviceHealth {
   lastOkTs: number | null;
   /** Reads planned per poll. */
   requestsPerPoll: number;
+  /** Estimated time of those reads on the wire (ms), from the transport's cost model. */
+  wireMsPerPoll: number;
   counters: Record<ModbusErrorKind | "requests" | "ok" | "retries" | "polls", number>;
+  /** Points left out of the polls for now because the device refused them (also in `excluded`). */
   unsupported: string[];
+  /** What is not read for now and why, since when it is refused (ms), when it is tried again (ms). */
+  excluded: Exclusion[];
   writes: WriteCounters;
   /** The line (bus) the device is on, shared with its neighbours. */
   bus: { name: string; open: boolean; opens: number; openFailures: number; queued: number; lastError: string | null };
 }
+
+export interface Exclusion {
+  /** `point battery_soc (input 0x311a)` or `reads across input 0x311a`. */
+  what: string;
+  since: number;
+  retryAt: number;
+}
+
+/** Something the device refused: a point, or reads that span an address (a break). */
+type Refusal = Exclusion & ({ kind: "point"; point: ModbusPoint } | { kind: "range"; table: Table; address: number });
 
 export interface WriteOptions {
   /**
@@ -95,8 +125,16 @@ export class ModbusDevice implements Source {
   readonly name: string;
   readonly interval: number;
   private readonly breaks = new Breaks();
-  private readonly unsupported = new Set<ModbusPoint>();
+  /** What the device refused, by point or by `table:address` of a break. */
+  private readonly refused = new Map<ModbusPoint | string, Refusal>();
+  /** Refusals taken back into the plan to be tried again, until a read shows how it went. */
+  private readonly retrying = new Map<ModbusPoint | string, Refusal>();
+  /** The earliest retryAt of `refused`. */
+  private nextRetry = Number.POSITIVE_INFINITY;
+  private readonly reprobeInterval: number;
+  private readonly wire: WireModel;
   private plan: ReadRequest[];
+  private planWireMs = 0;
   /** Each point's reading name ("device/point"), made once: a poll would build it per value. */
   private readonly keys: Map<ModbusPoint, string>;
   private readonly onlineKey: string;
@@ -138,6 +176,8 @@ export class ModbusDevice implements Source {
     this.interval = opts.interval;
     this.keys = new Map(opts.points.map((p) => [p, `${opts.name}/${p.name}`]));
     this.onlineKey = `${opts.name}/online`;
+    this.wire = opts.wire ?? DEFAULT_WIRE;
+    this.reprobeInterval = opts.reprobeInterval ?? DEFAULT_REPROBE_INTERVAL_MS;
     this.plan = this.replan();
     this.now = opts.now ?? (() => Date.now());
     // One in progress, plus the waiting ones.
@@ -159,23 +199,34 @@ export class ModbusDevice implements Source {
       lastError: this.lastError,
       lastOkTs: this.lastOkTs,
       requestsPerPoll: this.plan.length,
+      wireMsPerPoll: Math.round(this.planWireMs * 10) / 10,
       counters: { ...this.counters },
-      unsupported: [...this.unsupported].map((p) => p.name),
+      unsupported: [...this.refused.values()].flatMap((r) => (r.kind === "point" ? [r.point.name] : [])),
+      excluded: [...this.refused.values()].map(({ what, since, retryAt }) => ({ what, since, retryAt })),
       writes: { ...this.writes, pending: this.pendingWrites },
       bus: (({ open, opens, openFailures, queued, lastError }) => ({ name: this.line.name, open, opens, openFailures, queued, lastError }))(this.line.stats()),
     };
   }
 
+  /** The device and its line, typed for status and metrics. */
+  status(): SourceDetail {
+    return modbusDetail(this.name, this.health());
+  }
+
   private replan(): ReadRequest[] {
-    return planReads(
-      this.opts.points.filter((p) => !this.unsupported.has(p)),
+    const plan = planReads(
+      this.opts.points.filter((p) => !this.refused.has(p)),
       this.opts.limits,
       this.breaks,
+      this.wire,
     );
+    this.planWireMs = planMs(this.wire, plan);
+    return plan;
   }
 
   async poll(tickTs: number): Promise<Reading[]> {
     this.counters.polls++;
+    if (tickTs >= this.nextRetry) this.retryRefused(tickTs);
     const readings: Reading[] = [];
     if (!this.online) {
       if (tickTs < this.nextProbe) {
@@ -211,7 +262,11 @@ export class ModbusDevice implements Source {
   /** The circuit breaker, after a poll or a write: did the device answer at all? */
   private afterAttempt(ok: boolean, ts: number): void {
     if (ok) {
-      if (!this.online) this.log.info({ device: this.name }, `${this.name}: answering again`);
+      if (!this.online) {
+        this.log.info({ device: this.name }, `${this.name}: answering again`);
+        // What it refused may have been the trouble that took it offline: try it all again.
+        if (this.refused.size > 0) this.retryAtOnce(ts);
+      }
       this.online = true;
       this.offlineSince = null;
       this.failures = 0;
@@ -242,7 +297,7 @@ export class ModbusDevice implements Source {
       words = await this.transact(req);
     } catch (err) {
       const e = toModbusError(err);
-      if (e.kind === "exception" && e.exceptionCode === 2) return this.onIllegalAddress(req, ts, out);
+      if (isRefusal(e)) return this.onRefused(req, e, ts, out);
       this.markBad(req, ts, out);
       if (e.kind === "exception") return "ok"; // the device answered, even if with an exception
       return e.kind === "timeout" || e.kind === "disconnected" ? "silent" : "failed";
@@ -255,30 +310,87 @@ export class ModbusDevice implements Source {
         out.push({ point, ts, value: null, quality: "bad" });
       }
     }
+    if (this.retrying.size > 0) this.noteReadable(req);
     return "ok";
   }
 
-  /** Illegal data address: the merge read over a hole. Split, remember the split, read the parts. */
-  private async onIllegalAddress(req: ReadRequest, ts: number, out: Reading[]): Promise<"ok" | "failed" | "silent"> {
+  /**
+   * The device refused the read (illegal data address or value): a merged read spans registers
+   * it does not implement, or more than it answers at once. Split, remember the split, read the
+   * parts; a single point it refuses is left out. Both until the next re-probe.
+   */
+  private async onRefused(req: ReadRequest, e: ModbusError, ts: number, out: Reading[]): Promise<"ok" | "failed" | "silent"> {
     const split = splitRequest(req);
+    const retryAt = ts + this.reprobeInterval;
+    const again = `${this.reprobeInterval / 60_000 >= 1 ? `${+(this.reprobeInterval / 60_000).toFixed(1)} min` : `${this.reprobeInterval / 1000} s`}`;
     if (!split) {
       for (const p of req.points) {
-        this.unsupported.add(p);
-        this.log.warn({ device: this.name }, `${this.name}: ${p.name} (${p.table} 0x${p.address.toString(16).padStart(4, "0")}) is not readable on this device (illegal data address); no longer read`);
+        const first = this.exclude(p, { kind: "point", point: p, what: `point ${p.name} (${where(p.table, p.address)})`, since: ts, retryAt });
+        const message = `${this.name}: ${p.name} (${where(p.table, p.address)}) is not readable on this device (${e.message}); left out of the polls, tried again in ${again}`;
+        if (first) this.log.warn({ device: this.name }, message);
+        else this.log.debug({ device: this.name }, `${message} (still refused)`);
       }
       this.markBad(req, ts, out);
       this.plan = this.replan();
       return "ok";
     }
+    const key = `${req.table}:${split.breakAt}`;
     this.breaks.add(req.table, split.breakAt);
+    const first = this.exclude(key, { kind: "range", table: req.table, address: split.breakAt, what: `reads across ${where(req.table, split.breakAt)}`, since: ts, retryAt });
     this.plan = this.replan();
-    this.log.info({ device: this.name }, `${this.name}: refused a read of ${req.count} at ${req.table} 0x${req.address.toString(16)}; reading in smaller parts from now on (${this.plan.length} per poll)`);
+    const message = `${this.name}: refused a read of ${req.count} at ${req.table} 0x${req.address.toString(16)} (${e.message}); reading in smaller parts (${this.plan.length} per poll), the whole tried again in ${again}`;
+    if (first) this.log.info({ device: this.name }, message);
+    else this.log.debug({ device: this.name }, `${message} (still refused)`);
     let result: "ok" | "failed" | "silent" = "failed";
     for (const part of split.parts) {
       const r = await this.readRequest(part, ts, out);
       if (r === "ok") result = "ok";
     }
     return result;
+  }
+
+  /**
+   * Records a refusal; a re-probe refused again keeps its first `since`. True when it is new
+   * (worth a log line), false when a re-probe was refused again.
+   */
+  private exclude(key: ModbusPoint | string, r: Refusal): boolean {
+    const before = this.retrying.get(key);
+    this.retrying.delete(key);
+    this.refused.set(key, before ? { ...r, since: before.since } : r);
+    this.nextRetry = Math.min(this.nextRetry, r.retryAt);
+    return !before;
+  }
+
+  /** Takes refusals whose time has come back into the plan; the next reads show how they went. */
+  private retryRefused(now: number): void {
+    this.nextRetry = Number.POSITIVE_INFINITY;
+    let changed = false;
+    for (const [key, r] of this.refused) {
+      if (r.retryAt > now) {
+        this.nextRetry = Math.min(this.nextRetry, r.retryAt);
+        continue;
+      }
+      this.refused.delete(key);
+      this.retrying.set(key, r);
+      if (r.kind === "range") this.breaks.delete(r.table, r.address);
+      changed = true;
+    }
+    if (changed) this.plan = this.replan();
+  }
+
+  private retryAtOnce(now: number): void {
+    for (const r of this.refused.values()) r.retryAt = now;
+    this.nextRetry = now;
+  }
+
+  /** A read answered: a retried point or range it covers is readable again. */
+  private noteReadable(req: ReadRequest): void {
+    for (const [key, r] of this.retrying) {
+      const covered = r.kind === "point" ? req.points.includes(r.point) : r.table === req.table && req.address < r.address && r.address < req.address + req.count;
+      if (!covered) continue;
+      this.retrying.delete(key);
+      this.log.info({ device: this.name }, `${this.name}: ${r.what} readable again`);
+    }
   }
 
   private async transact(req: ReadRequest): Promise<number[]> {
@@ -392,6 +504,15 @@ export class ModbusDevice implements Source {
     const since = new Date(this.offlineSince ?? this.now()).toISOString().replace(/\.\d+Z$/, "Z");
     return new DeviceOfflineError(`${this.name} is offline since ${since} (${this.offlineReason}); next attempt within ${this.opts.probeInterval / 1000}s`, this.nextProbe);
   }
+}
+
+/** Illegal data address or value: this read is refused, whatever else the device answers. */
+function isRefusal(e: ModbusError): boolean {
+  return e.kind === "exception" && (e.exceptionCode === 2 || e.exceptionCode === 3);
+}
+
+function where(table: Table, address: number): string {
+  return `${table} 0x${address.toString(16).padStart(4, "0")}`;
 }
 
 function toModbusError(err: unknown): ModbusError {

@@ -1,10 +1,14 @@
 /**
- * Groups a device's points into as few Modbus reads as the limits allow. Pure: no I/O.
+ * Groups a device's points into the Modbus reads that cost the least time on its transport.
+ * Pure: no I/O. Merging two reads saves a transaction (request, silences, turnaround or round
+ * trip) and costs the unused registers between them: worth it over a 12-register hole on TCP
+ * or at 115200 baud, not over a 40-register one at 2400 baud (see wire-cost.ts).
  * Assumes the points of a table do not partly overlap (the profile registry test checks it);
  * points on the same registers, such as bits of one register, share a request.
  */
-import type { ModbusPoint, Table } from "../../../drivers/modbus/types.js";
+import type { ModbusPoint, ReadableRange, Table } from "../../../drivers/modbus/types.js";
 import { isBitTable, registerCount } from "../../../drivers/modbus/types.js";
+import { readMs, wireModel, type WireModel } from "./wire-cost.js";
 
 export interface ReadRequest {
   table: Table;
@@ -20,15 +24,22 @@ export interface PlanLimits {
   maxRegisters: number;
   /** Bits per FC01/FC02 read, ≤ 2000. */
   maxBits: number;
-  /** Largest run of unused registers (or bits) a request may read over to join two points. */
-  maxGap: number;
+  /**
+   * Largest run of unused registers (or bits) a request may read over to join two points: a
+   * hard cap a user set (`max_gap`). Without it the cost on the wire decides.
+   */
+  maxGap?: number | undefined;
+  /**
+   * Where unused registers are known to read as zero (the profile's facts; ranges do not
+   * overlap): a request inside one range may read over any hole; a request of several points
+   * that touches a range lies inside it.
+   */
+  readable?: readonly ReadableRange[] | undefined;
 }
 
-/** Modbus Application Protocol V1.1b3: FC03/04 read 1–125 registers, FC01/02 1–2000 bits. */
 export const PROTOCOL_LIMITS = { maxRegisters: 125, maxBits: 2000 } as const;
 
 const TABLES: readonly Table[] = ["coil", "discrete", "input", "holding"];
-
 
 /**
  * Addresses a request must never span (read both `address - 1` and `address`). Learned from
@@ -41,6 +52,10 @@ export class Breaks {
     const set = this.#byTable.get(table) ?? new Set<number>();
     set.add(address);
     this.#byTable.set(table, set);
+  }
+
+  delete(table: Table, address: number): void {
+    this.#byTable.get(table)?.delete(address);
   }
 
   has(table: Table, address: number): boolean {
@@ -60,43 +75,95 @@ export class Breaks {
   }
 }
 
+/** Without a transport: Modbus TCP, where a transaction costs far more than a register. */
+export const DEFAULT_WIRE: WireModel = wireModel({ kind: "tcp" });
+
+/** Points on overlapping registers: they go into one request together. */
+interface Cluster {
+  start: number;
+  end: number;
+  points: ModbusPoint[];
+  /** Index of the readable range holding it, -1 for none. */
+  range: number;
+}
+
 /**
- * Greedy left to right per table: a point joins the current request while the request stays
- * within the limit, the unused gap before the point is at most maxGap and no break lies between
- * the request's start and the point. Every rule holds for any sub-run of a valid run, which is
- * why greedy gives the fewest requests.
+ * The cheapest plan on `wire`, per table by dynamic programming over the points in address
+ * order: a request covers a run of neighbours (reading past a point costs the same registers
+ * as reading it), and a run is allowed when it stays within the limit, reads over no hole wider
+ * than maxGap, crosses no break, and lies inside one readable range or touches none. On equal
+ * cost, fewer requests win. (Points on one register are always read together, even where they
+ * cross a range's edge.)
  */
-export function planReads(points: readonly ModbusPoint[], limits: PlanLimits, breaks = new Breaks()): ReadRequest[] {
+export function planReads(points: readonly ModbusPoint[], limits: PlanLimits, breaks = new Breaks(), wire: WireModel = DEFAULT_WIRE): ReadRequest[] {
   checkLimits(limits);
   const requests: ReadRequest[] = [];
   for (const table of TABLES) {
     const limit = isBitTable(table) ? limits.maxBits : limits.maxRegisters;
-    const sorted = points.filter((p) => p.table === table).sort((a, b) => a.address - b.address);
-    let current: ReadRequest | undefined;
-    for (const p of sorted) {
-      const size = registerCount(p);
-      if (size > limit) {
-        throw new RangeError(
-          `point ${p.name} (${table} 0x${p.address.toString(16)}) spans ${size} registers, ` +
-            `more than one read may return (${limit})`,
-        );
+    const ranges = limits.readable?.filter((r) => r.table === table) ?? [];
+    const clusters = clustersOf(table, points, limit, ranges);
+    const n = clusters.length;
+    // best[i]: the cheapest plan of the first i clusters, and where its last request starts.
+    const best: Array<{ ms: number; requests: number; from: number }> = [{ ms: 0, requests: 0, from: -1 }];
+    for (let i = 1; i <= n; i++) {
+      const last = clusters[i - 1]!;
+      let choice = { ms: Number.POSITIVE_INFINITY, requests: 0, from: i - 1 };
+      let end = last.end;
+      for (let j = i - 1; j >= 0; j--) {
+        const c = clusters[j]!;
+        if (j < i - 1) {
+          const next = clusters[j + 1]!;
+          if (limits.maxGap !== undefined && next.start - c.end > limits.maxGap) break;
+          if (breaks.within(table, c.start, next.start)) break;
+          if (c.range !== last.range) break;
+        }
+        end = Math.max(end, c.end);
+        if (end - c.start > limit) break;
+        // One cluster is always readable on its own: those are the points' own registers.
+        if (j < i - 1 && last.range < 0 && ranges.some((r) => r.first < end && c.start <= r.last)) break;
+        const ms = best[j]!.ms + readMs(wire, table, end - c.start);
+        const requests = best[j]!.requests + 1;
+        if (ms < choice.ms - EPSILON_MS || (ms <= choice.ms + EPSILON_MS && requests < choice.requests)) choice = { ms, requests, from: j };
       }
-      const end = current ? current.address + current.count : 0;
-      if (
-        current &&
-        Math.max(end, p.address + size) - current.address <= limit &&
-        p.address - end <= limits.maxGap &&
-        !breaks.within(table, current.address, p.address)
-      ) {
-        current.count = Math.max(end, p.address + size) - current.address;
-        current.points.push(p);
-      } else {
-        current = { table, address: p.address, count: size, points: [p] };
-        requests.push(current);
-      }
+      best.push(choice);
     }
+    const runs: ReadRequest[] = [];
+    for (let i = n; i > 0; i = best[i]!.from) {
+      const run = clusters.slice(best[i]!.from, i);
+      const address = run[0]!.start;
+      runs.push({ table, address, count: Math.max(...run.map((c) => c.end)) - address, points: run.flatMap((c) => c.points) });
+    }
+    requests.push(...runs.reverse());
   }
   return requests;
+}
+
+/** Costs closer than this are equal (sums of floating-point milliseconds). */
+const EPSILON_MS = 1e-9;
+
+function clustersOf(table: Table, points: readonly ModbusPoint[], limit: number, ranges: readonly ReadableRange[]): Cluster[] {
+  const sorted = points.filter((p) => p.table === table).sort((a, b) => a.address - b.address);
+  const clusters: Cluster[] = [];
+  let current: Cluster | undefined;
+  for (const p of sorted) {
+    const size = registerCount(p);
+    if (size > limit) {
+      throw new RangeError(
+        `point ${p.name} (${table} 0x${p.address.toString(16)}) spans ${size} registers, ` +
+          `more than one read may return (${limit})`,
+      );
+    }
+    const end = p.address + size;
+    if (current && p.address < current.end && Math.max(current.end, end) - current.start <= limit) {
+      current.end = Math.max(current.end, end);
+      current.points.push(p);
+    } else {
+      current = { start: p.address, end, points: [p], range: -1 };
+      clusters.push(current);
+    }
+  }
+  for (const c of clusters) c.range = ranges.findIndex((r) => r.first <= c.start && c.end - 1 <= r.last);
+  return clusters;
 }
 
 /**
@@ -148,11 +215,11 @@ function checkLimits(l: PlanLimits): void {
     Number.isInteger(l.maxBits) &&
     l.maxBits >= 1 &&
     l.maxBits <= PROTOCOL_LIMITS.maxBits &&
-    l.maxGap >= 0;
+    (l.maxGap === undefined || l.maxGap >= 0);
   if (!ok) {
     throw new RangeError(
       `read limits out of range: maxRegisters ${l.maxRegisters} (1–125), maxBits ${l.maxBits} (1–2000), ` +
-        `maxGap ${l.maxGap} (≥ 0)`,
+        `maxGap ${l.maxGap ?? "none"} (≥ 0)`,
     );
   }
 }

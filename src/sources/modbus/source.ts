@@ -4,13 +4,14 @@
  * each polled at its own interval.
  */
 import { devicePoints, getProfile } from "../../../drivers/modbus/registry.js";
-import type { ModbusDeviceConfig, ModbusSourceConfig } from "./type.js";
+import type { ModbusSourceConfig } from "./type.js";
 import { describeTransport, interFrameMs, ModbusSerialLink, type ModbusTransport } from "../../buses/modbus/link.js";
 import { ModbusLine } from "../../buses/modbus/line.js";
 import { PortRegistry, rtuOverTcpPortId, serialPortId } from "../../buses/ports.js";
 import type { Logger } from "../../ops/logger.js";
 import { ModbusDevice } from "./device.js";
-import { PROTOCOL_LIMITS } from "./planner.js";
+import { type PlanLimits, PROTOCOL_LIMITS } from "./planner.js";
+import { wireModel } from "./wire-cost.js";
 
 export function transportOf(src: ModbusSourceConfig, simulators: ReadonlyMap<string, { host: string; port: number }>): ModbusTransport {
   if (src.rtu) {
@@ -42,16 +43,32 @@ export function lineFor(name: string, transport: ModbusTransport, ports: PortReg
   }
 }
 
+/**
+ * What the planner may do for a device: the profile's facts (registers per read, ranges where
+ * holes read as zero) within the user's limits; a user's max_gap is a hard cap.
+ */
+export function readLimits(profileId: string | undefined, user: { maxRegisters?: number | undefined; maxGap?: number | undefined }): PlanLimits {
+  const profile = profileId ? getProfile(profileId) : undefined;
+  return {
+    maxRegisters: Math.min(user.maxRegisters ?? PROTOCOL_LIMITS.maxRegisters, profile?.maxRegisters ?? PROTOCOL_LIMITS.maxRegisters),
+    maxBits: PROTOCOL_LIMITS.maxBits,
+    ...(user.maxGap !== undefined ? { maxGap: user.maxGap } : {}),
+    ...(profile?.readable ? { readable: profile.readable } : {}),
+  };
+}
+
 export function createModbusDevices(
   src: ModbusSourceConfig,
   deps: { log: Logger; simulators: ReadonlyMap<string, { host: string; port: number }>; ports?: PortRegistry },
 ): { line: ModbusLine; devices: ModbusDevice[] } {
   const transport = transportOf(src, deps.simulators);
   const line = lineFor(src.name, transport, deps.ports ?? new PortRegistry());
-  const profileLimit = (dev: ModbusDeviceConfig) => (dev.profile ? getProfile(dev.profile)?.maxRegisters : undefined);
+  const wire = wireModel(transport);
   const devices = src.devices.map(
-    (dev) =>
-      new ModbusDevice(
+    (dev) => {
+      // Until the schema carries reprobe_interval, the device's default applies.
+      const reprobe = (dev as { reprobe_interval?: unknown }).reprobe_interval;
+      return new ModbusDevice(
         {
           name: dev.name,
           unit: dev.unit,
@@ -59,17 +76,16 @@ export function createModbusDevices(
           interval: dev.interval ?? src.interval,
           timeout: dev.timeout ?? src.timeout,
           retries: dev.retries ?? src.retries,
-          limits: {
-            maxRegisters: Math.min(dev.max_registers ?? src.max_registers, profileLimit(dev) ?? PROTOCOL_LIMITS.maxRegisters),
-            maxBits: PROTOCOL_LIMITS.maxBits,
-            maxGap: dev.max_gap ?? src.max_gap,
-          },
+          limits: readLimits(dev.profile, { maxRegisters: dev.max_registers ?? src.max_registers, maxGap: dev.max_gap ?? src.max_gap }),
+          wire,
           offlineAfter: dev.offline_after,
           probeInterval: dev.probe_interval,
+          ...(typeof reprobe === "number" ? { reprobeInterval: reprobe } : {}),
         },
         line,
         deps.log.child({ line: src.name }),
-      ),
+      );
+    },
   );
   return { line, devices };
 }
