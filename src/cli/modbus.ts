@@ -1,6 +1,6 @@
 /**
- * Technician commands for Modbus: read a device (by profile or raw registers), write with
- * read-back, scan a line for units, list the built-in profiles.
+ * Technician commands for Modbus: read a device (by profile or raw registers) or show how it
+ * would be read (--plan), write with read-back, scan a line for units, list the built-in profiles.
  */
 import { createInterface } from "node:readline/promises";
 import { type Command, Option } from "commander";
@@ -12,7 +12,9 @@ import type { ModbusLine } from "../buses/modbus/line.js";
 import { UserError } from "../model/errors.js";
 import { silentLogger } from "../ops/logger.js";
 import { ModbusDevice } from "../sources/modbus/device.js";
-import { PROTOCOL_LIMITS } from "../sources/modbus/planner.js";
+import { planReads, PROTOCOL_LIMITS } from "../sources/modbus/planner.js";
+import { readLimits } from "../sources/modbus/source.js";
+import { planMs, readMs, wireModel } from "../sources/modbus/wire-cost.js";
 import { writeVerified } from "../sources/modbus/write.js";
 import { registerScan } from "./modbus-scan.js";
 import { addTargetOptions, openLine, parseInteger, parseTimeout, parseTransport, type TargetFlags } from "./modbus-target.js";
@@ -38,6 +40,7 @@ interface ReadFlags extends TargetFlags {
   type?: string;
   order?: string;
   scale?: string;
+  plan?: boolean;
   json?: boolean;
 }
 
@@ -47,6 +50,8 @@ export interface ReadOutput {
   requests: number;
   /** Reads per poll once the device's holes are known (what the agent will send). */
   plannedRequests: number;
+  /** Their estimated time on the wire per poll (ms). */
+  wireMsPerPoll: number;
   naiveRequests: number;
   ms: number;
   values: Array<{ point: string; table: Table; address: number; value: number | boolean | string | null; unit?: string; error?: string }>;
@@ -59,6 +64,40 @@ async function withLine<T>(transport: ModbusTransport, fn: (line: ModbusLine) =>
   } finally {
     await line.release();
   }
+}
+
+export interface PlanOutput {
+  target: string;
+  unit: number;
+  /** The transport's cost model: `9600 8N1`, `tcp`. */
+  wire: string;
+  requests: Array<{ table: Table; address: number; count: number; points: string[]; ms: number }>;
+  requestsPerCycle: number;
+  /** Estimated time of a cycle's requests on the wire (ms). */
+  wireMsPerPoll: number;
+  naiveRequests: number;
+  naiveWireMsPerPoll: number;
+}
+
+const roundMs = (ms: number) => Math.round(ms * 10) / 10;
+
+/** How the agent would read these points on this transport, before it learns anything: no I/O. */
+export function modbusPlan(flags: ReadFlags): PlanOutput {
+  const unit = parseInteger("--unit", flags.unit, 1, 247);
+  const points = readPoints(flags);
+  const transport = parseTransport(flags);
+  const wire = wireModel(transport);
+  const plan = planReads(points, readLimits(flags.profile, {}), undefined, wire);
+  return {
+    target: describeTransport(transport),
+    unit,
+    wire: wire.label,
+    requests: plan.map((r) => ({ table: r.table, address: r.address, count: r.count, points: r.points.map((p) => p.name), ms: roundMs(readMs(wire, r.table, r.count)) })),
+    requestsPerCycle: plan.length,
+    wireMsPerPoll: roundMs(planMs(wire, plan)),
+    naiveRequests: points.length,
+    naiveWireMsPerPoll: roundMs(points.reduce((ms, p) => ms + readMs(wire, p.table, registerCount(p)), 0)),
+  };
 }
 
 /** Reads every point of a profile (planned into few requests) or a raw register range. */
@@ -77,7 +116,8 @@ export async function modbusRead(flags: ReadFlags): Promise<ReadOutput> {
         interval: 1000,
         timeout,
         retries: 0,
-        limits: { maxRegisters: PROTOCOL_LIMITS.maxRegisters, maxBits: PROTOCOL_LIMITS.maxBits, maxGap: 10 },
+        limits: readLimits(flags.profile, {}),
+        wire: wireModel(transport),
         offlineAfter: 1000,
         probeInterval: 1000,
       },
@@ -97,6 +137,7 @@ export async function modbusRead(flags: ReadFlags): Promise<ReadOutput> {
       unit,
       requests: health.counters.requests,
       plannedRequests: health.requestsPerPoll,
+      wireMsPerPoll: health.wireMsPerPoll,
       naiveRequests: points.length,
       ms: Math.round(elapsed),
       values: points.map((p) => {
@@ -156,9 +197,27 @@ function printRead(out: ReadOutput): void {
   const w1 = Math.max(...rows.map((r) => r[1]!.length));
   for (const r of rows) process.stdout.write(`${r[0]!.padEnd(w0)}  ${r[1]!.padEnd(w1)}  ${r[2]}\n`);
   const learned = out.plannedRequests !== out.requests ? `; ${out.plannedRequests} per poll now that the device's holes are known` : "";
-  const n = (k: number, w: string) => `${k} ${w}${k === 1 ? "" : "s"}`;
   process.stdout.write(
-    `unit ${out.unit} on ${out.target}: ${n(out.values.length, "value")} in ${n(out.requests, "request")}${learned} (one per value: ${out.naiveRequests}), ${out.ms} ms\n`,
+    `unit ${out.unit} on ${out.target}: ${plural(out.values.length, "value")} in ${plural(out.requests, "request")}${learned} (one per value: ${out.naiveRequests}), ${out.ms} ms; ` +
+      `estimated wire time per poll ${out.wireMsPerPoll} ms\n`,
+  );
+}
+
+const plural = (k: number, w: string) => `${k} ${w}${k === 1 ? "" : "s"}`;
+
+function printPlan(out: PlanOutput): void {
+  const rows = out.requests.map((r) => [
+    `${r.table} 0x${r.address.toString(16).padStart(4, "0")}`,
+    plural(r.count, isBitTable(r.table) ? "bit" : "register"),
+    plural(r.points.length, "point"),
+    r.points.length <= 2 ? r.points.join(", ") : `${r.points[0]} … ${r.points.at(-1)}`,
+    `${r.ms} ms`,
+  ]);
+  const widths = [0, 1, 2, 3].map((i) => Math.max(0, ...rows.map((row) => row[i]!.length)));
+  for (const row of rows) process.stdout.write(`  ${row.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join("  ")}  ${row[4]}\n`);
+  process.stdout.write(
+    `unit ${out.unit} on ${out.target}: ${plural(out.requestsPerCycle, "request")} per cycle, estimated wire time per poll ${out.wireMsPerPoll} ms ` +
+      `(one request per value: ${out.naiveRequests}, ${out.naiveWireMsPerPoll} ms); costs of ${out.wire}, before the device refuses anything\n`,
   );
 }
 
@@ -246,8 +305,15 @@ Examples:
       .addOption(new Option("--type <type>", "raw read: decode as").choices(TYPES))
       .addOption(new Option("--order <order>", "raw read: byte order of multi-register values").choices(ORDERS))
       .option("--scale <x>", "raw read: multiply by")
+      .option("--plan", "show the requests a poll sends and their estimated wire time, without reading")
       .option("--json", "print as JSON"),
   ).action(async (flags: ReadFlags) => {
+    if (flags.plan) {
+      const plan = modbusPlan(flags);
+      if (flags.json) printJson(plan);
+      else printPlan(plan);
+      return;
+    }
     const out = await modbusRead(flags);
     if (flags.json) printJson(out);
     else printRead(out);
