@@ -8,7 +8,8 @@
  *   Modbus TCP on loopback every second; the simulator runs in another process (`edge-agent
  *   simulate modbus`). Prints the agent process's CPU and RSS (median and peak of 1-s samples from
  *   /proc), polls per device per second (from `status` over the control socket) and the planned
- *   requests per cycle next to the naive one-request-per-value count. All meters share one TCP
+ *   requests per cycle next to the naive one-request-per-value count, with the planner's estimate
+ *   of their time on the wire (wire-cost.ts: TCP costs). All meters share one TCP
  *   connection (one line, one queue) unless --lines splits them over several.
  * rtu: software overhead of one RTU transaction (9600 8N1) over a socat pty pair: the agent's
  *   stack (ModbusLine + ModbusSerialLink) against the same request sent as raw bytes through
@@ -258,7 +259,7 @@ async function benchPoll(meters: number, seconds: number, lines: number): Promis
 
     // Warm up: the first poll learns where the simulator refuses merged reads (register holes).
     await sleep(3000);
-    type Health = { requestsPerPoll?: number; counters?: Record<string, number> };
+    type Health = { requestsPerPoll?: number; wireMsPerPoll?: number; counters?: Record<string, number> };
     const sum = (st: AgentStatus, f: (h: Health, s: AgentStatus["sources"][string]) => number) =>
       Object.values(st.sources).reduce((n, src) => n + f((src.health ?? {}) as Health, src), 0);
     const errorsOf = (h: Health) => ["timeout", "crc", "exception", "wrong-unit", "truncated", "disconnected", "other"].reduce((n, k) => n + (h.counters?.[k] ?? 0), 0);
@@ -285,6 +286,7 @@ async function benchPoll(meters: number, seconds: number, lines: number): Promis
     const delta = (f: (h: Health, s: AgentStatus["sources"][string]) => number) => sum(end.status, f) - sum(start.status, f);
     const pollRate = delta((_h, s) => s.polls) / meters / (wallMs / 1000);
     const planned = sum(end.status, (h) => h.requestsPerPoll ?? 0);
+    const wireMs = sum(end.status, (h) => h.wireMsPerPoll ?? 0);
     const naive = (config.sources as ModbusSourceConfig[]).flatMap((s) => s.devices).reduce((n, d) => n + naiveRequestCount(devicePoints(d)), 0);
     const profilePoints = POINTS > 0 ? POINTS : getProfile("sdm630")!.points.length;
     const reqRate = delta((h, s) => s.polls * (h.requestsPerPoll ?? 0)) / (wallMs / 1000);
@@ -302,7 +304,8 @@ async function benchPoll(meters: number, seconds: number, lines: number): Promis
         (start.simCpu !== null && end.simCpu !== null ? `; simulator child (not counted) ${(((end.simCpu - start.simCpu) * 1000) / wallMs * 100).toFixed(1)} %` : ""),
     );
     console.log(
-      `requests per cycle: ${fmt(planned)} planned (${(planned / meters).toFixed(planned % meters ? 1 : 0)} per meter) vs ${fmt(naive)} naive (one per value, ${profilePoints} values per SDM630) = ${(naive / planned).toFixed(1)}× fewer`,
+      `requests per cycle: ${fmt(planned)} planned (${(planned / meters).toFixed(planned % meters ? 1 : 0)} per meter) vs ${fmt(naive)} naive (one per value, ${profilePoints} values per SDM630) = ${(naive / planned).toFixed(1)}× fewer; ` +
+        `estimated wire time ${(wireMs / meters).toFixed(1)} ms per meter per poll (${fmt(wireMs)} ms per cycle)`,
     );
     console.log(
       `  line${groups.length === 1 ? "" : "s"}: ~${fmt(reqRate)} requests/s (polls × planned requests), ${sum(end.status, errorsOf) - sum(start.status, errorsOf)} errors, ${skipped} skipped ticks; ` +
