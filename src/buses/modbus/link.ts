@@ -132,6 +132,11 @@ export class ModbusSerialLink implements ModbusLink {
     await new Promise<void>((resolve) => client.close(() => resolve()));
   }
 
+  /** Bytes received since the last request went out (what explains a timeout). */
+  received(): Buffer {
+    return this.port?.received() ?? Buffer.alloc(0);
+  }
+
   private async prepare(unit: number, timeoutMs: number): Promise<ModbusRTU> {
     const client = this.client;
     if (!client || !client.isOpen) throw new ModbusError("disconnected", `${describeTransport(this.transport)} is not open`);
@@ -222,7 +227,7 @@ export class ModbusSerialLink implements ModbusLink {
     if (/Data length error/i.test(msg)) return new ModbusError("truncated", `malformed reply (${msg})`);
     if (/Timed out/i.test(msg) || err.errno === "ETIMEDOUT") {
       // The bytes under the framing tell silence from a damaged or misaddressed reply.
-      const bytes = this.port?.received() ?? Buffer.alloc(0);
+      const bytes = this.received();
       if (bytes.length > 0 && this.transport.kind !== "tcp") {
         if (bytes[0] !== unit) return new ModbusError("wrong-unit", `reply from unit ${bytes[0]} instead of ${unit}`);
         return new ModbusError("truncated", `truncated reply (${bytes.length} bytes, then silence)`);
