@@ -8,8 +8,7 @@ import type { ChargerConfig, RelayConfig, StreetlightConfig } from "../config/co
 import { Charger } from "../control/charger.js";
 import { ModbusCoilRelay, type Relay, SimRelay } from "../control/relay.js";
 import { Streetlight } from "../control/streetlight.js";
-import type { Logger } from "../ops/logger.js";
-import { ModbusDevice } from "../sources/modbus/device.js";
+import type { Logger } from "../model/logger.js";
 import type { Source } from "../sources/source.js";
 
 export interface ControlDeps {
@@ -22,9 +21,11 @@ export interface ControlDeps {
 export function createRelay(cfg: RelayConfig, owner: string, deps: ControlDeps): Relay {
   if ("simulated" in cfg) return new SimRelay(`${owner} simulated relay`);
   if ("modbus" in cfg) {
-    const device = deps.sources.find((s): s is ModbusDevice => s instanceof ModbusDevice && s.name === cfg.modbus.device);
-    if (!device) throw new Error(`${owner}.relay: no Modbus device named '${cfg.modbus.device}'`);
-    return new ModbusCoilRelay(device, cfg.modbus.point);
+    // A source that can write its points (a Modbus device): the relay takes its turn on its line.
+    const device = deps.sources.find((s) => s.name === cfg.modbus.device && s.writePoint);
+    if (!device?.writePoint) throw new Error(`${owner}.relay: no Modbus device named '${cfg.modbus.device}'`);
+    const writePoint = device.writePoint.bind(device);
+    return new ModbusCoilRelay({ name: device.name, writePoint }, cfg.modbus.point);
   }
   if (!deps.gpioRelay) throw new Error(`${owner}.relay: GPIO outputs are not available`);
   return deps.gpioRelay(cfg.gpio.pin, cfg.gpio.active_low);

@@ -1,48 +1,41 @@
 /**
- * Composes the agent from its config: outbox, (embedded broker), uplink, sources on a scheduler.
- * Parts start in that order and stop in reverse; stopping flushes what is buffered.
+ * The agent: a short composition of parts (outbox, broker, simulators, uplink, control socket,
+ * sources, actuators, timers, live feed, OPC UA, metrics), started in that order and stopped in
+ * reverse by Parts (agent/parts.ts) — actuators first, into their safe state, while the buses are
+ * still open; every stop isolated. Each part reports a typed status; status() puts them together.
  */
 import { dirname } from "node:path";
-import type { Config } from "./config.js";
-import type { Reading } from "../model/reading.js";
-import type { Logger } from "../ops/logger.js";
-import { Charger } from "../control/charger.js";
-import { type Actuator, type CommandResult, CommandRouter, rememberedIn } from "../control/commands.js";
-import { GpioRelay } from "../control/relay.js";
-import type { Streetlight } from "../control/streetlight.js";
 import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
-import { createProcessors } from "../processors/create.js";
+import { Charger } from "../control/charger.js";
+import { type Actuator, CommandRouter } from "../control/commands.js";
+import { GpioRelay } from "../control/relay.js";
+import { Streetlight } from "../control/streetlight.js";
+import type { Logger } from "../model/logger.js";
+import type { AgentStatus, SourceStatus } from "../model/status.js";
 import { ControlSocket, controlSocketPath, type DeadLetterRequest } from "../ops/control-socket.js";
 import { HealthReporter } from "../ops/health.js";
 import { LiveFeed } from "../ops/live-feed.js";
 import { healthProblems } from "../ops/systemd.js";
-import type { Processor, ProcessorOutput } from "../processors/processor.js";
+import { createProcessors } from "../processors/create.js";
+import type { Processor, ProcessorOutput } from "../model/processor.js";
 import type { Source } from "../sources/source.js";
 import { droppedTotal } from "../store/drops.js";
-import { FORMAT, Outbox, type OutboxStats, type Resent } from "../store/outbox.js";
+import { FORMAT, Outbox, type Resent } from "../store/outbox.js";
 import { EmbeddedBroker } from "../uplink/embedded-broker.js";
-import { Uplink, type UplinkStats } from "../uplink/uplink.js";
+import { Uplink } from "../uplink/uplink.js";
 import { VERSION } from "../version.js";
-import { Scheduler } from "./scheduler.js";
-import type { OpcuaServerPart } from "../opcua/server.js";
 import { createCharger, createStreetlight } from "./actuators.js";
+import type { Config } from "./config.js";
+import { intervalPart, type Part, part, Parts } from "./parts.js";
+import { Recorder } from "./recorder.js";
+import { Results } from "./results.js";
+import { Scheduler } from "./scheduler.js";
 import { EmbeddedSimulators } from "./simulators.js";
 import { createSources, unitsOf } from "./sources.js";
 
-const HOUSEKEEPING_MS = 60_000;
+export type { AgentStatus };
 
-export interface AgentStatus {
-  /** The last command results, newest last. */
-  commands: CommandResult[];
-  stored: number;
-  events: number;
-  refused: number;
-  storeErrors: number;
-  outbox: OutboxStats;
-  uplink: UplinkStats;
-  sources: Record<string, { polls: number; overruns: number; errors: number; lastError: string | null; health?: unknown }>;
-  actuators: Record<string, Record<string, unknown>>;
-}
+const HOUSEKEEPING_MS = 60_000;
 
 export interface AgentOptions {
   log: Logger;
@@ -52,255 +45,318 @@ export interface AgentOptions {
   processors?: Processor[];
   /** Actuators reachable by commands (streetlights, chargers). */
   actuators?: Actuator[];
+  /** More parts, started after the others (tests, extensions). */
+  parts?: Part[];
   /** A poll loop may go this long without finishing a run before the agent is unhealthy (at least 3 intervals). */
   healthGraceMs?: number;
 }
 
+interface SourceEntry {
+  source: Source;
+  type: string;
+  errors: number;
+  lastError: string | null;
+}
 
 export class Agent {
-  private outbox: Outbox | null = null;
-  private broker: EmbeddedBroker | null = null;
-  private uplink: Uplink | null = null;
+  private readonly log: Logger;
+  private readonly parts: Parts;
   private readonly scheduler = new Scheduler();
-  private sources: Source[];
-  private readonly simulators: EmbeddedSimulators;
-  private readonly sourceStats = new Map<string, { errors: number; lastError: string | null }>();
+  private readonly recorder: Recorder;
+  private readonly results: Results;
   private readonly processors: Processor[];
   private readonly actuators: Actuator[];
   private readonly controllers: Array<Streetlight | Charger> = [];
-  private router: CommandRouter | null = null;
-  private control: ControlSocket | null = null;
-  private readonly recentResults: CommandResult[] = [];
-  private processorTimer: NodeJS.Timeout | null = null;
-  private events = 0;
-  private housekeeping: NodeJS.Timeout | null = null;
-  private healthTimer: NodeJS.Timeout | null = null;
-  private pulse: NodeJS.Timeout | null = null;
+  private readonly sources: SourceEntry[] = [];
+  private outbox: Outbox | null = null;
+  private uplink: Uplink | null = null;
   private startedAt: number | null = null;
-  private readonly healthGraceMs: number;
   private lastLoopTick = 0;
-  private metrics: { readonly url: string | null; stop(): Promise<void>; countCommand(status: CommandResult["status"]): void } | null = null;
-  private liveFeed: LiveFeed | null = null;
-  private opcua: OpcuaServerPart | null = null;
-  opcuaUrl: string | null = null;
-  liveFeedUrl: string | null = null;
-  private statusTimer: NodeJS.Timeout | null = null;
-  private stored = 0;
-  private refused = 0;
-  private storeErrors = 0;
+  private stopping = false;
+  private metrics: { readonly url: string | null; countCommand(status: AgentStatus["commands"][number]["status"]): void } | null = null;
   /** The figures at stop, so status() still answers after the outbox is closed. */
   private finalStatus: AgentStatus | null = null;
-  private readonly log: Logger;
-  private readonly givenSources: boolean;
+  opcuaUrl: string | null = null;
+  liveFeedUrl: string | null = null;
 
   constructor(
     private readonly config: Config,
-    opts: AgentOptions,
+    private readonly opts: AgentOptions,
   ) {
     this.log = opts.log;
-    this.sources = opts.sources ?? [];
-    this.givenSources = opts.sources !== undefined;
-    this.simulators = new EmbeddedSimulators(config.simulators);
+    this.parts = new Parts(opts.log);
+    this.recorder = new Recorder(() => this.outbox, opts.log);
+    this.results = new Results(() => new Set(this.actuators.map((a) => a.name)));
     this.processors = opts.processors ?? createProcessors(config);
     this.actuators = opts.actuators ?? [];
-    this.healthGraceMs = opts.healthGraceMs ?? 60_000;
   }
 
+  /** Starts every part in order; an essential one that fails stops what was started and says which. */
   async start(): Promise<void> {
-    const cfg = this.config;
-    this.outbox = Outbox.open({
-      path: cfg.store.path,
-      quota: cfg.store.quota,
-      whenFull: cfg.store.when_full,
-      maxAge: cfg.store.max_age,
-      sync: cfg.store.sync,
-    });
-    this.log.info({ path: cfg.store.path, pending: this.outbox.depth, lastSeq: this.outbox.lastSeq }, "outbox open");
-    if (this.outbox.openedFormat < FORMAT) this.log.info(`outbox upgraded from format ${this.outbox.openedFormat} to ${FORMAT}; everything pending was kept`);
-    for (const s of this.outbox.skipped) {
-      this.log.warn(
-        `the last stop was not clean (store.sync: normal): ${s.stream} numbers resume at ${s.to + 1}; ${s.from}..${s.to} are skipped, so what the power cut took back shows as a gap, never as a reused number`,
-      );
+    try {
+      await this.startParts();
+    } catch (err) {
+      await this.parts.stop();
+      throw err;
     }
+    this.log.info({ site: this.config.site, gateway: this.config.gateway, sources: this.sources.length, version: VERSION }, "agent running");
+  }
+
+  private async startParts(): Promise<void> {
+    const cfg = this.config;
+    const parts = this.parts;
+    await parts.start(this.outboxPart(), { essential: true });
 
     let url = cfg.uplink.url;
-    if (cfg.uplink.embedded_broker) {
-      this.broker = new EmbeddedBroker(cfg.uplink.embedded_broker.port);
-      url = await this.broker.start();
-      if (this.broker.portInUseFallback) {
-        this.log.warn(`port ${cfg.uplink.embedded_broker.port} is taken; embedded broker uses ${url} instead`);
-      }
-      this.log.info(`embedded MQTT broker on ${url} (watch it: edge-agent tail --broker ${url})`);
+    const embedded = cfg.uplink.embedded_broker;
+    if (embedded) {
+      const broker = new EmbeddedBroker(embedded.port);
+      await parts.start(part("embedded broker", async () => {
+        url = await broker.start();
+        if (broker.portInUseFallback) this.log.warn(`port ${embedded.port} is taken; embedded broker uses ${url} instead`);
+        this.log.info(`embedded MQTT broker on ${url} (watch it: edge-agent tail --broker ${url})`);
+      }, () => broker.stop()), { essential: true });
     }
 
-    await this.simulators.start();
-    for (const [name, a] of this.simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
-    if (!this.givenSources) this.sources = createSources(cfg, { log: this.log, simulators: this.simulators.addresses });
+    const simulators = new EmbeddedSimulators(cfg.simulators);
+    await parts.start(part("simulators", async () => {
+      await simulators.start();
+      for (const [name, a] of simulators.addresses) this.log.info(`simulator '${name}' serves Modbus TCP on ${a.host}:${a.port}`);
+    }, () => simulators.stop()), { essential: true });
+
+    const built = this.opts.sources?.map((source) => ({ source, type: "given" })) ?? createSources(cfg, { log: this.log, simulators: simulators.addresses });
+    for (const b of built) this.sources.push({ ...b, errors: 0, lastError: null });
     // Streetlights and chargers: commanded, and fed every tick's readings like processors. They
     // exist before the uplink subscribes, so no early command finds its target missing.
-    const control = { sources: this.sources, log: this.log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
+    const sources = this.sources.map((s) => s.source);
+    const control = { sources, log: this.log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
     for (const l of cfg.streetlights) this.controllers.push(createStreetlight(l, control));
     for (const c of cfg.chargers) this.controllers.push(createCharger(c, control));
     this.actuators.push(...this.controllers);
     this.processors.push(...this.controllers);
 
-    const outbox = this.outbox;
-    this.router = new CommandRouter(
-      this.actuators,
-      {
-        ...rememberedIn(outbox),
-        publish: (result) => {
-          const json = JSON.stringify(result);
-          // The row's name is not sent; a fixed one for unknown targets keeps garbage topics out of the points table.
-          const point = this.actuators.some((a) => a.name === result.target) ? result.target : "(unknown target)";
-          outbox.stream("results").append([{ point, ts: result.ts, value: json, quality: "good" }]);
-          this.recentResults.push(result);
-          this.metrics?.countCommand(result.status);
-          if (this.recentResults.length > 20) this.recentResults.shift();
-          this.uplink?.notify("results");
-        },
-      },
-      this.log.child({ part: "commands" }),
-    );
-    const router = this.router;
+    const outbox = this.outbox!;
+    const router = new CommandRouter(this.actuators, this.results.sink(outbox, () => this.uplink?.notify("results")), this.log.child({ part: "commands" }));
+    const command = (target: string, payload: Buffer | string, origin: "mqtt" | "local") => {
+      // While stopping, actuators are in their safe state: nothing may move them again.
+      if (this.stopping) return Promise.resolve({ id: null, target, status: "rejected" as const, reason: "the gateway is stopping; send again later", ts: Date.now() });
+      return router.handle(target, payload, origin);
+    };
     this.uplink = new Uplink({
       // The embedded broker (aedes) speaks 3.1.1 only: no need to ask it for 5 first.
-      config: cfg.uplink.embedded_broker && cfg.uplink.protocol === "auto" ? { ...cfg.uplink, protocol: "3.1.1" } : cfg.uplink,
+      config: embedded && cfg.uplink.protocol === "auto" ? { ...cfg.uplink, protocol: "3.1.1" } : cfg.uplink,
       site: cfg.site,
       gateway: cfg.gateway,
       version: VERSION,
-      outbox: this.outbox,
+      outbox,
       log: this.log,
       url,
       // handle() never rejects; the catch is there so that a bug in it could not stop the gateway either.
-      onCommand: (target: string, payload: Buffer) => void router.handle(target, payload, "mqtt").catch((err: unknown) => this.log.error({ part: "commands", target, err: (err as Error).message }, "command not answered")),
+      onCommand: (target, payload) => void command(target, payload, "mqtt").catch((err: unknown) => this.log.error({ part: "commands", target, err: (err as Error).message }, "command not answered")),
     });
-    this.uplink.start();
+    const uplink = this.uplink;
+    this.recorder.listen({ stored: (stream) => uplink.notify(stream) });
+    await parts.start(part("uplink", () => uplink.start(), () => uplink.stop()), { essential: true });
 
     const socketPath = controlSocketPath(cfg);
     if (socketPath) {
-      this.control = new ControlSocket(socketPath, async (req) => {
+      const socket = new ControlSocket(socketPath, async (req) => {
         if (req.op === "status") return this.status();
         if (req.op === "dead-letters") return this.deadLetters(req);
-        return router.handle(req.target, req.payload, "local");
+        return command(req.target, req.payload, "local");
       });
-      try {
-        await this.control.start();
-      } catch (err) {
-        this.control = null;
-        this.log.warn(`no control socket at ${socketPath}: ${(err as Error).message} (edge-agent status and local commands will not reach this agent)`);
-      }
+      const ok = await parts.start(part("control socket", () => socket.start(), () => socket.stop()));
+      if (!ok) this.log.warn(`no control socket at ${socketPath} (edge-agent status and local commands will not reach this agent)`);
     }
 
+    await parts.start(this.sourcesPart());
+    // Safe states before the first poll (charger off, streetlight in its automatic state), and
+    // first at stop, while the lines are still open.
+    await parts.start(this.actuatorsPart(), { safety: true });
+    await parts.start(this.loopsPart());
+    await parts.start(intervalPart("housekeeping", HOUSEKEEPING_MS, () => this.houseKeep()));
+    if (cfg.uplink.health_interval > 0) await parts.start(this.healthPart());
+    if (cfg.log.status_interval > 0) await parts.start(intervalPart("status line", cfg.log.status_interval, () => this.log.info(this.statusLine())));
+    if (cfg.live_feed) await parts.start(this.liveFeedPart(cfg.live_feed));
+    if (cfg.opcua?.server) await parts.start(await this.opcuaPart(cfg.opcua.server, router));
+    if (cfg.metrics) await parts.start(await this.metricsPart(cfg.metrics));
+    for (const p of this.opts.parts ?? []) await parts.start(p);
+  }
 
-    for (const source of this.sources) {
-      this.sourceStats.set(source.name, { errors: 0, lastError: null });
-      try {
-        await source.start?.();
-      } catch (err) {
-        this.noteSourceError(source, err);
-      }
-      this.scheduler.add(source.name, source.interval, (tick) => this.tick(source, tick));
-    }
-    // Safe states before the first poll: charger off, streetlight in its automatic state.
-    for (const c of this.controllers) {
-      await c.start().catch((err: unknown) => this.log.error({ actuator: c.name, err: (err as Error).message }, "could not enter the safe state"));
-    }
-    this.scheduler.start();
-    this.startedAt = performance.now();
-    this.lastLoopTick = this.startedAt;
-    // The loop's own pulse: the uplink, commands and timers all live on this event loop.
-    this.pulse = setInterval(() => (this.lastLoopTick = performance.now()), 1000);
-    this.pulse.unref();
-    if (this.processors.some((p) => p.tick)) {
-      this.processorTimer = setInterval(() => this.tickProcessors(), 1000);
-      this.processorTimer.unref();
-    }
-
-    this.housekeeping = setInterval(() => this.houseKeep(), HOUSEKEEPING_MS);
-    this.housekeeping.unref();
-    if (cfg.uplink.health_interval > 0) {
-      const reporter = new HealthReporter(cfg.gateway, VERSION, cfg.store.path === ":memory:" ? null : dirname(cfg.store.path));
-      const topic = this.uplink.topicNames.health;
-      this.healthTimer = setInterval(() => {
-        try {
-          this.uplink?.publishSnapshot(topic, JSON.stringify(reporter.snapshot(this.status())));
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, "could not publish gateway health");
+  private outboxPart(): Part {
+    const cfg = this.config;
+    return part(
+      "outbox",
+      () => {
+        const outbox = Outbox.open({ path: cfg.store.path, quota: cfg.store.quota, whenFull: cfg.store.when_full, maxAge: cfg.store.max_age, sync: cfg.store.sync });
+        this.outbox = outbox;
+        this.log.info({ path: cfg.store.path, pending: outbox.depth, lastSeq: outbox.lastSeq }, "outbox open");
+        if (outbox.openedFormat < FORMAT) this.log.info(`outbox upgraded from format ${outbox.openedFormat} to ${FORMAT}; everything pending was kept`);
+        for (const s of outbox.skipped) {
+          this.log.warn(
+            `the last stop was not clean (store.sync: normal): ${s.stream} numbers resume at ${s.to + 1}; ${s.from}..${s.to} are skipped, so what the power cut took back shows as a gap, never as a reused number`,
+          );
         }
-      }, cfg.uplink.health_interval);
-      this.healthTimer.unref();
-    }
-    if (cfg.log.status_interval > 0) {
-      this.statusTimer = setInterval(() => this.log.info(this.statusLine()), cfg.log.status_interval);
-      this.statusTimer.unref();
-    }
-    if (cfg.live_feed) {
-      const feed = new LiveFeed({ host: cfg.live_feed.host, port: cfg.live_feed.port });
-      try {
-        const a = await feed.start();
-        this.liveFeed = feed;
-        this.liveFeedUrl = `http://${a.host}:${a.port}`;
-        this.log.info(`live feed on ${this.liveFeedUrl}/points and /stream`);
-      } catch (err) {
-        this.log.warn((err as Error).message);
-      }
-    }
-    if (cfg.opcua?.server) {
-      // node-opcua (~0.7 s, 60+ MB) is loaded only when the config asks for the server.
-      const { OpcuaServerPart } = await import("../opcua/server.js");
-      const units = unitsOf(cfg);
-      const part = new OpcuaServerPart({
-        config: cfg.opcua.server,
-        storePath: cfg.store.path,
-        router: this.router,
-        actuators: this.actuators,
-        unitOf: (p: string) => units.get(p),
-        log: this.log,
-        gateway: cfg.gateway,
-        version: VERSION,
-      });
-      try {
-        this.opcuaUrl = (await part.start()).url;
-        this.opcua = part;
-        this.log.info(`OPC UA server on ${this.opcuaUrl}`);
-      } catch (err) {
-        this.log.warn(`no OPC UA server: ${(err as Error).message}`);
-      }
-    }
-    if (cfg.metrics) {
-      // prom-client is loaded only when metrics are asked for.
-      const { MetricsEndpoint } = await import("../ops/metrics.js");
-      const metrics = new MetricsEndpoint({ host: cfg.metrics.host, port: cfg.metrics.port, status: () => this.status(), healthy: () => this.healthy() });
-      try {
-        await metrics.start();
-        this.metrics = metrics;
-        this.log.info(`metrics on ${metrics.url}/metrics, health on /healthz`);
-      } catch (err) {
-        this.log.warn(`no metrics endpoint: ${(err as Error).message}`);
-      }
-    }
-    this.log.info(
-      { site: cfg.site, gateway: cfg.gateway, sources: this.sources.length, version: VERSION },
-      "agent running",
+      },
+      () => {
+        if (this.outbox && this.uplink) this.finalStatus = this.status();
+        this.outbox?.close();
+      },
     );
   }
 
-  private async tick(source: Source, tickTs: number): Promise<void> {
-    let readings: Reading[];
+  /** Every source started (a failure is its error, and it is polled anyway: it may come back) and scheduled. */
+  private sourcesPart(): Part {
+    return part(
+      "sources",
+      async () => {
+        for (const entry of this.sources) {
+          try {
+            await entry.source.start?.();
+          } catch (err) {
+            this.noteSourceError(entry, err);
+          }
+          this.scheduler.add(entry.source.name, entry.source.interval, (tick) => this.tick(entry, tick));
+        }
+        this.scheduler.start();
+      },
+      async () => {
+        await this.scheduler.stop();
+        for (const entry of [...this.sources].reverse()) {
+          try {
+            await entry.source.stop?.();
+          } catch (err) {
+            this.noteSourceError(entry, err);
+          }
+        }
+      },
+    );
+  }
+
+  /** Streetlights and chargers: safe state at start and at stop, each on its own. */
+  private actuatorsPart(): Part {
+    const each = async (what: string, f: (c: Streetlight | Charger) => Promise<unknown>) => {
+      for (const c of this.controllers) {
+        await f(c).catch((err: unknown) => this.log.error({ actuator: c.name, err: (err as Error).message }, `could not enter the safe state at ${what}`));
+      }
+    };
+    return part(
+      "actuators",
+      () => each("start", (c) => c.start()),
+      async () => {
+        this.stopping = true;
+        await each("stop", async (c) => {
+          if (c instanceof Charger) {
+            // The session's record goes to the outbox like any event.
+            const out = await c.stop();
+            this.recorder.store(out.readings, out.events);
+          } else await c.stop();
+        });
+      },
+    );
+  }
+
+  /** The event loop's pulse (for the watchdog) and the processors' second. */
+  private loopsPart(): Part {
+    const pulse = intervalPart("pulse", 1000, () => (this.lastLoopTick = performance.now()));
+    const processors = this.processors.some((p) => p.tick) ? intervalPart("processors", 1000, () => this.tickProcessors()) : null;
+    return part(
+      "loops",
+      async () => {
+        this.startedAt = performance.now();
+        this.lastLoopTick = this.startedAt;
+        await pulse.start();
+        await processors?.start();
+      },
+      async () => {
+        await processors?.stop();
+        await pulse.stop();
+      },
+    );
+  }
+
+  private healthPart(): Part {
+    const cfg = this.config;
+    const reporter = new HealthReporter(cfg.gateway, VERSION, cfg.store.path === ":memory:" ? null : dirname(cfg.store.path));
+    return intervalPart("health message", cfg.uplink.health_interval, () => {
+      try {
+        this.uplink?.publishSnapshot(this.uplink.topicNames.health, JSON.stringify(reporter.snapshot(this.status())));
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "could not publish gateway health");
+      }
+    });
+  }
+
+  private liveFeedPart(cfg: NonNullable<Config["live_feed"]>): Part {
+    const feed = new LiveFeed({ host: cfg.host, port: cfg.port });
+    return part(
+      "live feed",
+      async () => {
+        const a = await feed.start();
+        this.liveFeedUrl = `http://${a.host}:${a.port}`;
+        this.recorder.listen({ readings: (r) => feed.update(r) });
+        this.log.info(`live feed on ${this.liveFeedUrl}/points and /stream`);
+      },
+      () => feed.stop(),
+    );
+  }
+
+  private async opcuaPart(cfg: NonNullable<NonNullable<Config["opcua"]>["server"]>, router: CommandRouter): Promise<Part> {
+    // node-opcua (~0.7 s, 60+ MB) is loaded only when the config asks for the server.
+    const { OpcuaServerPart } = await import("../opcua/server.js");
+    const units = unitsOf(this.config);
+    const server = new OpcuaServerPart({
+      config: cfg,
+      storePath: this.config.store.path,
+      router,
+      actuators: this.actuators,
+      unitOf: (p: string) => units.get(p),
+      log: this.log,
+      gateway: this.config.gateway,
+      version: VERSION,
+    });
+    return part(
+      "OPC UA server",
+      async () => {
+        this.opcuaUrl = (await server.start()).url;
+        this.recorder.listen({ readings: (r) => server.update(r) });
+        this.log.info(`OPC UA server on ${this.opcuaUrl}`);
+      },
+      () => server.stop(),
+    );
+  }
+
+  private async metricsPart(cfg: NonNullable<Config["metrics"]>): Promise<Part> {
+    // prom-client is loaded only when metrics are asked for.
+    const { MetricsEndpoint } = await import("../ops/metrics.js");
+    const metrics = new MetricsEndpoint({ host: cfg.host, port: cfg.port, status: () => this.status(), healthy: () => this.healthy() });
+    return part(
+      "metrics",
+      async () => {
+        await metrics.start();
+        this.metrics = metrics;
+        this.results.onAnswer((status) => metrics.countCommand(status));
+        this.log.info(`metrics on ${metrics.url}/metrics, health on /healthz`);
+      },
+      () => metrics.stop(),
+    );
+  }
+
+  private async tick(entry: SourceEntry, tickTs: number): Promise<void> {
+    let readings;
     try {
-      readings = await source.poll(tickTs);
+      readings = await entry.source.poll(tickTs);
     } catch (err) {
-      this.noteSourceError(source, err);
+      this.noteSourceError(entry, err);
       return;
     }
     const derived = this.runProcessors((p, now) => p.process(readings, now));
-    this.store([...readings, ...derived.readings], derived.events);
+    this.recorder.store([...readings, ...derived.readings], derived.events);
   }
 
   private tickProcessors(): void {
     const out = this.runProcessors((p, now) => p.tick?.(now) ?? { readings: [], events: [] });
-    this.store(out.readings, out.events);
+    this.recorder.store(out.readings, out.events);
   }
 
   /** Runs every processor; one that throws is logged and skipped, the others still run. */
@@ -319,30 +375,9 @@ export class Agent {
     return all;
   }
 
-  /** Stores one tick's readings in one transaction (events in their own stream) and wakes the uplink. */
-  store(readings: Reading[], events: Reading[] = []): void {
-    if (!this.outbox) return;
-    if (readings.length > 0) this.opcua?.update(readings);
-    try {
-      if (readings.length > 0) {
-        const result = this.outbox.append(readings);
-        this.stored += result.stored;
-        this.refused += result.refused;
-      }
-      if (events.length > 0) {
-        this.outbox.stream("events").append(events);
-        this.events += events.length;
-      }
-    } catch (err) {
-      this.storeErrors++;
-      this.log.error({ err: (err as Error).message }, "could not store readings");
-      return;
-    }
-    if (readings.length > 0) {
-      this.uplink?.notify("telemetry");
-      this.liveFeed?.update(readings);
-    }
-    if (events.length > 0) this.uplink?.notify("events");
+  /** Stores one tick's readings (events in their own stream); for tests and the command path. */
+  store(readings: Parameters<Recorder["store"]>[0], events: Parameters<Recorder["store"]>[1] = []): void {
+    this.recorder.store(readings, events);
   }
 
   /** Dead letters given back to their streams (and sent at once), or purged, on an operator's request. */
@@ -361,14 +396,11 @@ export class Agent {
     return resent;
   }
 
-  private noteSourceError(source: Source, err: unknown): void {
-    const s = this.sourceStats.get(source.name);
+  private noteSourceError(entry: SourceEntry, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    if (s) {
-      s.errors++;
-      if (s.lastError !== message) this.log.warn({ source: source.name }, message);
-      s.lastError = message;
-    }
+    entry.errors++;
+    if (entry.lastError !== message) this.log.warn({ source: entry.source.name }, message);
+    entry.lastError = message;
   }
 
   private houseKeep(): void {
@@ -386,26 +418,38 @@ export class Agent {
     return this.metrics?.url ?? null;
   }
 
+  /** Every part's typed status, put together: what status, metrics, /healthz and the health message read. */
   status(): AgentStatus {
     if (this.finalStatus) return this.finalStatus;
     if (!this.outbox || !this.uplink) throw new Error("agent not started");
     const sched = this.scheduler.stats();
+    const sources: Record<string, SourceStatus> = Object.create(null) as Record<string, SourceStatus>;
+    for (const e of this.sources) {
+      const s = e.source;
+      const detail = s.status?.() ?? { devices: [], buses: [] };
+      const health = s.health?.();
+      sources[s.name] = {
+        type: e.type,
+        polls: sched[s.name]?.runs ?? 0,
+        overruns: sched[s.name]?.overruns ?? 0,
+        errors: e.errors,
+        lastError: e.lastError,
+        devices: detail.devices,
+        buses: detail.buses,
+        ...(health !== undefined ? { health } : {}),
+      };
+    }
     return {
-      commands: [...this.recentResults],
-      stored: this.stored,
-      events: this.events,
-      refused: this.refused,
-      storeErrors: this.storeErrors,
+      commands: [...this.results.recent],
+      stored: this.recorder.stored,
+      events: this.recorder.events,
+      refused: this.recorder.refused,
+      storeErrors: this.recorder.storeErrors,
       outbox: this.outbox.stats(),
       uplink: this.uplink.stats(),
-      sources: Object.fromEntries(
-        this.sources.map((s) => {
-          const st = this.sourceStats.get(s.name);
-          const health = s.health?.();
-          return [s.name, { polls: sched[s.name]?.runs ?? 0, overruns: sched[s.name]?.overruns ?? 0, errors: st?.errors ?? 0, lastError: st?.lastError ?? null, ...(health !== undefined ? { health } : {}) }];
-        }),
-      ),
+      sources,
       actuators: Object.fromEntries(this.actuators.map((a) => [a.name, a.state()])),
+      parts: this.parts.status(),
     };
   }
 
@@ -421,7 +465,7 @@ export class Agent {
       startedAt: this.startedAt,
       lastLoopTick: this.lastLoopTick,
       loopMaxLagMs: 10_000,
-      graceMs: this.healthGraceMs,
+      graceMs: this.opts.healthGraceMs ?? 60_000,
       tasks: this.scheduler.health(),
     });
   }
@@ -434,48 +478,17 @@ export class Agent {
   statusLine(): string {
     const s = this.status();
     const dropped = droppedTotal(s.outbox.dropped);
-    const parts = [
-      `stored ${s.stored}`,
-      `sent ${s.uplink.readingsAcked}`,
-      `pending ${s.outbox.depth}`,
-      `broker ${s.uplink.state}`,
-    ];
+    const parts = [`stored ${s.stored}`, `sent ${s.uplink.readingsAcked}`, `pending ${s.outbox.depth}`, `broker ${s.uplink.state}`];
     if (dropped > 0) parts.push(`dropped ${dropped}`);
     if (s.uplink.state !== "online" && s.uplink.lastError) parts.push(s.uplink.lastError);
     return parts.join(" · ");
   }
 
-  /** Stops in reverse order: sources, uplink (flushing), outbox, broker. */
+  /** Stops every part in reverse: actuators first into their safe state, then the rest, each on its own. */
   async stop(): Promise<void> {
-    if (this.housekeeping) clearInterval(this.housekeeping);
-    if (this.processorTimer) clearInterval(this.processorTimer);
-    if (this.healthTimer) clearInterval(this.healthTimer);
-    if (this.pulse) clearInterval(this.pulse);
-    if (this.statusTimer) clearInterval(this.statusTimer);
-    await this.metrics?.stop();
-    await this.liveFeed?.stop();
-    await this.opcua?.stop();
-    await this.control?.stop();
-    await this.scheduler.stop();
-    // Safe states while the lines are still open: chargers off, sessions recorded.
-    for (const c of this.controllers) {
-      if (c instanceof Charger) {
-        const out = await c.stop();
-        this.store(out.readings, out.events);
-      }
-    }
-    for (const source of [...this.sources].reverse()) {
-      try {
-        await source.stop?.();
-      } catch (err) {
-        this.noteSourceError(source, err);
-      }
-    }
-    await this.simulators.stop();
-    await this.uplink?.stop();
-    if (this.outbox && this.uplink) this.finalStatus = this.status();
-    this.outbox?.close();
-    await this.broker?.stop();
+    this.stopping = true;
+    await this.parts.stop();
+    if (this.finalStatus) this.finalStatus = { ...this.finalStatus, parts: this.parts.status() };
     this.log.info("agent stopped");
   }
 }

@@ -10,6 +10,7 @@
  * - Every stop is isolated: one that throws (or hangs past its time) is logged and the next part
  *   stops anyway. Parts marked `safety` (actuators entering their safe state) stop first.
  */
+import { UserError } from "../model/errors.js";
 import type { Logger } from "../model/logger.js";
 import type { PartStatus } from "../model/status.js";
 
@@ -64,7 +65,8 @@ export class Parts {
     } catch (err) {
       entry.state = "failed";
       entry.error = messageOf(err);
-      if (opts.essential) throw new PartStartError(part.name, err);
+      // A user's mistake (a path it cannot open) already names its place: it goes up as it is.
+      if (opts.essential) throw err instanceof UserError ? err : new PartStartError(part.name, err);
       this.log.warn({ part: part.name }, `${part.name} did not start: ${entry.error}; the agent runs without it`);
       return false;
     }
@@ -83,7 +85,6 @@ export class Parts {
       }
       entry.state = "stopped";
     }
-    this.entries.length = 0;
   }
 
   status(): PartStatus[] {

@@ -14,9 +14,9 @@ export interface SourcesDeps {
  * Builds every source the config describes, each by its kind's factory (a Modbus line gives one
  * source per device; sources on one physical bus share its queue).
  */
-export function createSources(config: Config, deps: SourcesDeps): Source[] {
+export function createSources(config: Config, deps: SourcesDeps): Array<{ source: Source; type: string }> {
   const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, i2cBuses: new I2cBusPool() };
-  return config.sources.flatMap((cfg) => sourceType(cfg).create(cfg, shared));
+  return config.sources.flatMap((cfg) => sourceType(cfg).create(cfg, shared).map((source) => ({ source, type: cfg.type })));
 }
 
 /** The unit of every point the config knows one for (from each kind's facts). */

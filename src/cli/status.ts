@@ -1,19 +1,12 @@
 /** `edge-agent status`: how the running agent is doing, asked over its local control socket. */
 import type { Command } from "commander";
-import type { AgentStatus } from "../agent/agent.js";
+import type { AgentStatus } from "../model/status.js";
 import { droppedTotal } from "../store/drops.js";
 import { askRunningAgent } from "./agent-socket.js";
 import { formatAge, formatBytes, printJson, table } from "./output.js";
 
 export async function agentStatus(configFile: string): Promise<AgentStatus> {
   return (await askRunningAgent(configFile, { op: "status" })) as AgentStatus;
-}
-
-interface DeviceHealthLike {
-  online?: boolean;
-  lastError?: string | null;
-  requestsPerPoll?: number;
-  bus?: { name: string; open: boolean; lastError: string | null };
 }
 
 export function printStatus(s: AgentStatus): void {
@@ -25,23 +18,37 @@ export function printStatus(s: AgentStatus): void {
     ["outbox", `${o.depth} pending · oldest ${formatAge(o.oldestAgeMs)} · ${formatBytes(o.fileBytes)} of ${formatBytes(o.quota)}`],
     ["dropped", `${droppedTotal(d)}${droppedTotal(d) ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old)` : ""}`],
   ];
-  const buses = new Map<string, NonNullable<DeviceHealthLike["bus"]>>();
-  for (const src of Object.values(s.sources)) {
-    const bus = (src.health as DeviceHealthLike | undefined)?.bus;
-    if (bus) buses.set(bus.name, bus);
-  }
+  if (o.deadLetters.count > 0) rows.push(["dead letters", `${o.deadLetters.count} refused by the broker — edge-agent buffer dead-letters`]);
+  for (const p of s.parts.filter((p) => p.state === "failed")) rows.push([`part ${p.name}`, `NOT RUNNING: ${p.error ?? "failed to start"}`]);
+  const buses = new Map<string, AgentStatus["sources"][string]["buses"][number]>();
+  for (const src of Object.values(s.sources)) for (const bus of src.buses) buses.set(bus.name, bus);
   for (const [name, bus] of buses) rows.push([`bus ${name}`, `${bus.open ? "open" : "closed"}${bus.lastError ? ` · last error: ${bus.lastError}` : ""}`]);
   for (const [name, src] of Object.entries(s.sources)) {
-    const h = src.health as DeviceHealthLike | undefined;
-    const state = h?.online === undefined ? `${src.polls} polls` : h.online ? "online" : "OFFLINE";
-    const extra = [h?.requestsPerPoll !== undefined ? `${h.requestsPerPoll} req/poll` : "", src.overruns ? `${src.overruns} overruns` : "", h?.lastError ? `last error: ${h.lastError}` : src.lastError ? `last error: ${src.lastError}` : ""].filter(Boolean);
-    rows.push([`  ${name}`, `${state}${extra.length ? ` · ${extra.join(" · ")}` : ""}`]);
+    // A source with one device of its own name is that device; otherwise its devices under it.
+    const own = src.devices.length === 1 && src.devices[0]!.name === name ? src.devices[0] : undefined;
+    const loop = [src.overruns ? `${src.overruns} overruns` : "", src.lastError && !own?.lastError ? `last error: ${src.lastError}` : ""];
+    if (own || src.devices.length === 0) {
+      const state = own ? (own.online ? "online" : "OFFLINE") : `${src.polls} polls`;
+      rows.push([`  ${name}`, [state, ...deviceExtras(own), ...loop].filter(Boolean).join(" · ")]);
+      continue;
+    }
+    rows.push([`  ${name}`, [`${src.polls} polls`, ...loop].filter(Boolean).join(" · ")]);
+    for (const dev of src.devices) rows.push([`    ${dev.name.startsWith(`${name}/`) ? dev.name.slice(name.length + 1) : dev.name}`, [dev.online ? "online" : "OFFLINE", ...deviceExtras(dev)].join(" · ")]);
   }
   for (const [name, state] of Object.entries(s.actuators)) rows.push([`  ${name}`, JSON.stringify(state)]);
   for (const c of s.commands.slice(-5)) {
     rows.push(["  command", `${new Date(c.ts).toISOString().slice(11, 19)} ${c.target} ${c.action ?? "?"} → ${c.status}${c.reason ? ` (${c.reason})` : ""}`]);
   }
   process.stdout.write(`${table(rows)}\n`);
+}
+
+function deviceExtras(d: AgentStatus["sources"][string]["devices"][number] | undefined): string[] {
+  if (!d) return [];
+  return [
+    d.requestsPerPoll !== undefined ? `${d.requestsPerPoll} req/poll` : "",
+    d.excluded?.length ? `not read: ${d.excluded.join(", ")}` : "",
+    d.lastError ? `last error: ${d.lastError}` : "",
+  ].filter(Boolean);
 }
 
 export function registerStatus(program: Command): void {

@@ -3,7 +3,7 @@
  * which includes it, so the control work reads as one piece.
  */
 import { z } from "zod";
-import { OFF_EVENTS, ON_EVENTS } from "../control/streetlight-schedule.js";
+import { OFF_EVENTS, ON_EVENTS } from "../model/streetlight.js";
 import { DAY, duration, HOUR, MINUTE, SECOND } from "./units.js";
 
 const actuatorName = z

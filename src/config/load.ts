@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import type { z } from "zod";
 import { UserError } from "../model/errors.js";
-import { describeIssue } from "./issues.js";
+import { describeIssue } from "../model/issues.js";
 import { CONFIG_LIMITS } from "./limits.js";
 import { decodeUtf8, readYaml } from "./yaml.js";
 

@@ -9,9 +9,9 @@
 import { z } from "zod";
 import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
-import { OPCUA_POLICIES } from "../opcua/endpoint.js";
+import { OPCUA_POLICIES } from "../model/opcua.js";
 import { name, type Path, pointRef, type Report } from "./fields.js";
-import { formatPath } from "./path.js";
+import { formatPath } from "../model/path.js";
 import type { SourceConfigType, SourceFacts } from "./source-type.js";
 import { DAY, duration, HOUR, MINUTE, SECOND, size } from "./units.js";
 
@@ -205,8 +205,8 @@ const core = {
   log,
 };
 
-const coreSchema = z.strictObject(core);
-export type CoreConfig = z.output<typeof coreSchema>;
+/** The config without its sources. */
+export type CoreConfig = z.output<z.ZodObject<typeof core>>;
 
 /**
  * The whole schema, with `sources:` made of the given kinds (a discriminated union on `type`:

@@ -8,8 +8,8 @@
  */
 import { z } from "zod";
 import type { Reading } from "../model/reading.js";
-import type { Logger } from "../ops/logger.js";
-import type { Processor, ProcessorOutput } from "../processors/processor.js";
+import type { Logger } from "../model/logger.js";
+import type { Processor, ProcessorOutput } from "../model/processor.js";
 import type { Actuator } from "./commands.js";
 import type { Relay } from "./relay.js";
 

@@ -11,9 +11,9 @@
  * goes wrong below it (an actuator, the store, a logger) becomes an `error` answer.
  */
 import { z } from "zod";
-import { describeIssue } from "../config/issues.js";
+import { describeIssue } from "../model/issues.js";
 import type { CommandResult } from "../model/command.js";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 
 export type { CommandResult, CommandStatus } from "../model/command.js";
 

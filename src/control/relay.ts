@@ -4,7 +4,7 @@
  * is off when the relay did not move.
  */
 import type { GpioBackend, GpioOutput } from "../buses/gpio/gpio.js";
-import type { ModbusDevice } from "../sources/modbus/device.js";
+import type { PointWriter } from "../model/writer.js";
 
 export interface Relay {
   /** What it drives, for messages: `charger-relays coil relay_1`, `GPIO 22`. */
@@ -20,7 +20,7 @@ export class ModbusCoilRelay implements Relay {
   readonly describe: string;
 
   constructor(
-    private readonly device: ModbusDevice,
+    private readonly device: PointWriter,
     private readonly point: string,
   ) {
     this.describe = `${device.name} ${point}`;

@@ -16,6 +16,7 @@
  *   spring-forward gap moves forward by the gap, a time in the repeated autumn hour takes its
  *   first occurrence (what Temporal calls "compatible").
  */
+import type { OffEvent, OnEvent } from "../model/streetlight.js";
 import { getPosition, getTimes, type SunTimeName, type SunTimes } from "suncalc";
 
 const MINUTE = 60_000;
@@ -33,10 +34,7 @@ const EVENTS = {
   civil_dawn: { key: "dawn", altitude: -6 },
 } as const satisfies Record<string, { key: SunTimeName; altitude: number }>;
 
-export const ON_EVENTS = ["sunset", "civil_dusk"] as const;
-export const OFF_EVENTS = ["sunrise", "civil_dawn"] as const;
-export type OnEvent = (typeof ON_EVENTS)[number];
-export type OffEvent = (typeof OFF_EVENTS)[number];
+export { OFF_EVENTS, ON_EVENTS, type OffEvent, type OnEvent } from "../model/streetlight.js";
 
 export const DEFAULT_DIM_LEVEL = 50;
 

@@ -7,8 +7,8 @@
  */
 import { z } from "zod";
 import type { Reading } from "../model/reading.js";
-import type { Logger } from "../ops/logger.js";
-import { NOTHING, type Processor, type ProcessorOutput } from "../processors/processor.js";
+import type { Logger } from "../model/logger.js";
+import { NOTHING, type Processor, type ProcessorOutput } from "../model/processor.js";
 import type { Actuator } from "./commands.js";
 import type { Relay } from "./relay.js";
 import { boostUntil, desiredState, type LightState, type StreetlightScheduleConfig } from "./streetlight-schedule.js";
@@ -32,6 +32,8 @@ export class Streetlight implements Actuator, Processor {
   readonly kind = "streetlight";
   readonly name: string;
   readonly actions: ReadonlyMap<string, z.ZodType>;
+  /** Stopped: the ticks no longer switch the lamp. */
+  private stopped = false;
   private override: { on: boolean; level?: number; until: number } | undefined;
   private presenceUntil: number | undefined;
   /** What the lamp was last confirmed to be; null when unknown (start, or after a failed write). */
@@ -64,7 +66,19 @@ export class Streetlight implements Actuator, Processor {
 
   /** At start the lamp takes its automatic state at once (at night: on). */
   async start(now = Date.now()): Promise<void> {
+    this.stopped = false;
     await this.apply(now);
+  }
+
+  /**
+   * Safe state at stop: automatic mode (an override ends), set once more while the bus is still
+   * open, so a gateway that stops leaves the lamp doing what the schedule wants — not dark at
+   * night because of a manual "off" that nobody will end. Nothing is switched after this.
+   */
+  async stop(now = Date.now()): Promise<void> {
+    this.override = undefined;
+    await this.apply(now);
+    this.stopped = true;
   }
 
   state(): Record<string, unknown> {
@@ -129,7 +143,7 @@ export class Streetlight implements Actuator, Processor {
     const w = this.compute(now);
     const stale = now - this.appliedAt >= this.opts.reassertMs;
     // A write on the line already: the next tick looks again once it is done.
-    if ((this.applied !== w.on || stale) && !this.writing) void this.apply(now);
+    if ((this.applied !== w.on || stale) && !this.writing && !this.stopped) void this.apply(now);
     return w;
   }
 

@@ -109,6 +109,8 @@ export interface DeviceStatus {
   excluded?: string[];
   /** The bus it is on (see SourceStatus.buses). */
   bus?: string;
+  /** An input that reports changes (a GPIO pin): those seen, and those dropped for coming too fast. */
+  changes?: { seen: number; dropped: number };
 }
 
 /** One source: its loop's figures, its devices, its buses, and its own details (for --json only). */

@@ -5,12 +5,7 @@
 import type { UserIdentityInfo } from "node-opcua";
 import type { Opcua } from "./load.js";
 
-/** The security policies offered and used: the modern ones (no RSA PKCS#1 v1.5), and None. */
-export const OPCUA_POLICIES = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
-export type OpcuaPolicy = (typeof OPCUA_POLICIES)[number];
-
-/** opc.tcp://host[:port][/path], host a name, an IPv4 address or an [IPv6] address. */
-export const OPCUA_ENDPOINT = /^opc\.tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+)(:\d{1,5})?(\/\S*)?$/;
+export { OPCUA_ENDPOINT, OPCUA_POLICIES, type OpcuaPolicy } from "../model/opcua.js";
 
 /** A user name and password when both are given, else anonymous. */
 export function identityFor(ua: Opcua, username: string | undefined, password: string | undefined): UserIdentityInfo {

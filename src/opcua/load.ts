@@ -8,7 +8,7 @@
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { format } from "node:util";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 
 export type Opcua = typeof import("node-opcua");
 

@@ -32,7 +32,7 @@ import { z } from "zod";
 import type { OpcuaServerConfig } from "../config/schema.js";
 import type { Actuator, CommandResult } from "../control/commands.js";
 import type { Reading } from "../model/reading.js";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import { defaultPkiDir, loadOpcua, type Opcua } from "./load.js";
 import { euInformation } from "./units.js";
 

@@ -5,7 +5,7 @@
  */
 import { statfsSync } from "node:fs";
 import { cpus, freemem, loadavg, totalmem, uptime as osUptime } from "node:os";
-import type { AgentStatus } from "../agent/agent.js";
+import type { AgentStatus } from "../model/status.js";
 import { droppedTotal } from "../store/drops.js";
 import { deviceFigures } from "./devices.js";
 

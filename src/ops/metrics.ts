@@ -6,13 +6,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
-import type { AgentStatus } from "../agent/agent.js";
-import type { CommandStatus } from "../control/commands.js";
+import type { CommandStatus } from "../model/command.js";
+import type { AgentStatus } from "../model/status.js";
 import { UserError } from "../model/errors.js";
 import { droppedTotal } from "../store/drops.js";
 import { VERSION } from "../version.js";
-import { type DeviceFigures, deviceFigures, isRecord } from "./devices.js";
-import { listen } from "./listen.js";
+import { type DeviceFigures, deviceFigures } from "./devices.js";
+import { listen } from "../model/listen.js";
 
 const PREFIX = "edge_agent_";
 const COMMAND_STATUSES: readonly CommandStatus[] = ["ok", "error", "rejected"];
@@ -79,11 +79,10 @@ const perDevice = (v: View, pick: (d: DeviceFigures) => number | undefined): Sam
     return n === undefined ? [] : [[{ device: d.device }, n]];
   });
 
-const gpioCounter = (key: "edges" | "dropped") => (s: AgentStatus["sources"][string]) => {
-  const h = s.health;
-  const n = isRecord(h) && typeof h.open === "boolean" ? h[key] : undefined;
-  return typeof n === "number" ? n : undefined;
-};
+
+/** Inputs that report changes (GPIO pins), by their source. */
+const perInput = (v: View, pick: (c: NonNullable<DeviceFigures["changes"]>) => number): Sample[] =>
+  v.devices.flatMap((d): Sample[] => (d.changes ? [[{ source: d.source }, pick(d.changes)]] : []));
 
 const FAMILIES: readonly Family[] = [
   { name: "readings_stored_total", type: "counter", help: "Readings written to the outbox since the agent started.", values: (v) => v.status.stored },
@@ -153,8 +152,8 @@ const FAMILIES: readonly Family[] = [
   { name: "device_last_ok_timestamp_seconds", type: "gauge", labels: ["device"], help: "Unix time of the device's last good reply (absent before the first one).", values: (v) => perDevice(v, (d) => (d.lastOkTs === undefined ? undefined : d.lastOkTs / 1000)) },
   { name: "device_requests_per_poll", type: "gauge", labels: ["device"], help: "Reads planned per poll of a Modbus device; fewer leaves more time on a shared line.", values: (v) => perDevice(v, (d) => d.requestsPerPoll) },
   { name: "device_unsupported_points", type: "gauge", labels: ["device"], help: "Points the device refused to read (illegal address); they are left out of its polls.", values: (v) => perDevice(v, (d) => d.unsupported) },
-  { name: "gpio_edges_total", type: "counter", labels: ["source"], help: "Changes seen on a GPIO input (a PIR sensor, a door contact).", values: (v) => perSource(v, gpioCounter("edges")) },
-  { name: "gpio_edges_dropped_total", type: "counter", labels: ["source"], help: "GPIO changes dropped because too many came between two polls (a chattering input).", values: (v) => perSource(v, gpioCounter("dropped")) },
+  { name: "gpio_edges_total", type: "counter", labels: ["source"], help: "Changes seen on a GPIO input (a PIR sensor, a door contact).", values: (v) => perInput(v, (c) => c.seen) },
+  { name: "gpio_edges_dropped_total", type: "counter", labels: ["source"], help: "GPIO changes dropped because too many came between two polls (a chattering input).", values: (v) => perInput(v, (c) => c.dropped) },
   {
     name: "actuator_fault",
     type: "gauge",

@@ -1,5 +1,5 @@
 import type { RoomConfig } from "../config/schema.js";
-import type { Processor } from "./processor.js";
+import type { Processor } from "../model/processor.js";
 import { RoomProcessor } from "./room.js";
 
 /** Every processor the config describes: one per `rooms:` entry. */

@@ -12,7 +12,7 @@
  */
 import type { RoomConfig } from "../config/schema.js";
 import type { Reading } from "../model/reading.js";
-import type { Processor, ProcessorOutput } from "./processor.js";
+import type { Processor, ProcessorOutput } from "../model/processor.js";
 
 export type Co2Band = "good" | "fair" | "poor";
 

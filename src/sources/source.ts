@@ -1,5 +1,6 @@
 import type { Reading } from "../model/reading.js";
 import type { BusStatus, DeviceStatus } from "../model/status.js";
+import type { PointWriter } from "../model/writer.js";
 
 /** The field devices behind a source and the buses they are on, typed (status, metrics, health). */
 export interface SourceDetail {
@@ -7,11 +8,6 @@ export interface SourceDetail {
   buses: BusStatus[];
 }
 
-/** Writes a point of a device and reads it back: what an actuator's relay drives. */
-export interface PointWriter {
-  readonly name: string;
-  writePoint(point: string, value: number | boolean | string, opts?: { evenIfOffline?: boolean }): Promise<{ readBack: number | boolean | string }>;
-}
 
 /**
  * Something the agent polls at an interval: a simulated device, a Modbus line, an I²C bus.

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:net";
 import type { Aedes } from "aedes";
-import { listen } from "../ops/listen.js";
+import { listen } from "../model/listen.js";
 
 export class EmbeddedBroker {
   private broker: Aedes | null = null;

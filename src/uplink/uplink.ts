@@ -20,7 +20,7 @@ import type { StoredReading } from "../model/reading.js";
 import type { UplinkState, UplinkStats } from "../model/status.js";
 
 export type { UplinkState, UplinkStats };
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
 import type { Reading } from "../../src/model/reading.js";
 import { silentLogger } from "../../src/ops/logger.js";
-import type { Processor } from "../../src/processors/processor.js";
+import type { Processor } from "../../src/model/processor.js";
 import { decodeTelemetry } from "../../src/uplink/codec.js";
 import { SeqTracker } from "../../src/uplink/seq-tracker.js";
 import { startBroker } from "../helpers/broker.js";

@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { AgentStatus } from "../../src/agent/agent.js";
+import { gpioDetail } from "../../src/sources/gpio/status.js";
+import { i2cDetail } from "../../src/sources/i2c/status.js";
+import { modbusDetail } from "../../src/sources/modbus/status.js";
 import { MetricsEndpoint, type MetricsOptions } from "../../src/ops/metrics.js";
 import type { GpioSourceHealth } from "../../src/sources/gpio/source.js";
 import type { SensorHealth } from "../../src/sources/i2c/sensor.js";
@@ -67,12 +70,13 @@ function cabinetStatus(): AgentStatus {
       publishFailures: 2, refused: 4, deadLettered: 3, inflight: 0, backlogRemaining: 1500, lastError: "connect ECONNREFUSED", payloadBytes: 12_345_678, otherAcked: 45,
     },
     sources: {
-      "meter-1": { polls: 3600, overruns: 0, errors: 0, lastError: null, health: meter1 },
-      "meter-2": { polls: 3600, overruns: 4, errors: 0, lastError: null, health: meter2 },
-      "room-101": { polls: 720, overruns: 0, errors: 0, lastError: null, health: [sht, scd] },
-      "pir-hall": { polls: 3600, overruns: 0, errors: 0, lastError: null, health: pir },
-      "sim-1": { polls: 100, overruns: 1, errors: 1, lastError: "simulated fault", },
+      "meter-1": { type: "modbus", polls: 3600, overruns: 0, errors: 0, lastError: null, health: meter1, ...modbusDetail("meter-1", meter1) },
+      "meter-2": { type: "modbus", polls: 3600, overruns: 4, errors: 0, lastError: null, health: meter2, ...modbusDetail("meter-2", meter2) },
+      "room-101": { type: "i2c", polls: 720, overruns: 0, errors: 0, lastError: null, health: [sht, scd], ...i2cDetail("room-101", "i2c-1", [sht, scd], { jobs: 750, failed: 30, queued: 0, lastError: null }) },
+      "pir-hall": { type: "gpio", polls: 3600, overruns: 0, errors: 0, lastError: null, health: pir, ...gpioDetail("pir-hall", pir) },
+      "sim-1": { type: "simulated", polls: 100, overruns: 1, errors: 1, lastError: "simulated fault", devices: [], buses: [] },
     },
+    parts: [{ name: "outbox", state: "running", error: null }],
     actuators: {
       "light-1": { mode: "override", on: true, level: 80 },
       "charger-1": { charging: false, relay: "off", power_w: 0, energy_kwh: 1234.5, meter: "online", fault: "relay did not confirm off" },

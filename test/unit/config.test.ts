@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { configJsonSchema } from "../../src/cli/config.js";
@@ -127,6 +127,26 @@ sources:
       "sources[1].devices[3].points: a device needs a profile or points",
       "sources[2].simulator: no simulator named 'other' under simulators:",
       "simulators[0].units[0].profile: unknown profile 'sdm999'; built in: sdm120, sdm630, epever",
+    ]);
+  });
+
+  it("refuses two sources on one serial line, also under another name of it, naming both places", () => {
+    const dir = tempDir();
+    const tty = join(dir, "ttyUSB0");
+    writeFileSync(tty, "");
+    mkdirSync(join(dir, "by-id"));
+    symlinkSync(tty, join(dir, "by-id", "usb-FTDI_FT232R-if00-port0"));
+    const errors = errorsOf(`${minimal}
+sources:
+  - { type: modbus, name: line-a, rtu: { device: ${tty} }, devices: [{ name: m1, unit: 1, profile: sdm120 }] }
+  - { type: modbus, name: line-b, rtu: { device: ${join(dir, "by-id", "usb-FTDI_FT232R-if00-port0")}, baud: 2400 }, devices: [{ name: m2, unit: 2, profile: sdm120 }] }
+  - { type: modbus, name: line-c, rtu_over_tcp: { host: 10.0.0.9 }, devices: [{ name: m3, unit: 3, profile: sdm120 }] }
+  - { type: modbus, name: line-d, rtu_over_tcp: { host: 10.0.0.9, port: 502 }, devices: [{ name: m4, unit: 4, profile: sdm120 }] }
+  - { type: modbus, name: line-e, tcp: { host: 10.0.0.9 }, devices: [{ name: m5, unit: 5, profile: sdm120 }] }
+`);
+    expect(errors).toEqual([
+      `sources[1].rtu.device: serial port ${join(dir, "by-id", "usb-FTDI_FT232R-if00-port0")} is also sources[0].rtu.device; a line is one source: put the devices of both under one of them`,
+      "sources[3].rtu_over_tcp: converter 10.0.0.9:502 is also sources[2].rtu_over_tcp; a line is one source: put the devices of both under one of them",
     ]);
   });
 

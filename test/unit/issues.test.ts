@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { describeIssue } from "../../src/config/issues.js";
+import { describeIssue } from "../../src/model/issues.js";
 import { parseConfigText } from "../../src/agent/config.js";
 
 const minimal = `

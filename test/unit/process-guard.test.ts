@@ -2,7 +2,7 @@
 import { EventEmitter } from "node:events";
 import { describe, expect, it } from "vitest";
 import { guardProcess, originOf } from "../../src/cli/run.js";
-import { formatPath } from "../../src/config/path.js";
+import { formatPath } from "../../src/model/path.js";
 
 function thrownBy(fn: () => unknown): unknown {
   try {

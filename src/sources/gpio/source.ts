@@ -10,8 +10,9 @@ import { SimGpioBackend } from "../../buses/gpio/sim-backend.js";
 import { SimPresence } from "../../simulators/gpio/presence.js";
 import type { GpioSourceConfig } from "./type.js";
 import type { Reading } from "../../model/reading.js";
-import type { Logger } from "../../ops/logger.js";
+import type { Logger } from "../../model/logger.js";
 import type { Source, SourceDetail } from "../source.js";
+import { gpioDetail } from "./status.js";
 
 /** Edges kept between two polls at most; a chattering contact cannot fill the memory. */
 const MAX_PENDING = 1000;
@@ -98,7 +99,7 @@ export class GpioSource implements Source {
 
   /** The input as a device: up while its pin is open. */
   status(): SourceDetail {
-    return { devices: [{ name: this.name, online: this.input !== null, lastError: this.lastError, lastOkTs: null, errors: {} }], buses: [] };
+    return gpioDetail(this.name, this.health());
   }
 }
 

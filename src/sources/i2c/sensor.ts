@@ -8,7 +8,7 @@ import type { I2cDriver, I2cSensor, Quantity } from "../../../drivers/i2c/types.
 import { hex, SensorError } from "../../../drivers/i2c/types.js";
 import { I2cError } from "../../buses/i2c/bus.js";
 import type { Reading } from "../../model/reading.js";
-import type { Logger } from "../../ops/logger.js";
+import type { Logger } from "../../model/logger.js";
 
 export type SensorFailure = "nack" | "bus-missing" | "permission" | "io" | "crc" | "not-ready" | "identity" | "reset" | "other";
 

@@ -12,9 +12,10 @@ import { simulatedBus } from "../../simulators/i2c/bench.js";
 import { realClock } from "../../buses/i2c/clock.js";
 import type { I2cSourceConfig } from "./type.js";
 import type { Reading } from "../../model/reading.js";
-import type { Logger } from "../../ops/logger.js";
+import type { Logger } from "../../model/logger.js";
 import type { Source, SourceDetail } from "../source.js";
 import { type SensorHealth, SensorPoller } from "./sensor.js";
+import { i2cDetail } from "./status.js";
 
 export class I2cSource implements Source {
   readonly name: string;
@@ -73,14 +74,7 @@ export class I2cSource implements Source {
 
   /** Each sensor is a device, on the source's bus. */
   status(): SourceDetail {
-    const q = this.queue.stats();
-    return {
-      devices: this.health().map((h) => {
-        const { reads, ok, inits: _inits, waits: _waits, ...errors } = h.counters;
-        return { name: `${this.name}/${h.driver}@${h.address}`, online: h.online, lastError: h.lastError, lastOkTs: h.lastOkTs, requests: reads, ok, retries: 0, errors, bus: this.queue.name };
-      }),
-      buses: [{ name: this.queue.name, open: true, queued: q.queued, lastError: q.lastError }],
-    };
+    return i2cDetail(this.name, this.queue.name, this.health(), this.queue.stats());
   }
 }
 

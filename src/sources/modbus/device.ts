@@ -20,7 +20,7 @@ import type { Table } from "../../../drivers/modbus/types.js";
 import { type ModbusError, ModbusError as ModbusErrorClass, type ModbusErrorKind, type ModbusLink } from "../../buses/modbus/link.js";
 import type { ModbusLine } from "../../buses/modbus/line.js";
 import type { Reading } from "../../model/reading.js";
-import type { Logger } from "../../ops/logger.js";
+import type { Logger } from "../../model/logger.js";
 import type { Source, SourceDetail } from "../source.js";
 import { modbusDetail } from "./status.js";
 import { encodeWrite, type WriteResult, writeAndReadBack } from "./write.js";

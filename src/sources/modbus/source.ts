@@ -8,7 +8,7 @@ import type { ModbusSourceConfig } from "./type.js";
 import { describeTransport, interFrameMs, ModbusSerialLink, type ModbusTransport } from "../../buses/modbus/link.js";
 import { ModbusLine } from "../../buses/modbus/line.js";
 import { PortRegistry, rtuOverTcpPortId, serialPortId } from "../../buses/ports.js";
-import type { Logger } from "../../ops/logger.js";
+import type { Logger } from "../../model/logger.js";
 import { ModbusDevice } from "./device.js";
 import { type PlanLimits, PROTOCOL_LIMITS } from "./planner.js";
 import { wireModel } from "./wire-cost.js";

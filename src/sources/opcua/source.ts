@@ -22,7 +22,7 @@ import { hostname } from "node:os";
 import type { ClientSession, ClientSubscription, DataValue, OPCUAClient } from "node-opcua";
 import type { OpcuaSourceConfig } from "./type.js";
 import type { Quality, Reading, Value } from "../../model/reading.js";
-import type { Logger } from "../../ops/logger.js";
+import type { Logger } from "../../model/logger.js";
 import { identityFor } from "../../opcua/endpoint.js";
 import { defaultPkiDir, loadOpcua, type Opcua } from "../../opcua/load.js";
 import { checkedBy, clientCertificateManager, leafCertificate, ServerTrust } from "../../opcua/trust.js";

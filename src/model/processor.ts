@@ -1,4 +1,4 @@
-import type { Reading } from "../model/reading.js";
+import type { Reading } from "./reading.js";
 
 /**
  * Derives figures on the gateway from the readings of the sources: room comfort, occupancy,

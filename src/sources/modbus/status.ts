@@ -1,0 +1,25 @@
+/** A Modbus device's health as the typed status every kind of source reports. */
+import type { SourceDetail } from "../source.js";
+import type { DeviceHealth } from "./device.js";
+
+export function modbusDetail(name: string, h: DeviceHealth): SourceDetail {
+  const { polls: _polls, requests, ok, retries, ...errors } = h.counters;
+  return {
+    devices: [
+      {
+        name,
+        online: h.online,
+        lastError: h.lastError,
+        lastOkTs: h.lastOkTs,
+        requests,
+        ok,
+        retries,
+        errors,
+        requestsPerPoll: h.requestsPerPoll,
+        excluded: h.unsupported,
+        bus: h.bus.name,
+      },
+    ],
+    buses: [{ name: h.bus.name, open: h.bus.open, queued: h.bus.queued, lastError: h.bus.lastError }],
+  };
+}
