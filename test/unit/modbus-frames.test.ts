@@ -125,12 +125,12 @@ describe("golden RTU frames (../shared/reference/vectors.json)", () => {
   });
 
   it("a read over an unmapped address gives the reference exception", () => {
-    // 0x0040–0x0041 lie between power factor total (0x003E) and frequency (0x0046).
-    const request = rtuFrame(1, fromHex("04 00 40 00 02"));
+    // 0x0200 lies past the SDM630's input map (inside it, unused registers read as zero).
+    const request = rtuFrame(1, fromHex("04 02 00 00 02"));
     expect(toHex(answer(new SimDevice(profile("sdm630")), request))).toBe(toHex(EXCEPTION));
-    // A range that starts mapped and runs over a hole is refused as a whole, like a real meter.
-    const overHole = rtuFrame(1, fromHex("04 31 04 00 08"));
-    expect(toHex(answer(new SimDevice(profile("epever")), overHole))).toBe(toHex(EXCEPTION));
+    // A range that starts mapped and runs past the block (0x3100–0x3111) is refused as a whole, like a real controller.
+    const pastBlock = rtuFrame(1, fromHex("04 31 10 00 04"));
+    expect(toHex(answer(new SimDevice(profile("epever")), pastBlock))).toBe(toHex(EXCEPTION));
   });
 
   it("the FC16 write of baud = 2.0 is accepted and answered with the echo header", () => {
