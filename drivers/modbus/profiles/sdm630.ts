@@ -34,7 +34,8 @@ export const sdm630: ModbusProfile = {
     // Settings take effect only in set-up mode and after a power cycle (manual).
     f32hold("meter_id", 0x0014, NO_UNIT, constant(1), { writable: true, description: "Modbus unit id, 1–247" }),
   ],
-  // L2 and L3 voltages tell it from an SDM120, which has no registers there.
+  // L2 and L3 voltages are there; an SDM120 reads zeros at those addresses (unused Eastron
+  // registers read as zero), so `modbus scan` tries the SDM120's meter code first (registry order).
   identify: [
     { table: "input", address: 0x0046, type: "float32", min: 45, max: 65 },
     { table: "input", address: 0x0002, type: "float32", min: 0, max: 300 },
