@@ -322,7 +322,7 @@ export class ModbusDevice implements Source {
   private async onRefused(req: ReadRequest, e: ModbusError, ts: number, out: Reading[]): Promise<"ok" | "failed" | "silent"> {
     const split = splitRequest(req);
     const retryAt = ts + this.reprobeInterval;
-    const again = `${this.reprobeInterval / 60_000 >= 1 ? `${+(this.reprobeInterval / 60_000).toFixed(1)} min` : `${this.reprobeInterval / 1000} s`}`;
+    const again = minutesOrSeconds(this.reprobeInterval);
     if (!split) {
       for (const p of req.points) {
         const first = this.exclude(p, { kind: "point", point: p, what: `point ${p.name} (${where(p.table, p.address)})`, since: ts, retryAt });
@@ -509,6 +509,11 @@ export class ModbusDevice implements Source {
 /** Illegal data address or value: this read is refused, whatever else the device answers. */
 function isRefusal(e: ModbusError): boolean {
   return e.kind === "exception" && (e.exceptionCode === 2 || e.exceptionCode === 3);
+}
+
+/** 600000 → "10 min", 30000 → "30 s". */
+function minutesOrSeconds(ms: number): string {
+  return ms >= 60_000 ? `${+(ms / 60_000).toFixed(1)} min` : `${+(ms / 1000).toFixed(1)} s`;
 }
 
 function where(table: Table, address: number): string {
