@@ -167,6 +167,13 @@ function serialStream(t: Extract<ModbusTransport, { kind: "rtu" }>): Stream {
       if (!p) return;
       p.removeAllListeners("data");
       p.removeAllListeners("close");
+      // Closing by itself (the adapter went away): wait until it is done, so a reopen finds the port free.
+      if (p.closing) {
+        await new Promise<void>((resolve) => {
+          p.once("close", () => resolve());
+          p.once("error", () => resolve()); // a failed close ends in an error, not a close
+        });
+      }
       if (!p.isOpen) return;
       await new Promise<void>((resolve) => p.close(() => resolve()));
     },

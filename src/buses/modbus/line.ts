@@ -41,7 +41,7 @@ export class ModbusLine {
 
   constructor(
     readonly name: string,
-    readonly link: ModbusLink,
+    private readonly link: ModbusLink,
     private readonly opts: LineOptions,
   ) {
     this.now = opts.now ?? (() => performance.now());
