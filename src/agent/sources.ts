@@ -1,4 +1,5 @@
 import { I2cBusPool } from "../buses/i2c/queue.js";
+import { PortRegistry } from "../buses/ports.js";
 import type { Logger } from "../model/logger.js";
 import { sourceType } from "../sources/registry.js";
 import type { Source } from "../sources/source.js";
@@ -15,7 +16,8 @@ export interface SourcesDeps {
  * source per device; sources on one physical bus share its queue).
  */
 export function createSources(config: Config, deps: SourcesDeps): Array<{ source: Source; type: string }> {
-  const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, i2cBuses: new I2cBusPool() };
+  const ports = new PortRegistry();
+  const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, ports, i2cBuses: new I2cBusPool(ports) };
   return config.sources.flatMap((cfg) => sourceType(cfg).create(cfg, shared).map((source) => ({ source, type: cfg.type })));
 }
 

@@ -74,43 +74,4 @@ export class PortRegistry {
   }
 }
 
-/** The part of a source's config that names a serial device (a `type: modbus` source's `rtu`). */
-export interface SerialClaim {
-  type: string;
-  rtu?: { device: string } | undefined;
-}
 
-export interface PortIssue {
-  /** Where to report it: `["sources", 3, "rtu", "device"]`. */
-  path: Array<string | number>;
-  message: string;
-}
-
-/**
- * `config check`: two sources naming one serial device would open it twice (or share a line
- * with different settings); refused, naming both places. Devices are compared by their real
- * path, so a `/dev/serial/by-id` link and the tty it points to are the same port.
- */
-export function checkSharedPorts(sources: readonly SerialClaim[], resolve: (path: string) => string = realDevicePath): PortIssue[] {
-  const issues: PortIssue[] = [];
-  const first = new Map<string, { index: number; device: string }>();
-  sources.forEach((src, index) => {
-    if (src.type !== "modbus" || !src.rtu) return;
-    const device = src.rtu.device;
-    const id = serialPortId(device, resolve);
-    const owner = first.get(id);
-    if (!owner) {
-      first.set(id, { index, device });
-      return;
-    }
-    const real = describePort(id);
-    const here = device === real ? device : `${device} (→ ${real})`;
-    // Name the other source's spelling when it is neither this one nor the real path.
-    const there = owner.device === device || owner.device === real ? "" : ` (${owner.device})`;
-    issues.push({
-      path: ["sources", index, "rtu", "device"],
-      message: `${here} is also sources[${owner.index}].rtu.device${there}; put both lines' devices under one source`,
-    });
-  });
-  return issues;
-}

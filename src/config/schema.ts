@@ -249,25 +249,22 @@ function checkFile<S extends { type: string; name: string }>(cfg: CoreConfig & {
     const at: Path = ["sources", i];
     const type = byType.get(src.type);
     if (!type) return;
-    // A source's errors in the order of the places they name (its devices one after the other).
-    const found: Array<{ path: Path; message: string }> = [];
-    const note: Report = (path, message) => found.push({ path, message });
+    const claimed = new Set<string>();
+    const claimName = (name: string, path: Path) => {
+      claimed.add(formatPath(path));
+      claim(name, path);
+    };
+    type.check?.(src, at, { simulators, report, claimName });
     const facts = type.facts(src, at);
-    for (const p of facts.prefixes) {
-      const first = prefixes.get(p.name);
-      if (first !== undefined) note(p.path, `duplicate name '${p.name}' (also ${first})`);
-      else prefixes.set(p.name, formatPath(p.path));
-    }
-    type.check?.(src, at, { simulators, report: note });
+    for (const p of facts.prefixes) if (!claimed.has(formatPath(p.path))) claim(p.name, p.path);
     for (const p of facts.points) points.add(p.id);
     for (const d of facts.devices) devices.set(d.name, d);
     // One owner per physical thing: two sources naming the same port, pin or address.
     for (const c of facts.claims) {
       const first = owners.get(c.key);
       if (first === undefined) owners.set(c.key, { path: c.path, source: i });
-      else if (first.source !== i) note(c.path, `${c.what} is also ${formatPath(first.path)}${c.hint ? `; ${c.hint}` : ""}`);
+      else if (first.source !== i) report(c.path, `${c.what} is also ${formatPath(first.path)}${c.hint ? `; ${c.hint}` : ""}`);
     }
-    for (const f of found.sort((a, b) => byIndices(a.path, b.path))) report(f.path, f.message);
   });
   checkRooms(cfg, points, report);
   checkActuators(cfg, claim, devices, points, report);
@@ -278,14 +275,6 @@ function checkFile<S extends { type: string; name: string }>(cfg: CoreConfig & {
     }),
   );
   if (cfg.uplink.reconnect.max < cfg.uplink.reconnect.min) report(["uplink", "reconnect", "max"], "must not be below reconnect.min");
-}
-
-/** Orders paths by their list indices only (`devices[1]` before `devices[2]`); a stable sort keeps the rest as found. */
-function byIndices(a: Path, b: Path): number {
-  const ia = a.filter((x) => typeof x === "number");
-  const ib = b.filter((x) => typeof x === "number");
-  for (let k = 0; k < Math.min(ia.length, ib.length); k++) if (ia[k] !== ib[k]) return (ia[k] as number) - (ib[k] as number);
-  return ia.length - ib.length;
 }
 
 /** Streetlights and chargers: relays on real, switchable outputs; meters that are polled; unique names. */

@@ -25,6 +25,11 @@ export interface CheckContext {
   /** Names of the embedded simulators (`simulators:`). */
   simulators: ReadonlySet<string>;
   report: Report;
+  /**
+   * Claims a point-id prefix at its place, now (so its error comes in the order of the type's
+   * own checks); a prefix of the facts not claimed here is claimed after the checks.
+   */
+  claimName(name: string, path: Path): void;
 }
 
 export interface SourceConfigType<C extends { type: string; name: string } = { type: string; name: string }> {

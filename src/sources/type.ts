@@ -4,6 +4,7 @@
  * (src/sources/<type>/type.ts) and is listed once in src/sources/registry.ts.
  */
 import type { I2cBusPool } from "../buses/i2c/queue.js";
+import type { PortRegistry } from "../buses/ports.js";
 import type { SourceConfigType } from "../config/source-type.js";
 import type { Logger } from "../model/logger.js";
 import type { Source } from "./source.js";
@@ -14,7 +15,9 @@ export interface SourceDeps {
   storePath: string;
   /** Bound addresses of the embedded simulators, by name. */
   simulators: ReadonlyMap<string, { host: string; port: number }>;
-  /** The I²C buses of this agent: sources on one bus share its queue. */
+  /** The physical ports of this agent: sources naming one port share its queue (one writer per bus). */
+  ports: PortRegistry;
+  /** The I²C buses of this agent (in the same registry). */
   i2cBuses: I2cBusPool;
 }
 

@@ -25,14 +25,15 @@ const sensorCounters = (over: Partial<SensorHealth["counters"]>): SensorHealth["
 /** A gateway in a street cabinet during an uplink outage: one meter offline, one CO₂ sensor missing. */
 function cabinetStatus(): AgentStatus {
   const meter1: DeviceHealth = {
-    online: true, offlineSince: null, lastError: null, lastOkTs: NOW - 1000, requestsPerPoll: 3,
+    online: true, offlineSince: null, lastError: null, lastOkTs: NOW - 1000, requestsPerPoll: 3, wireMsPerPoll: 12, excluded: [],
     counters: meterCounters({ polls: 3600, requests: 10_812, ok: 10_800, retries: 12, timeout: 9, crc: 3 }),
     unsupported: [],
     writes: noWrites,
     bus: { name: "meter-room", open: true, opens: 1, openFailures: 0, queued: 0, lastError: null },
   };
   const meter2: DeviceHealth = {
-    online: false, offlineSince: NOW - 590_000, lastError: "timeout after 500 ms (unit 2)", lastOkTs: NOW - 600_000, requestsPerPoll: 2,
+    online: false, offlineSince: NOW - 590_000, lastError: "timeout after 500 ms (unit 2)", lastOkTs: NOW - 600_000, requestsPerPoll: 2, wireMsPerPoll: 8,
+    excluded: [{ what: "thd_v1 (input 0x00fa)", since: NOW - 900_000, retryAt: NOW + 300_000 }],
     counters: meterCounters({ polls: 3600, requests: 7000, ok: 6900, retries: 60, timeout: 40, crc: 5, exception: 2, "wrong-unit": 1 }),
     unsupported: ["thd_v1"],
     writes: noWrites,

@@ -145,8 +145,8 @@ sources:
   - { type: modbus, name: line-e, tcp: { host: 10.0.0.9 }, devices: [{ name: m5, unit: 5, profile: sdm120 }] }
 `);
     expect(errors).toEqual([
-      `sources[1].rtu.device: serial port ${join(dir, "by-id", "usb-FTDI_FT232R-if00-port0")} is also sources[0].rtu.device; a line is one source: put the devices of both under one of them`,
-      "sources[3].rtu_over_tcp: converter 10.0.0.9:502 is also sources[2].rtu_over_tcp; a line is one source: put the devices of both under one of them",
+      `sources[1].rtu.device: ${join(dir, "by-id", "usb-FTDI_FT232R-if00-port0")} (→ ${tty}) is also sources[0].rtu.device; put both lines' devices under one source`,
+      "sources[3].rtu_over_tcp: converter 10.0.0.9:502 is also sources[2].rtu_over_tcp; put both lines' devices under one source",
     ]);
   });
 

@@ -1,6 +1,6 @@
 /**
- * Physical ports by identity: sources naming one port share its queue, and `config check`
- * refuses two Modbus sources on one serial device, naming both places.
+ * Physical ports by identity: sources naming one port share its queue (`config check` refusing
+ * two Modbus sources on one serial device is in test/unit/config.test.ts).
  */
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -9,7 +9,7 @@ import { I2cBusPool } from "../../src/buses/i2c/queue.js";
 import { SimI2cBus } from "../../src/buses/i2c/sim-bus.js";
 import { ManualClock } from "../../src/buses/i2c/clock.js";
 import type { ModbusTransport } from "../../src/buses/modbus/link.js";
-import { checkSharedPorts, PortRegistry, serialPortId } from "../../src/buses/ports.js";
+import { PortRegistry, serialPortId } from "../../src/buses/ports.js";
 import type { ModbusSourceConfig } from "../../src/sources/modbus/type.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { createModbusDevices, lineFor } from "../../src/sources/modbus/source.js";
@@ -28,39 +28,6 @@ function devices() {
 }
 
 const rtu = (device: string, baud = 9600): ModbusTransport => ({ kind: "rtu", device, baud, parity: "none", dataBits: 8, stopBits: 1 });
-
-describe("config check: two sources on one serial device", () => {
-  const modbus = (device: string) => ({ type: "modbus", rtu: { device } });
-
-  it("refuses the second, naming both paths", () => {
-    const issues = checkSharedPorts([modbus("/dev/ttyUSB0"), { type: "i2c" }, modbus("/dev/ttyUSB1"), modbus("/dev/ttyUSB0")]);
-    expect(issues).toEqual([
-      {
-        path: ["sources", 3, "rtu", "device"],
-        message: "/dev/ttyUSB0 is also sources[0].rtu.device; put both lines' devices under one source",
-      },
-    ]);
-  });
-
-  it("sees a /dev/serial/by-id link and the tty it points to as one port", () => {
-    const d = devices();
-    expect(checkSharedPorts([modbus(d.byId), modbus(d.other), modbus(d.tty)])).toEqual([
-      { path: ["sources", 2, "rtu", "device"], message: `${d.tty} is also sources[0].rtu.device (${d.byId}); put both lines' devices under one source` },
-    ]);
-    expect(checkSharedPorts([modbus(d.tty), modbus(d.byId)])[0]!.message).toBe(
-      `${d.byId} (→ ${d.tty}) is also sources[0].rtu.device; put both lines' devices under one source`,
-    );
-  });
-
-  it("reports every further source on the port against the first, and leaves TCP sources alone", () => {
-    const tcp = { type: "modbus", tcp: { host: "10.0.0.5", port: 502 } };
-    const issues = checkSharedPorts([tcp, modbus("/dev/ttyAMA0"), tcp, modbus("/dev/ttyAMA0"), modbus("/dev/ttyAMA0")]);
-    expect(issues.map((i) => [i.path.join("."), i.message.split(";")[0]])).toEqual([
-      ["sources.3.rtu.device", "/dev/ttyAMA0 is also sources[1].rtu.device"],
-      ["sources.4.rtu.device", "/dev/ttyAMA0 is also sources[1].rtu.device"],
-    ]);
-  });
-});
 
 describe("sources on one physical port share its queue", () => {
   it("two sources naming one serial device (by-id link and tty) get one line; other ports their own", () => {

@@ -16,7 +16,7 @@ function thrownBy(fn: () => unknown): unknown {
 describe("originOf", () => {
   it("names the room of the first frame in our code, and the place", () => {
     const err = thrownBy(() => formatPath(null as unknown as string[]));
-    expect(originOf(err)).toEqual({ part: "config", at: expect.stringMatching(/^src\/config\/path\.ts:\d+$/) });
+    expect(originOf(err)).toEqual({ part: "model", at: expect.stringMatching(/^src\/model\/path\.ts:\d+$/) });
   });
 
   it("reads built paths, file URLs and drivers, and skips frames outside our code", () => {
@@ -60,11 +60,11 @@ describe("guardProcess", () => {
     proc.emit("unhandledRejection", err);
     expect(exits).toEqual([]);
     expect(lines.map((l) => l.msg)).toEqual([
-      expect.stringMatching(/^unhandled rejection in config: .*; the gateway goes on$/),
+      expect.stringMatching(/^unhandled rejection in model: .*; the gateway goes on$/),
       "unhandled rejection in unknown: another; the gateway goes on",
-      expect.stringMatching(/^unhandled rejection in config: .* \(2 more like it in the last minute\); the gateway goes on$/),
+      expect.stringMatching(/^unhandled rejection in model: .* \(2 more like it in the last minute\); the gateway goes on$/),
     ]);
-    expect(lines[2]!.obj).toMatchObject({ part: "config", unhandled_total: 5 });
+    expect(lines[2]!.obj).toMatchObject({ part: "model", unhandled_total: 5 });
   });
 
   it("logs an uncaught exception as fatal and exits 1; unguard removes both handlers", () => {

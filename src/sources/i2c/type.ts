@@ -96,7 +96,10 @@ function checkSensors(src: I2cSourceConfig, at: Path, report: Report): void {
 export const i2c: SourceType<I2cSourceConfig> = {
   type: "i2c",
   schema,
-  check: (cfg, at, ctx) => checkSensors(cfg, at, ctx.report),
+  check(cfg, at, ctx) {
+    ctx.claimName(cfg.name, [...at, "name"]);
+    checkSensors(cfg, at, ctx.report);
+  },
   facts(cfg, at) {
     // Sources on one real bus share it (one queue); an address on it belongs to one of them
     // (twice within one source is this type's own check).

@@ -66,8 +66,6 @@ export function createModbusDevices(
   const wire = wireModel(transport);
   const devices = src.devices.map(
     (dev) => {
-      // Until the schema carries reprobe_interval, the device's default applies.
-      const reprobe = (dev as { reprobe_interval?: unknown }).reprobe_interval;
       return new ModbusDevice(
         {
           name: dev.name,
@@ -80,7 +78,7 @@ export function createModbusDevices(
           wire,
           offlineAfter: dev.offline_after,
           probeInterval: dev.probe_interval,
-          ...(typeof reprobe === "number" ? { reprobeInterval: reprobe } : {}),
+          reprobeInterval: dev.reprobe_interval,
         },
         line,
         deps.log.child({ line: src.name }),

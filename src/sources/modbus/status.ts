@@ -16,7 +16,8 @@ export function modbusDetail(name: string, h: DeviceHealth): SourceDetail {
         retries,
         errors,
         requestsPerPoll: h.requestsPerPoll,
-        excluded: h.unsupported,
+        // What is not read for now, and when it is tried again.
+        excluded: h.excluded.map((x) => `${x.what} (tried again ${new Date(x.retryAt).toISOString().slice(11, 19)} UTC)`),
         bus: h.bus.name,
       },
     ],

@@ -1,7 +1,7 @@
 /** `type: modbus`: one line (RS-485 RTU, Modbus TCP, RTU over TCP) and the devices on it. */
-import { realpathSync } from "node:fs";
 import { z } from "zod";
 import { devicePoints, getProfile, profileIds } from "../../../drivers/modbus/registry.js";
+import { describePort, rtuOverTcpPortId, serialPortId } from "../../buses/ports.js";
 import { hostPort, name, type Path, type Report } from "../../config/fields.js";
 import type { SourceFacts } from "../../config/source-type.js";
 import { DAY, duration, MINUTE } from "../../config/units.js";
@@ -54,9 +54,14 @@ const modbusDevice = z.strictObject({
   timeout: duration({ min: 10, max: MINUTE }).optional(),
   retries: z.int().min(0).max(5).optional(),
   max_registers: z.int().min(1).max(125).optional(),
-  max_gap: z.int().min(0).max(100).optional(),
+  max_gap: z.int().min(0).max(100).optional().meta({ description: "Registers a read may skip to join two points, at most (default: as the planner's cost model finds best)." }),
   offline_after: z.int().min(1).max(100).default(3).meta({ description: "Failed polls in a row before the device is marked offline and backed off." }),
   probe_interval: duration({ min: 100, max: DAY, description: "How often an offline device is tried again." }).default(10_000),
+  reprobe_interval: duration({
+    min: 10_000,
+    max: DAY,
+    description: "How long a range or point the device refused stays out of its polls before it is tried again (also at once when an offline device answers again).",
+  }).default(600_000),
 });
 
 const schema = z.strictObject({
@@ -71,7 +76,9 @@ const schema = z.strictObject({
   timeout: duration({ min: 10, max: MINUTE }).default(1000),
   retries: z.int().min(0).max(5).default(1),
   max_registers: z.int().min(1).max(125).default(125),
-  max_gap: z.int().min(0).max(100).default(10),
+  max_gap: z.int().min(0).max(100).optional().meta({
+    description: "Registers a read may skip to join two points, at most; by default the planner merges whenever one read costs less time on the wire than two.",
+  }),
   devices: z.array(modbusDevice).min(1, { error: "needs at least one device" }),
 });
 
@@ -90,15 +97,6 @@ function checkDevice(dev: ModbusDeviceConfig, at: Path, report: Report): void {
   }
 }
 
-/** A serial port's identity: the device a /dev/serial/by-id name points to, when it is there. */
-function portKey(device: string): string {
-  try {
-    return `serial:${realpathSync(device)}`;
-  } catch {
-    return `serial:${device}`;
-  }
-}
-
 export const modbus: SourceType<ModbusSourceConfig> = {
   type: "modbus",
   schema,
@@ -113,6 +111,7 @@ export const modbus: SourceType<ModbusSourceConfig> = {
     const units = new Map<number, string>();
     src.devices.forEach((dev, j) => {
       const here = [...at, "devices", j];
+      ctx.claimName(dev.name, [...here, "name"]);
       const other = units.get(dev.unit);
       if (other !== undefined) ctx.report([...here, "unit"], `unit ${dev.unit} is also '${other}' on this line`);
       units.set(dev.unit, dev.name);
@@ -123,11 +122,16 @@ export const modbus: SourceType<ModbusSourceConfig> = {
   facts(src, at) {
     const claims: SourceFacts["claims"] = [];
     // One writer per physical line: two sources on one serial port would open it twice.
-    const hint = "a line is one source: put the devices of both under one of them";
-    if (src.rtu) claims.push({ key: portKey(src.rtu.device), path: [...at, "rtu", "device"], what: `serial port ${src.rtu.device}`, hint });
+    // The same identities the running agent's port registry uses (a by-id link is its tty).
+    const hint = "put both lines' devices under one source";
+    if (src.rtu) {
+      const id = serialPortId(src.rtu.device);
+      const real = describePort(id);
+      claims.push({ key: id, path: [...at, "rtu", "device"], what: src.rtu.device === real ? real : `${src.rtu.device} (→ ${real})`, hint });
+    }
     if (src.rtu_over_tcp) {
       const { host, port } = src.rtu_over_tcp;
-      claims.push({ key: `rtu-over-tcp:${host}:${port}`, path: [...at, "rtu_over_tcp"], what: `converter ${host}:${port}`, hint });
+      claims.push({ key: rtuOverTcpPortId(host, port), path: [...at, "rtu_over_tcp"], what: `converter ${host}:${port}`, hint });
     }
     return {
       prefixes: src.devices.map((d, j) => ({ name: d.name, path: [...at, "devices", j, "name"] })),

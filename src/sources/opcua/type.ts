@@ -63,6 +63,7 @@ export const opcua: SourceType<OpcuaSourceConfig> = {
   type: "opcua",
   schema,
   check(src, at, ctx) {
+    ctx.claimName(src.name, [...at, "name"]);
     uniqueNames(src.nodes, src.name, [...at, "nodes"], ctx.report);
     // Credentials come in pairs; a security mode and its policy agree; backoff bounds are ordered.
     if ((src.username === undefined) !== (src.password === undefined)) {

@@ -35,6 +35,7 @@ export const simulated: SourceType<SimulatedSourceConfig> = {
   type: "simulated",
   schema,
   check(cfg, at, ctx) {
+    ctx.claimName(cfg.name, [...at, "name"]);
     uniqueNames(cfg.points, cfg.name, [...at, "points"], ctx.report);
   },
   facts(cfg, at: Path): SourceFacts {

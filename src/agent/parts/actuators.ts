@@ -1,0 +1,43 @@
+/**
+ * The streetlights and charging points as one safety part: their safe state at start (before
+ * the first poll) and at stop, first of all parts, while the buses are still open. Each on its
+ * own: one that fails is logged and the others still go safe.
+ */
+import { Charger } from "../../control/charger.js";
+import type { Streetlight } from "../../control/streetlight.js";
+import type { Logger } from "../../model/logger.js";
+import type { Part } from "../parts.js";
+import type { Recorder } from "../recorder.js";
+
+export class ActuatorsPart implements Part {
+  readonly name = "actuators";
+  /** Safe: from the stop on, nothing may move an actuator again. */
+  stopping = false;
+
+  constructor(
+    private readonly controllers: ReadonlyArray<Streetlight | Charger>,
+    private readonly recorder: Recorder,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.each("start", (c) => c.start());
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.each("stop", async (c) => {
+      if (c instanceof Charger) {
+        // The session's record goes to the outbox like any event.
+        const out = await c.stop();
+        this.recorder.store(out.readings, out.events);
+      } else await c.stop();
+    });
+  }
+
+  private async each(what: string, f: (c: Streetlight | Charger) => Promise<unknown>): Promise<void> {
+    for (const c of this.controllers) {
+      await f(c).catch((err: unknown) => this.log.error({ actuator: c.name, err: (err as Error).message }, `could not enter the safe state at ${what}`));
+    }
+  }
+}
