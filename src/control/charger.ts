@@ -139,7 +139,7 @@ export class Charger implements Actuator, Processor {
     this.relayOn = true;
     this.offOwed = false;
     this.fault = null;
-    this.log.info({ charger: this.name, max_kwh: session.maxKwh, max_minutes: session.maxMinutes }, "session started");
+    this.log.info({ max_kwh: session.maxKwh, max_minutes: session.maxMinutes }, "session started");
     return this.state();
   }
 
@@ -193,7 +193,7 @@ export class Charger implements Actuator, Processor {
     this.session = null;
     this.lastEnd = reason;
     this.offOwed = true;
-    this.log.info({ charger: this.name, ...record }, "session ended");
+    this.log.info(record, "session ended");
     this.pendingEvents.push({ point: `${this.name}/session`, ts: now, value: JSON.stringify(record), quality: "good" });
     void this.enforceOff();
   }
@@ -219,7 +219,7 @@ export class Charger implements Actuator, Processor {
     } catch (err) {
       this.offOwed = true;
       const message = `could not switch off ${this.opts.relay.describe}: ${(err as Error).message}`;
-      if (this.fault !== message) this.log.error({ charger: this.name }, message);
+      if (this.fault !== message) this.log.error(message);
       this.fault = message;
     }
   }

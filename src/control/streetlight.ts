@@ -137,7 +137,7 @@ export class Streetlight implements Actuator, Processor {
   /** Ends an expired override and switches the lamp when it is not what the schedule wants. */
   private reconcile(now: number): LightState {
     if (this.override && now >= this.override.until) {
-      this.log.info({ light: this.name }, "override expired: automatic mode");
+      this.log.info("override expired: automatic mode");
       this.override = undefined;
     }
     const w = this.compute(now);
@@ -170,14 +170,14 @@ export class Streetlight implements Actuator, Processor {
     const w = this.compute(now);
     try {
       await this.opts.relay.set(w.on);
-      if (this.applied !== w.on) this.log.info({ light: this.name, on: w.on, reason: w.reason }, `lamp ${w.on ? "on" : "off"} (${w.reason})`);
+      if (this.applied !== w.on) this.log.info({ on: w.on, reason: w.reason }, `lamp ${w.on ? "on" : "off"} (${w.reason})`);
       this.applied = w.on;
       this.appliedAt = now;
       this.fault = null;
     } catch (err) {
       this.applied = null;
       const message = `${this.name}: could not switch ${w.on ? "on" : "off"} ${this.opts.relay.describe}: ${(err as Error).message}`;
-      if (message !== this.fault) this.log.error({ light: this.name }, message);
+      if (message !== this.fault) this.log.error(message);
       this.fault = message;
     }
   }
