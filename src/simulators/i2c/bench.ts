@@ -11,7 +11,7 @@ import type { Environment, SimChip } from "./chip.js";
 import { SimScd4x } from "./scd4x.js";
 import { SimSht3x } from "./sht3x.js";
 import { SimSht4x } from "./sht4x.js";
-import { prng } from "../../buses/prng.js";
+import { prng } from "../prng.js";
 
 /** The chip model behind each driver id. */
 export function createSimChip(driver: string, address: number, clock: SimClock): SimChip {

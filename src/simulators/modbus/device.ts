@@ -10,7 +10,7 @@ import { decodePoint, encodePoint } from "../../../drivers/modbus/codec.js";
 import type { ModbusPoint, ModbusProfile, ReadableRange, Table } from "../../../drivers/modbus/types.js";
 import { isBitTable, probePoint, readableRangeOf, registerCount } from "../../../drivers/modbus/types.js";
 import { exceptionPdu, ModbusException } from "../../buses/modbus/frames.js";
-import { prng } from "../../buses/prng.js";
+import { prng } from "../prng.js";
 
 export type PointValue = number | boolean | string;
 
