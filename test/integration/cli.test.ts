@@ -3,8 +3,9 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../../src/store/outbox.js";
 import { startBroker } from "../helpers/broker.js";
-import { exited, runCli, startCli } from "../helpers/cli.js";
+import { agentReady, exited, runCli, startCli, statusLines } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitForOutput } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -78,7 +79,13 @@ describe("edge-agent run", () => {
       "site: s\ngateway: g\nuplink: { url: 'mqtt://127.0.0.1:1', reconnect: { min: 100ms, max: 200ms } }\nstore: { path: ./o.db }\nlog: { status_interval: 300ms }\nsources:\n  - { type: simulated, name: m, interval: 50ms, points: [{ name: p }] }\n",
     );
     const child = startCli(["run", "-c", file]);
-    await new Promise((r) => setTimeout(r, 1500));
+    cleanups.push(async () => {
+      child.kill("SIGKILL");
+      await exited(child);
+    });
+    await agentReady(child);
+    // Stopped once it has buffered a few readings; by then it has retried the broker a few times.
+    await waitForOutput(child, (out) => statusLines(out).some((s) => s.stored > 10), "a status line with more than 10 readings stored");
     child.kill("SIGINT");
     expect(await exited(child)).toBe(0);
     const out = child.out();
@@ -106,19 +113,19 @@ describe("edge-agent run", () => {
       agent.kill("SIGKILL");
       await exited(agent);
     });
-    const deadline = Date.now() + 15_000;
-    let url: string | undefined;
-    while (!url && Date.now() < deadline) {
-      url = /embedded MQTT broker on (mqtt:\/\/127\.0\.0\.1:\d+)/.exec(agent.out())?.[1];
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(url).toBeDefined();
-    const tail = startCli(["tail", "--broker", url!, "--verify", "--for", "3s"]);
+    const [, url] = await waitForOutput(agent, /embedded MQTT broker on (mqtt:\/\/127\.0\.0\.1:\d+)/);
+    await agentReady(agent);
+    // tail verifies what it receives until the meter's voltage came by twice, then Ctrl-C.
+    const tail = startCli(["tail", "--broker", url!, "--verify"]);
+    cleanups.push(async () => {
+      tail.kill("SIGKILL");
+      await exited(tail);
+    });
+    await waitForOutput(tail, (out) => (out.match(/demo-site\/demo-gw #\d+ meter-1\/voltage_l1 = 2\d\d/g)?.length ?? 0) >= 2, "two voltage readings at tail");
+    tail.kill("SIGINT");
     expect(await exited(tail)).toBe(0);
-    expect(tail.out()).toMatch(/demo-site\/demo-gw #\d+ meter-1\/voltage_l1 = 2\d\d/);
     expect(tail.out()).toMatch(/verify demo-site\/demo-gw: seq \d+\.\.\d+ · \d+ readings in \d+ messages · no gaps · 0 duplicates/);
-    await new Promise((r) => setTimeout(r, 600));
-    expect(agent.out()).toMatch(/stored \d+ · sent \d+ · pending \d+ · broker online/);
+    await waitForOutput(agent, (out) => statusLines(out).some((l) => l.broker === "online" && l.sent > 0), "a status line: sent, broker online");
     // The technician's commands reach the running agent through its control socket.
     const on = runCli(["light", "set", "street-1", "--on", "--for", "10m", "-c", file, "--json"]);
     expect(on.code).toBe(0);
@@ -149,10 +156,20 @@ describe("edge-agent tail --verify", () => {
   it("reports gaps and duplicates per gateway and exits 1 on a gap", async () => {
     const broker = await startBroker();
     cleanups.push(() => broker.close());
-    const tail = startCli(["tail", "--broker", broker.url, "--verify", "--quiet", "--for", "2s", "--json"]);
-    await new Promise((r) => setTimeout(r, 700));
     const mqtt = (await import("mqtt")).default;
     const pub = await mqtt.connectAsync(broker.url);
+    cleanups.push(() => pub.endAsync());
+    const malformed = (out: string) => out.match(/tail: edge\/s1\/gw-b\/telemetry: malformed message/g)?.length ?? 0;
+    // A malformed message is named even with --quiet: a retained one reaches tail as soon as its
+    // subscription is in place, and a last one after the others says it has seen them all (one
+    // publisher, each publish acknowledged before the next: the broker keeps their order).
+    await pub.publishAsync("edge/s1/gw-b/telemetry", "garbage", { qos: 1, retain: true });
+    const tail = startCli(["tail", "--broker", broker.url, "--verify", "--quiet", "--json"]);
+    cleanups.push(async () => {
+      tail.kill("SIGKILL");
+      await exited(tail);
+    });
+    await waitForOutput(tail, (out) => malformed(out) === 1, "tail subscribed (the retained malformed message)");
     const msg = (gw: string, a: number, b: number) =>
       JSON.stringify({ v: 1, gw, seq: [a, b], r: Array.from({ length: b - a + 1 }, (_, i) => ["x/p", 1000 + i, i]) });
     await pub.publishAsync("edge/s1/gw-a/telemetry", msg("gw-a", 1, 10), { qos: 1 });
@@ -160,13 +177,23 @@ describe("edge-agent tail --verify", () => {
     await pub.publishAsync("edge/s1/gw-a/telemetry", msg("gw-a", 9, 12), { qos: 1 });
     await pub.publishAsync("edge/s1/gw-b/telemetry", msg("gw-b", 1, 5), { qos: 1 });
     await pub.publishAsync("edge/s1/gw-b/telemetry", "garbage", { qos: 1 });
-    await pub.endAsync();
+    await waitForOutput(tail, (out) => malformed(out) === 2, "the last malformed message at tail");
+    tail.kill("SIGINT");
     expect(await exited(tail)).toBe(1);
+    expect(tail.out()).not.toMatch(/"seq"/); // --quiet: the report only
     const report = JSON.parse(tail.out().slice(tail.out().indexOf("{")));
     expect(report.gateways).toEqual([
       { gateway: "s1/gw-a", messages: 3, malformed: 0, first: 1, last: 20, received: 19, duplicates: 2, gaps: [[13, 15]], missing: 3 },
-      { gateway: "s1/gw-b", messages: 1, malformed: 1, first: 1, last: 5, received: 5, duplicates: 0, gaps: [], missing: 0 },
+      { gateway: "s1/gw-b", messages: 1, malformed: 2, first: 1, last: 5, received: 5, duplicates: 0, gaps: [], missing: 0 },
     ]);
+  });
+
+  it("stops by itself after --for, with its report", async () => {
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const tail = startCli(["tail", "--broker", broker.url, "--verify", "--json", "--for", "300ms"]);
+    expect(await exited(tail)).toBe(0);
+    expect(JSON.parse(tail.out())).toEqual({ gateways: [] });
   });
 
   it("refuses a bad broker URL or duration with exit 2", () => {
