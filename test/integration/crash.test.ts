@@ -8,9 +8,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../../src/store/outbox.js";
 import { sharedBrokerUrl } from "../helpers/broker.js";
-import { exited, startCli } from "../helpers/cli.js";
+import { agentReady, exited, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitForOutput } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -37,7 +38,7 @@ uplink:
   reconnect: { min: 100ms, max: 300ms }
   batch: { max_readings: 50, linger: 5ms }
 store: { path: ./outbox.db, sync: full }
-log: { level: info }
+log: { level: info, status_interval: 200ms }
 sources:
   - type: simulated
     name: fast
@@ -51,16 +52,27 @@ sources:
     for (let i = 0; i < KILLS; i++) {
       const child = startCli(["run", "-c", config]);
       // Kill at a random moment of a running agent: storing, sending, deleting, or in between.
-      const deadline = Date.now() + 20_000;
-      while (!child.out().includes("agent running") && Date.now() < deadline) await sleep(10);
+      await waitForOutput(child, /agent running/);
       await sleep(Math.floor(rnd() * 600));
       child.kill("SIGKILL");
       await exited(child);
     }
 
-    // One last run, stopped cleanly: it drains whatever the killed runs left behind.
+    // One last run, stopped cleanly once it has drained whatever the killed runs left behind.
+    const before = Outbox.inspect(join(dir, "outbox.db"), { quota: 1e9, whenFull: "drop-oldest", maxAge: 1e12, sync: "full" });
+    const leftBehind = before.stats().lastSeq;
+    before.close();
     const last = startCli(["run", "-c", config]);
-    await sleep(1500);
+    cleanups.push(async () => {
+      last.kill("SIGKILL");
+      await exited(last);
+    });
+    await agentReady(last);
+    const drained = () => {
+      const r = sub.seq.report();
+      return r.first === 1 && (r.last ?? 0) >= leftBehind && r.gaps.every(([from]) => from > leftBehind);
+    };
+    await sub.waitFor(drained, 30_000, `every reading the killed runs stored (#1..#${leftBehind}) at the subscriber`);
     last.kill("SIGTERM");
     expect(await exited(last)).toBe(0);
 

@@ -12,6 +12,7 @@ import { exited, startCli } from "../helpers/cli.js";
 import { testConfig } from "../helpers/config.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitForOutput } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -43,12 +44,17 @@ describe("events", () => {
       store: { path: join(dir, "o.db") },
       sources: [{ type: "simulated", name: "sq", interval: "20ms", points: [{ name: "level", wave: "square", min: 0, max: 1, period: "200ms", decimals: 0 }] }],
     });
-    const tail = startCli(["tail", "--broker", broker.url, "--events", "--verify", "--quiet", "--json", "--for", "2500ms"]);
-    await new Promise((r) => setTimeout(r, 600));
+    const tail = startCli(["tail", "--broker", broker.url, "--events", "--verify", "--json"]);
+    cleanups.push(async () => {
+      tail.kill("SIGKILL");
+      await exited(tail);
+    });
     const agent = new Agent(cfg, { log: silentLogger(), processors: [new Flips()] });
     await agent.start();
     cleanups.push(() => agent.stop());
     await sub.waitFor(() => sub.other.filter((m) => m.topic.endsWith("/events")).length >= 5, 10_000, "events");
+    // The reference receiver has seen both streams (one JSON line per reading) before it stops.
+    await waitForOutput(tail, (out) => out.includes('"gw":"test-site/gw-test events"') && out.includes('"gw":"test-site/gw-test"'), "tail's first reading of each stream");
     await agent.stop();
     cleanups.pop();
     const status = agent.status();
@@ -68,8 +74,9 @@ describe("events", () => {
     expect(sub.seq.report()).toMatchObject({ first: 1, gaps: [] });
     expect(sub.messages.some((m) => m.r.some((r) => r[0] === "sq/double"))).toBe(true);
     // The reference receiver tracks the two sequences apart, and finds no gap in either.
+    tail.kill("SIGINT");
     expect(await exited(tail)).toBe(0);
-    const report = JSON.parse(tail.out().slice(tail.out().indexOf("{"))) as { gateways: { gateway: string; missing: number; received: number }[] };
+    const report = JSON.parse(tail.out().slice(tail.out().indexOf("{\n"))) as { gateways: { gateway: string; missing: number; received: number }[] };
     expect(report.gateways.map((g) => g.gateway)).toEqual(["test-site/gw-test", "test-site/gw-test events"]);
     expect(report.gateways.every((g) => g.missing === 0 && g.received > 0)).toBe(true);
   });
