@@ -14,6 +14,7 @@ import { ModbusSimulator, type SimListener } from "../../src/simulators/modbus/s
 import { registerSimulate, type RunningSimulation } from "../../src/cli/simulate.js";
 import { UserError } from "../../src/model/errors.js";
 import { pointAt, profile } from "../helpers/modbus.js";
+import { waitFor } from "../helpers/wait.js";
 
 // CommonJS that sets `module.exports.default = module.exports`: under NodeNext the client class
 // is the namespace's `default`.
@@ -125,14 +126,27 @@ async function ptyPair(): Promise<{ a: string; b: string }> {
   return { a, b };
 }
 
-/** Collects what a raw socket receives for `ms`. */
-async function receive(socket: Socket, ms: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const on = (d: Buffer) => chunks.push(d);
-  socket.on("data", on);
-  await sleep(ms);
-  socket.off("data", on);
-  return Buffer.concat(chunks);
+/**
+ * What a raw socket receives, taken in order: `next(n)` waits for the next n bytes. That nothing
+ * was answered to a frame is shown by order: the next bytes are the answer to the next request.
+ */
+const bytes = (hex: string) => hex.split(" ").length;
+
+function received(socket: Socket) {
+  let buf = Buffer.alloc(0);
+  socket.on("data", (d: Buffer) => (buf = Buffer.concat([buf, d])));
+  return {
+    async next(n: number, what: string): Promise<string> {
+      await waitFor(what, () => buf.length >= n, { detail: () => `received: ${toHex(buf)}` });
+      const out = buf.subarray(0, n);
+      buf = buf.subarray(n);
+      return toHex(out);
+    },
+    /** Bytes received and not taken yet. */
+    get rest(): string {
+      return toHex(buf);
+    },
+  };
 }
 
 async function rawSocket(port: number): Promise<Socket> {
@@ -246,13 +260,13 @@ describe("Modbus TCP simulator read by modbus-serial", () => {
     const sim = simulator({ 1: "epever", 2: "epever" }, { freeze: true });
     const port = tcpPort(await sim.listenTcp({ host: HOST, port: 0 }));
     const s = await rawSocket(port);
+    const rx = received(s);
     const load = pointAt(profile("epever"), "coil", 0x0002);
     s.write(mbapFrame(7, 0, fromHex("05 00 02 FF 00")));
-    expect((await receive(s, 100)).length).toBe(0);
-    expect(sim.device(1)!.get(load.name)).toBe(true);
-    expect(sim.device(2)!.get(load.name)).toBe(true);
+    await waitFor("the broadcast executed by both units", () => sim.device(1)!.get(load.name) === true && sim.device(2)!.get(load.name) === true);
+    // Unanswered: the next bytes on the socket are the reply to the next request.
     s.write(mbapFrame(8, 1, fromHex("01 00 02 00 01")));
-    expect(toHex(await receive(s, 50))).toBe("00 08 00 00 00 04 01 01 01 01");
+    expect(await rx.next(10, "the reply to the read")).toBe("00 08 00 00 00 04 01 01 01 01");
     const closed = new Promise((r) => s.once("close", r));
     s.write(fromHex("00 09 00 07 00 06 01 04 00 00 00 02"));
     await closed;
@@ -263,7 +277,10 @@ describe("Modbus TCP simulator read by modbus-serial", () => {
 describe("RTU over TCP", () => {
   it("serves modbus-serial's connectTelnet, and resynchronises after garbage, bad CRCs and unknown functions", async () => {
     const sim = simulator({ 1: "sdm630" }, { freeze: true });
-    const port = tcpPort(await sim.listenRtuOverTcp({ host: HOST, port: 0, silenceMs: 20 }));
+    // The silence that ends a frame: long enough that a busy machine does not put one inside a
+    // frame written in two parts (the simulator and this test share one event loop).
+    const silenceMs = 300;
+    const port = tcpPort(await sim.listenRtuOverTcp({ host: HOST, port: 0, silenceMs }));
     // modbus-serial's RTU-over-TCP client is connectTelnet; connectTcpRTUBuffered sends MBAP.
     const c = new ModbusRTU();
     await c.connectTelnet(HOST, { port });
@@ -279,23 +296,28 @@ describe("RTU over TCP", () => {
 
     const s = await rawSocket(port);
     s.setNoDelay(true); // else Nagle holds the second half of a split frame past the silence
+    const rx = received(s);
     const request = rtuFrame(1, fromHex("04 00 00 00 02"));
     const reply = toHex(rtuFrame(1, sim.device(1)!.handlePdu(fromHex("04 00 00 00 02"))));
     s.write(Buffer.concat([fromHex("FF FF"), request]));
-    expect(toHex(await receive(s, 60))).toBe(reply);
+    expect(await rx.next(bytes(reply), "the reply after the garbage")).toBe(reply);
+    expect(sim.counters.garbageBytes).toBe(2);
+    // A bad CRC: dropped as garbage once the line is quiet, and not answered (the next bytes on
+    // the socket are the next request's answer).
     const bad = Buffer.from(request);
     bad[7]! ^= 0xff;
     s.write(bad);
-    expect((await receive(s, 60)).length).toBe(0);
+    await waitFor("the bad frame dropped as garbage", () => sim.counters.garbageBytes >= 2 + bad.length);
     // Report Server ID (FC17) is not served: its length is found by silence, then exception 1.
     s.write(rtuFrame(1, fromHex("11")));
-    expect(toHex(await receive(s, 80))).toBe(toHex(rtuFrame(1, fromHex("91 01"))));
+    expect(await rx.next(5, "exception 1 to FC17")).toBe(toHex(rtuFrame(1, fromHex("91 01"))));
     // Split across writes with a pause shorter than the silence: still one request.
     s.write(request.subarray(0, 3));
     await sleep(5);
     s.write(request.subarray(3));
-    expect(toHex(await receive(s, 60))).toBe(reply);
-    expect(sim.counters.garbageBytes).toBeGreaterThanOrEqual(2 + 8);
+    expect(await rx.next(bytes(reply), "the reply to the split request")).toBe(reply);
+    expect(sim.counters.garbageBytes).toBe(2 + 8);
+    expect(rx.rest).toBe("");
   });
 });
 
@@ -339,16 +361,19 @@ describe("RTU on a socat pty pair", () => {
     await sim.openSerial({ path: a, baudRate: 19200 });
     const c = new ModbusRTU();
     await c.connectRTUBuffered(b, { baudRate: 19200 });
-    c.setTimeout(200);
     cleanups.push(() => closeClient(c));
     const sdm = profile("sdm630");
     const l1 = pointAt(sdm, "input", 0);
     const l2 = pointAt(sdm, "input", 2);
-    sim.setFault(1, { kind: "slow", ms: 300 });
+    // L1's reply comes a second after the client gave up on it: time enough, even on a busy
+    // machine, to ask for L2 while that reply is still due.
+    sim.setFault(1, { kind: "slow", ms: 1_200 });
+    c.setTimeout(200);
     expect((await failure(read(c, 1, l1))).errno).toBe("ETIMEDOUT");
     sim.setFault(1, { kind: "none" });
     // Asked for L2 while L1's late reply is still due: the simulator drops the new request, and
     // modbus-serial (same unit, function and length) takes L1's late reply for L2's answer.
+    c.setTimeout(5_000);
     const got = await read(c, 1, l2);
     expect(sim.counters.busyDropped).toBe(1);
     expect(got).toBe(sim.device(1)!.get(l1.name));
