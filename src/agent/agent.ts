@@ -63,7 +63,7 @@ export class Agent {
   private readonly processors: Processor[];
   private readonly actuators: Actuator[];
   private polling: Polling | null = null;
-  private safety: ActuatorsPart | null = null;
+  private router: CommandRouter | null = null;
   private uplink: Uplink | null = null;
   private metrics: MetricsHandle | null = null;
   private startedAt: number | null = null;
@@ -132,16 +132,11 @@ export class Agent {
     this.actuators.push(...controllers);
     this.processors.push(...controllers);
     this.polling = new Polling(sources, this.processors, this.scheduler, this.recorder, log);
-    const safety = new ActuatorsPart(controllers, this.recorder, log);
-    this.safety = safety;
-
     const outbox = this.store_.outbox!;
     const router = new CommandRouter(this.actuators, this.results.sink(outbox, () => this.uplink?.notify("results")), log.child({ part: "commands" }));
-    const command = (target: string, payload: Buffer | string, origin: "mqtt" | "local"): Promise<CommandResult> => {
-      // Once stopping, actuators are in their safe state: nothing may move them again.
-      if (safety.stopping) return Promise.resolve({ id: null, target, status: "rejected", reason: "the gateway is stopping; send again later", ts: Date.now() });
-      return router.handle(target, payload, origin);
-    };
+    this.router = router;
+    const command = (target: string, payload: Buffer | string, origin: "mqtt" | "local"): Promise<CommandResult> => router.handle(target, payload, origin);
+    const safety = new ActuatorsPart(controllers, this.recorder, log, () => router.close());
     const uplink = new Uplink({
       // The embedded broker (aedes) speaks 3.1.1 only: no need to ask it for 5 first.
       config: embedded && cfg.uplink.protocol === "auto" ? { ...cfg.uplink, protocol: "3.1.1" } : cfg.uplink,
@@ -290,7 +285,8 @@ export class Agent {
 
   /** Stops every part in reverse: actuators first into their safe state, then the rest, each on its own. */
   async stop(): Promise<void> {
-    if (this.safety) this.safety.stopping = true;
+    // Refused from now on (also before the actuators' own part stops them): nothing moves an actuator while it goes safe.
+    void this.router?.close();
     await this.parts.stop();
     if (this.finalStatus) this.finalStatus = { ...this.finalStatus, parts: this.parts.status() };
     this.log.info("agent stopped");

@@ -16,7 +16,7 @@ export function printStatus(s: AgentStatus): void {
     ["uplink", `${s.uplink.state} (${s.uplink.broker})${s.uplink.state !== "online" && s.uplink.lastError ? ` — ${s.uplink.lastError}` : ""}`],
     ["sent", `${s.uplink.readingsAcked} readings in ${s.uplink.messagesAcked} messages${s.uplink.backlogRemaining ? ` · backlog ${s.uplink.backlogRemaining}` : ""}`],
     ["outbox", `${o.depth} pending · oldest ${formatAge(o.oldestAgeMs)} · ${formatBytes(o.fileBytes)} of ${formatBytes(o.quota)}`],
-    ["dropped", `${droppedTotal(d)}${droppedTotal(d) ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old)` : ""}`],
+    ["dropped", `${droppedTotal(d)}${droppedTotal(d) ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old${d.purged ? `, ${d.purged} purged` : ""})` : ""}`],
   ];
   if (o.deadLetters.count > 0) rows.push(["dead letters", `${o.deadLetters.count} refused by the broker — edge-agent buffer dead-letters`]);
   for (const p of s.parts.filter((p) => p.state === "failed")) rows.push([`part ${p.name}`, `NOT RUNNING: ${p.error ?? "failed to start"}`]);

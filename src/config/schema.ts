@@ -219,8 +219,9 @@ export function buildConfigSchema<S extends { type: string; name: string }>(type
   const source = z.discriminatedUnion("type", options, {
     error: (issue) => {
       if (issue.code !== "invalid_union") return undefined;
-      const input = issue.input as { type?: unknown } | undefined;
-      const got = typeof input?.type === "string" ? `'${input.type.slice(0, 40)}'` : "missing";
+      const type = (issue.input as { type?: unknown } | undefined)?.type;
+      if (type === undefined) return `a source needs a type; expected one of: ${known.join(", ")}`;
+      const got = typeof type === "string" ? `'${type.slice(0, 40)}'` : (JSON.stringify(type) ?? String(type)).slice(0, 40);
       return `unknown source type ${got}; expected one of: ${known.join(", ")}`;
     },
   }) as unknown as z.ZodType<S>;

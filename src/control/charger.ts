@@ -43,6 +43,8 @@ export class Charger implements Actuator, Processor {
   readonly kind = "charger";
   readonly name: string;
   readonly actions: ReadonlyMap<string, z.ZodType>;
+  /** Stopped: in its safe state for good, until started again. */
+  private stopped = false;
   private session: Session | null = null;
   /** Why the last session ended (for a start whose session ended while switching on). */
   private lastEnd: StopReason | null = null;
@@ -77,11 +79,13 @@ export class Charger implements Actuator, Processor {
 
   /** Safe state at start: off, until a session is asked for. */
   async start(): Promise<void> {
+    this.stopped = false;
     await this.enforceOff();
   }
 
   /** Safe state at stop: off, and the session recorded as ended by shutdown. */
   async stop(now = Date.now()): Promise<ProcessorOutput> {
+    this.stopped = true;
     if (this.session) this.endSession("shutdown", now);
     await this.enforceOff();
     // The last chance while the lines are open: try the relay even if its device is backed off
@@ -104,6 +108,8 @@ export class Charger implements Actuator, Processor {
   }
 
   async execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>> {
+    // After the stop the relay stays off: only an off is still taken.
+    if (this.stopped && action !== "stop") throw new Error(`${this.name} is stopped (the gateway is stopping); not started`);
     if (action === "stop") {
       if (this.session) this.endSession("command", now);
       await this.enforceOff();

@@ -121,6 +121,17 @@ function forbiddenKey(value: unknown, path: string): string | null {
   return null;
 }
 
+/** The id of a payload when it is readable and well formed, else null (for answers that parse nothing else). */
+function safeId(payload: Buffer | string): string | null {
+  try {
+    if ((typeof payload === "string" ? Buffer.byteLength(payload) : payload.length) > MAX_COMMAND_BYTES) return null;
+    const id = own(JSON.parse(payload.toString()) as unknown, "id");
+    return typeof id === "string" && ID.test(id) ? id : null;
+  } catch {
+    return null;
+  }
+}
+
 function own(value: unknown, key: string): unknown {
   return typeof value === "object" && value !== null && !Array.isArray(value) && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
 }
@@ -154,6 +165,8 @@ export class CommandRouter {
   private readonly inflight = new Map<string, { target: string; done: Promise<CommandResult> }>();
   /** The last answers, newest last (a Map keeps insertion order). */
   private readonly answers = new Map<string, CommandResult>();
+  /** Set at stop: actuators go to their safe state, and no command may move them after that. */
+  private closedBecause: string | null = null;
 
   constructor(
     actuators: readonly Actuator[],
@@ -198,8 +211,22 @@ export class CommandRouter {
     }
   }
 
+  /**
+   * Refuses every command from now on — new ones, and those queued but not started — and waits
+   * for the ones running. Called before the actuators enter their safe state at stop, so nothing
+   * moves them afterwards. Each refused command is still answered (rejected, with its id).
+   */
+  async close(reason = "the gateway is stopping; send again later"): Promise<void> {
+    this.closedBecause = reason;
+    await Promise.all([...this.lanes.values()].map((l) => l.tail.catch(() => undefined)));
+  }
+
   private async route(target: string, payload: Buffer | string, origin: string): Promise<CommandResult> {
     const ts = this.now();
+    if (this.closedBecause !== null) {
+      const raw = safeId(payload);
+      return this.answer({ id: raw, target, status: "rejected", reason: this.closedBecause, ts }, origin);
+    }
     // Answers that are not an id's answer (no id, or the id is not kept): published, never remembered.
     const refuse = (reason: string, id: string | null = null, action?: string): CommandResult =>
       this.answer({ id, target, ...(action !== undefined ? { action } : {}), status: "rejected", reason, ts }, origin);
@@ -316,6 +343,14 @@ export class CommandRouter {
   /** Runs a reserved command; never rejects. Its answer is remembered before anyone sees it. */
   private async execute(actuator: Actuator, id: string, action: string, args: unknown, ts: number): Promise<CommandResult> {
     let result: CommandResult;
+    if (this.closedBecause !== null) {
+      // Queued before the stop and not started: never executed, and that is its answer.
+      result = { id, target: actuator.name, action, status: "rejected", reason: this.closedBecause, ts };
+      this.settle(id, result);
+      this.inflight.delete(id);
+      this.leave(actuator.name, this.lane(actuator.name));
+      return result;
+    }
     try {
       const state = await actuator.execute(action, args, this.now());
       result = { id, target: actuator.name, action, status: "ok", state, ts };

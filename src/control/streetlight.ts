@@ -77,8 +77,9 @@ export class Streetlight implements Actuator, Processor {
    */
   async stop(now = Date.now()): Promise<void> {
     this.override = undefined;
-    await this.apply(now);
     this.stopped = true;
+    // The last write goes to the line even while the device is backed off (no probe comes after the stop).
+    await this.apply(now, { evenIfOffline: true });
   }
 
   state(): Record<string, unknown> {
@@ -93,6 +94,7 @@ export class Streetlight implements Actuator, Processor {
   }
 
   async execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>> {
+    if (this.stopped) throw new Error(`${this.name} is stopped (the gateway is stopping); it follows its schedule`);
     if (action === "auto") {
       this.override = undefined;
     } else {
@@ -156,8 +158,8 @@ export class Streetlight implements Actuator, Processor {
   }
 
   /** Applies the wanted state after the write on the line, if any (a command must not overtake it). */
-  private apply(now: number): Promise<void> {
-    const run = this.writing ? this.writing.then(() => this.write(now)) : this.write(now);
+  private apply(now: number, opts: { evenIfOffline?: boolean } = {}): Promise<void> {
+    const run = this.writing ? this.writing.then(() => this.write(now, opts)) : this.write(now, opts);
     this.writing = run;
     void run.finally(() => {
       if (this.writing === run) this.writing = null;
@@ -166,10 +168,10 @@ export class Streetlight implements Actuator, Processor {
   }
 
   /** Never rejects: a failed write is a fault (state on: null) that the next tick retries. */
-  private async write(now: number): Promise<void> {
+  private async write(now: number, opts: { evenIfOffline?: boolean } = {}): Promise<void> {
     const w = this.compute(now);
     try {
-      await this.opts.relay.set(w.on);
+      await this.opts.relay.set(w.on, opts);
       if (this.applied !== w.on) this.log.info({ on: w.on, reason: w.reason }, `lamp ${w.on ? "on" : "off"} (${w.reason})`);
       this.applied = w.on;
       this.appliedAt = now;

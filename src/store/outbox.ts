@@ -21,6 +21,7 @@ import { dirname } from "node:path";
 import { Database, type Statement } from "./sqlite.js";
 import { UserError } from "../model/errors.js";
 import { type DropCounters, noDrops, sumDrops } from "./drops.js";
+import { OutboxLock } from "./lock.js";
 import { nextBlock, MIN_BLOCK, SeqReservations } from "./seq-reservation.js";
 import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
 import type { DeadLetterStats, OutboxStats, StreamName, StreamStats } from "../model/status.js";
@@ -303,6 +304,8 @@ export class Outbox {
   };
   private readonly dl: DeadLetterTable | null;
   private commandsSincePrune = 0;
+  /** This process's claim on the file, released at close (none when inspecting). */
+  private lock: OutboxLock | null = null;
   /** The format the file had when it was opened (before any migration). */
   readonly openedFormat: number;
   /** Sequence numbers skipped because the last stop was unclean (sync: normal). */
@@ -361,14 +364,20 @@ export class Outbox {
   /** Opens (and creates, or migrates) the outbox; a path the agent cannot write is a UserError naming it. */
   static open(opts: OutboxOptions): Outbox {
     let db: Database | undefined;
+    let lock: OutboxLock | null = null;
     try {
-      if (opts.path !== ":memory:") mkdirSync(dirname(opts.path), { recursive: true });
+      if (opts.path !== ":memory:") {
+        mkdirSync(dirname(opts.path), { recursive: true });
+        lock = OutboxLock.acquire(opts.path);
+      }
       db = new Database(opts.path);
       const outbox = new Outbox(db, opts, false);
+      outbox.lock = lock;
       outbox.expire();
       return outbox;
     } catch (err) {
       if (db?.open) db.close();
+      lock?.release();
       if (err instanceof UserError) throw err;
       throw new UserError(`store.path: cannot open ${opts.path}: ${describeFsError(err)}`);
     }
@@ -698,6 +707,7 @@ export class Outbox {
       }
     } finally {
       this.db.close();
+      this.lock?.release();
     }
   }
 }

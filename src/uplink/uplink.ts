@@ -201,6 +201,8 @@ export class Uplink {
    */
   private probeId: number | null = null;
   private probeWanted = false;
+  /** The connection is being ended: nothing more goes on it. */
+  private closing = false;
   /** A message the broker broke the connection over; blamed when the connection closes. */
   private suspectOnClose: { flight: Flight; reason: string; weight?: number } | null = null;
   private idleWaiters: Array<() => void> = [];
@@ -321,11 +323,12 @@ export class Uplink {
         // The last will says offline anyway.
       }
     }
-    this.flushAcks();
     this.generation++;
     this.client = null;
     this.state = "stopped";
     if (client) await withTimeout(client.endAsync(), Math.min(1000, left())).catch(() => client.end(true));
+    // PUBACKs that came while the connection ended count too; after this, no timer is left.
+    this.flushAcks();
     this.inflight.clear();
     this.resolveIdle();
   }
@@ -422,7 +425,7 @@ export class Uplink {
       // its message_size_limit with a code MQTT.js refuses): that message is the suspect, and the
       // connection is past saving.
       this.blameOldest(`the broker's answer could not be read (${err.message})`);
-      client.end(true);
+      this.dropConnection();
       return;
     }
     this.noteError(describeMqttError(err, this.url));
@@ -441,6 +444,7 @@ export class Uplink {
     this.counters.connects++;
     this.proven = false;
     this.connectedAt = this.now();
+    this.closing = false;
     this.probeId = null;
     this.probeWanted = false;
     this.sendIndex = 0;
@@ -475,6 +479,16 @@ export class Uplink {
     this.pump();
   }
 
+  /**
+   * Ends the connection; nothing more is sent on it. MQTT.js fails every publish in flight at
+   * once, and each of those would pump again on the ending client (failing at once too): without
+   * this, the cursors would run through the whole backlog before the close event comes.
+   */
+  private dropConnection(): void {
+    this.closing = true;
+    this.client?.end(true);
+  }
+
   private markProven(): void {
     if (this.proven) return;
     this.proven = true;
@@ -498,9 +512,10 @@ export class Uplink {
     if (blamed) this.refused(blamed.flight, { kind: "message", reason: blamed.reason, strikesToSetAside: blamed.weight ?? 2 });
     // Whatever was in flight is resent from the outbox by the next connection.
     this.inflight.clear();
+    this.closing = false;
+    this.state = "offline";
     this.resolveIdle();
     if (this.stopping) return;
-    this.state = "offline";
     if (wasOnline && !blamed) this.log.warn({ broker: redactUrl(this.url) }, "lost the broker; buffering readings");
     const delay = this.retryAtOnce ? 0 : this.backoff.next();
     this.retryAtOnce = false;
@@ -542,7 +557,7 @@ export class Uplink {
   /** Fills the in-flight window: per channel in priority order, resends, live rows, then backlog within its budget. */
   private pump(): void {
     const client = this.client;
-    if (this.state !== "online" || !client) return;
+    if (this.state !== "online" || !client || this.closing) return;
     const max = this.cfg.batch.max_readings;
     const now = this.now();
     let progress = true;
@@ -724,7 +739,7 @@ export class Uplink {
           this.counters.publishFailures++;
           this.noteError(`publish of ${c.store.name} seq ${batch.first}..${batch.last} failed: ${errorMessage(err)}; reconnecting`);
           // Resend from the outbox on a fresh connection rather than guess what the broker has.
-          this.client?.end(true);
+          this.dropConnection();
         },
       )
       .finally(() => {

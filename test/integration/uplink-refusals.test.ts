@@ -163,6 +163,49 @@ describe("uplink: refused messages", () => {
   });
 });
 
+describe("uplink: a connection given up after a PUBACK timeout", () => {
+  it("sends nothing more on it: the backlog is not run through while the connection ends", async () => {
+    // A broker that takes every message and never acknowledges one.
+    const { createServer } = await import("node:net");
+    const sockets = new Set<import("node:net").Socket>();
+    const silent = createServer((sock) => {
+      sockets.add(sock);
+      sock.once("data", () => sock.write(Buffer.from([0x20, 0x02, 0x00, 0x00])));
+      sock.on("data", () => {});
+      sock.on("error", () => {});
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          silent.close(() => r());
+        }),
+    );
+    const addr = silent.address();
+    const { outbox, up } = setup(`mqtt://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`, {
+      protocol: "3.1.1",
+      publish_timeout: "300ms",
+      reconnect: { min: "10s", max: "10s" },
+    });
+    for (let b = 0; b < 100; b++) outbox.append(readings(1000, `m/p${b % 7}`));
+    const tel = outbox.stream("telemetry");
+    let reads = 0;
+    const read = tel.readAfter.bind(tel);
+    (tel as unknown as { readAfter: typeof read }).readAfter = (a, l, u) => {
+      reads++;
+      return read(a, l, u);
+    };
+    up.start();
+    await until(() => up.stats().publishFailures > 0, "the PUBACK timeout");
+    await until(() => up.stats().state === "offline", "the connection to end");
+    // Only what was in flight was read: the rest waits for the next connection.
+    expect(reads).toBeLessThan(40);
+    expect(up.stats().backlogRemaining).toBeGreaterThan(50_000);
+    expect(outbox.depth).toBe(100_000);
+  });
+});
+
 describe.skipIf(!mosquittoBin)("uplink: Mosquitto's size limits (MQTT 5)", () => {
   it("message_size_limit (not announced): oversized batches are split, a reading that alone is too large is set aside, the rest flows", { timeout: 90_000 }, async () => {
     const broker = await startBroker({ extra: ["message_size_limit 1000"] });

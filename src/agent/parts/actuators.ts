@@ -11,13 +11,13 @@ import type { Recorder } from "../recorder.js";
 
 export class ActuatorsPart implements Part {
   readonly name = "actuators";
-  /** Safe: from the stop on, nothing may move an actuator again. */
-  stopping = false;
 
   constructor(
     private readonly controllers: ReadonlyArray<Streetlight | Charger>,
     private readonly recorder: Recorder,
     private readonly log: Logger,
+    /** Refuses every command from now on and waits for those running (the command router's close). */
+    private readonly closeCommands: () => Promise<void>,
   ) {}
 
   async start(): Promise<void> {
@@ -25,7 +25,8 @@ export class ActuatorsPart implements Part {
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
+    // No command may move an actuator after its safe state: not a new one, not one queued.
+    await this.closeCommands().catch((err: unknown) => this.log.error({ err: (err as Error).message }, "could not close the command path"));
     await this.each("stop", async (c) => {
       if (c instanceof Charger) {
         // The session's record goes to the outbox like any event.

@@ -7,6 +7,7 @@
  * Nothing listens until listenTcp / listenRtuOverTcp / openSerial is called; each returns a
  * listener to close, and close() closes them all.
  */
+import type { LinkFault } from "../../buses/modbus/sim-link.js";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { SerialPort } from "serialport";
@@ -22,14 +23,8 @@ import {
 } from "../../buses/modbus/frames.js";
 import type { SimDevice } from "./device.js";
 
-export type Fault =
-  | { kind: "none" }
-  | { kind: "no-answer" }
-  | { kind: "exception"; code: number }
-  | { kind: "bad-crc" }
-  | { kind: "slow"; ms: number }
-  | { kind: "truncated" }
-  | { kind: "wrong-unit" };
+/** A fault a simulated unit answers with: the same kinds the in-memory link (buses) injects. */
+export type Fault = LinkFault;
 
 export type FaultKind = Fault["kind"];
 
