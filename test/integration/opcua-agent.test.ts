@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
-import { readdirSync, renameSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { DataType, MessageSecurityMode, OPCUACertificateManager, OPCUAClient, SecurityPolicy, UserTokenType, Variant } from "node-opcua";
 import { afterEach, describe, expect, it } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
@@ -13,6 +13,7 @@ import { Outbox } from "../../src/store/outbox.js";
 import { testConfig } from "../helpers/config.js";
 import { runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -29,48 +30,42 @@ describe("the agent's OPC UA server", () => {
       sources: [{ type: "simulated", name: "meter-1", interval: "100ms", points: [{ name: "power", wave: "constant", min: 1234.5, unit: "W" }] }],
       streetlights: [{ name: "street-1", relay: { simulated: true }, latitude: 45.46, longitude: 9.19 }],
     });
+    // The BMS's certificate is trusted before the agent starts, as an installer provisioning it
+    // would: placed in the PKI's trusted/certs/. (Trusting a refused certificate on a running
+    // server, moved from rejected/, is tested in opcua.test.ts.)
+    const clientPki = join(dir, "bms-pki");
+    const clientCm = new OPCUACertificateManager({ rootFolder: clientPki, automaticallyAcceptUnknownCertificate: true });
+    await clientCm.initialize();
+    await OPCUAClient.create({ clientCertificateManager: clientCm }).createDefaultCertificate();
+    const trusted = join(dir, "opcua-pki", "trusted", "certs");
+    mkdirSync(trusted, { recursive: true });
+    copyFileSync(join(clientPki, "own", "certs", "client_certificate.pem"), join(trusted, "bms.pem"));
+
     const agent = new Agent(cfg, { log: silentLogger() });
     await agent.start();
     cleanups.push(() => agent.stop());
     expect(agent.opcuaUrl).toMatch(/^opc\.tcp:\/\//);
-    await new Promise((r) => setTimeout(r, 400));
 
-    // A BMS connects over a signed and encrypted channel; its certificate is trusted by moving it
-    // from the PKI's rejected/ to trusted/certs/ after its first attempt, as an installer would.
-    const clientPki = join(dir, "bms-pki");
-    const open = async () => {
-      const client = OPCUAClient.create({
-        endpointMustExist: false,
-        securityMode: MessageSecurityMode.SignAndEncrypt,
-        securityPolicy: SecurityPolicy.Basic256Sha256,
-        connectionStrategy: { maxRetry: 0 },
-        clientCertificateManager: new OPCUACertificateManager({ rootFolder: clientPki, automaticallyAcceptUnknownCertificate: true }),
-      });
-      try {
-        await client.connect(agent.opcuaUrl!);
-        const session = await client.createSession({ type: UserTokenType.UserName, userName: "bms", password: "s3cret" });
-        return { client, session };
-      } catch (err) {
-        await client.disconnect();
-        throw err;
-      }
-    };
-    await expect(open()).rejects.toThrow();
-    const pki = join(dir, "opcua-pki");
-    for (const f of readdirSync(join(pki, "rejected"))) renameSync(join(pki, "rejected", f), join(pki, "trusted", "certs", f));
-    let opened: Awaited<ReturnType<typeof open>> | undefined;
-    for (let i = 0; i < 50 && !opened; i++) {
-      opened = await open().catch(() => undefined);
-      if (!opened) await new Promise((r) => setTimeout(r, 100));
-    }
-    const { client, session } = opened!;
+    // A BMS connects over a signed and encrypted channel.
+    const client = OPCUAClient.create({
+      endpointMustExist: false,
+      securityMode: MessageSecurityMode.SignAndEncrypt,
+      securityPolicy: SecurityPolicy.Basic256Sha256,
+      connectionStrategy: { maxRetry: 0 },
+      clientCertificateManager: clientCm,
+    });
+    await client.connect(agent.opcuaUrl!);
+    cleanups.push(() => client.disconnect());
+    const session = await client.createSession({ type: UserTokenType.UserName, userName: "bms", password: "s3cret" });
     cleanups.push(async () => {
       await session.close().catch(() => undefined);
-      await client.disconnect();
     });
 
-    const dv = await session.read({ nodeId: "ns=1;s=meter-1/power", attributeId: 13 });
-    expect(dv.statusCode.name).toBe("Good");
+    // The meter's reading is mirrored once one is stored after the server started.
+    const dv = await waitFor("meter-1/power readable over OPC UA", async () => {
+      const v = await session.read({ nodeId: "ns=1;s=meter-1/power", attributeId: 13 });
+      return v.statusCode.name === "Good" ? v : undefined;
+    });
     expect(dv.value.value).toBe(1234.5);
     const box = Outbox.inspect(cfg.store.path, { quota: 1e9, whenFull: "drop-oldest", maxAge: 1e12, sync: "full" });
     const stored = box.readAfter(0, 1_000_000).filter((r) => r.point === "meter-1/power");
