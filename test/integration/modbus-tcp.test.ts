@@ -10,12 +10,12 @@ import { Outbox } from "../../src/store/outbox.js";
 import { freePort } from "../helpers/broker.js";
 import { testConfig } from "../helpers/config.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function stored(path: string, point: string) {
   const box = Outbox.inspect(path, { quota: 1e9, whenFull: "drop-oldest", maxAge: 1e12, sync: "normal" });
@@ -63,20 +63,22 @@ describe("Modbus over TCP", () => {
     let sim = simulator();
     await sim.listenTcp({ host: "127.0.0.1", port });
     const { agent, path } = await agentFor({ tcp: { host: "127.0.0.1", port } }, dir);
-    await sleep(1200);
+    const volts = () => stored(path, "meter/voltage_l1");
+    const poll = { everyMs: 100 };
+    await waitFor("two good readings", () => volts().filter((r) => r.quality === "good").length >= 2, poll);
     await sim.close(); // connections dropped, nothing listening
     const cut = Date.now();
-    await sleep(1200);
+    await waitFor("a bad reading while nothing listens", () => volts().some((r) => r.ts > cut + 400 && r.quality === "bad"), poll);
     sim = simulator();
     await sim.listenTcp({ host: "127.0.0.1", port });
     cleanups.push(() => sim.close());
     const back = Date.now();
-    await sleep(2000);
+    await waitFor("two good readings after the converter is back", () => volts().filter((r) => r.ts > back + 500 && r.quality === "good").length >= 2, poll);
     const status = agent.status();
-    const volts = stored(path, "meter/voltage_l1");
-    expect(volts.filter((r) => r.ts < cut && r.quality === "good").length).toBeGreaterThan(1);
-    expect(volts.filter((r) => r.ts > cut + 400 && r.ts < back).every((r) => r.quality === "bad")).toBe(true);
-    expect(volts.filter((r) => r.ts > back + 500 && r.quality === "good").length).toBeGreaterThan(1);
+    const all = volts();
+    expect(all.filter((r) => r.ts < cut && r.quality === "good").length).toBeGreaterThan(1);
+    expect(all.filter((r) => r.ts > cut + 400 && r.ts < back).every((r) => r.quality === "bad")).toBe(true);
+    expect(all.filter((r) => r.ts > back + 500 && r.quality === "good").length).toBeGreaterThan(1);
     expect(status.sources.meter!.errors).toBe(0);
   });
 
@@ -87,8 +89,9 @@ describe("Modbus over TCP", () => {
     cleanups.push(() => sim.close());
     if (l.transport === "rtu") throw new Error("unexpected listener");
     const { path } = await agentFor({ rtu_over_tcp: { host: "127.0.0.1", port: l.port } }, dir);
-    await sleep(1500);
-    const battery = stored(path, "solar/battery_voltage").filter((r) => r.quality === "good");
+    const good = () => stored(path, "solar/battery_voltage").filter((r) => r.quality === "good");
+    await waitFor("two good battery readings and the meter online", () => good().length >= 2 && stored(path, "meter/online").length > 0, { everyMs: 100 });
+    const battery = good();
     expect(battery.length).toBeGreaterThan(1);
     expect(battery.at(-1)!.value as number).toBeGreaterThan(8);
     expect(stored(path, "meter/online").at(-1)?.value).toBe(true);
