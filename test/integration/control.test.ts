@@ -15,12 +15,12 @@ import { startBroker } from "../helpers/broker.js";
 import { testConfig } from "../helpers/config.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function cabinet(brokerUrl: string) {
   const sim = new ModbusSimulator();
@@ -110,7 +110,8 @@ describe("commands through the broker", () => {
     cleanups.push(() => sub.close());
     const { sim, agent } = await cabinet(broker.url);
     await sub.waitFor(() => agent.status().uplink.state === "online", 10_000, "online");
-    await sleep(600); // a meter reading or two
+    const charger = () => agent.status().actuators["bike-1"] as { charging: boolean; energy_kwh: number | null; session?: { kwh: number } };
+    await waitFor("the charger reading its meter", () => charger().energy_kwh === 100);
     const pub = await publisher(broker.url);
     await pub.publishAsync("edge/test-site/gw-test/cmd/bike-1", JSON.stringify({ id: "s-1", action: "start", args: { max_kwh: 0.5 } }), { qos: 1 });
     await sub.waitFor(() => results(sub).some((r) => r.id === "s-1"), 10_000, "session started");
@@ -119,11 +120,12 @@ describe("commands through the broker", () => {
 
     await broker.stop();
     sim.device(3)!.set("import_active_energy", 100.3);
-    await sleep(800);
+    await waitFor("the charger seeing 0.3 kWh charged", () => Math.abs((charger().session?.kwh ?? 0) - 0.3) < 1e-6);
+    expect(charger().charging).toBe(true);
     expect(sim.device(4)!.get("load_output")).toBe(true);
     sim.device(3)!.set("import_active_energy", 100.6); // past the 0.5 kWh of the session
-    await sleep(1000);
-    expect(sim.device(4)!.get("load_output")).toBe(false); // cut locally, no uplink needed
+    await waitFor("the charger switched off", () => sim.device(4)!.get("load_output") === false); // cut locally, no uplink needed
+    expect(charger().charging).toBe(false);
     expect(agent.status().uplink.state).not.toBe("online");
 
     await broker.start();
