@@ -4,10 +4,11 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../../src/store/outbox.js";
 import { startBroker } from "../helpers/broker.js";
-import { exited, startCli } from "../helpers/cli.js";
+import { agentReady, exited, startCli, statusLines } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
 import { aliasBomb } from "../helpers/hostile-yaml.js";
+import { waitForOutput } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -22,14 +23,19 @@ async function until(what: string, pred: () => boolean, timeoutMs = 15_000): Pro
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const config = (points: string[]) => `site: s
 gateway: g
 uplink: { url: "mqtt://127.0.0.1:1", reconnect: { min: 100ms, max: 200ms } }
 store: { path: ./o.db }
+log: { status_interval: 200ms }
 sources:
   - { type: simulated, name: m, interval: 50ms, points: [${points.map((p) => `{ name: ${p} }`).join(", ")}] }
 `;
+
+/** Waits until the agent has printed two status lines after `marker`: it ran on for a while. */
+function ranOnAfter(agent: ReturnType<typeof startCli>, marker: string): Promise<unknown> {
+  return waitForOutput(agent, (out) => out.includes(marker) && statusLines(out.slice(out.lastIndexOf(marker))).length >= 2, `two status lines after '${marker}'`);
+}
 
 describe("config reload on SIGHUP", () => {
   it("applies a valid config, refuses a broken one, and loses nothing buffered", { timeout: 30_000 }, async () => {
@@ -38,16 +44,14 @@ describe("config reload on SIGHUP", () => {
     writeFileSync(file, config(["a"]));
     const agent = startCli(["run", "-c", file]);
     try {
-      while (!agent.out().includes("agent running")) await sleep(20);
-      await sleep(500);
+      await agentReady(agent); // its SIGHUP handler in place
+      await ranOnAfter(agent, "agent running");
       writeFileSync(file, config(["a", "b"]));
       agent.kill("SIGHUP");
-      while (!agent.out().includes("config reloaded")) await sleep(20);
-      await sleep(500);
+      await ranOnAfter(agent, "config reloaded");
       writeFileSync(file, `${config(["a", "b"]).replace("store: { path: ./o.db }", "store: { path: ./o.db, quota: lots }")}bogus: 1\n`);
       agent.kill("SIGHUP");
-      while (!agent.out().includes("config reload rejected")) await sleep(20);
-      await sleep(500);
+      await ranOnAfter(agent, "config reload rejected");
     } finally {
       agent.kill("SIGTERM");
       expect(await exited(agent)).toBe(0);
