@@ -5,6 +5,7 @@ import { Agent } from "../../src/agent/agent.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { testConfig } from "../helpers/config.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -25,10 +26,13 @@ describe("live feed", () => {
     const agent = new Agent(cfg, { log: silentLogger() });
     await agent.start();
     cleanups.push(() => agent.stop());
-    await new Promise((r) => setTimeout(r, 300));
     const base = agent.liveFeedUrl!;
 
-    const all = (await (await fetch(`${base}/points`)).json()) as Record<string, { value: number; ts: number; quality: string }>;
+    type Points = Record<string, { value: number; ts: number; quality: string }>;
+    const all = await waitFor("a value of each point", async () => {
+      const points = (await (await fetch(`${base}/points`)).json()) as Points;
+      return points["hall/lux"] && points["room-101/co2"] ? points : undefined;
+    });
     expect(all["hall/lux"]).toMatchObject({ value: 300, quality: "good" });
     expect(all["room-101/co2"]!.value).toBeGreaterThanOrEqual(400);
     const room = (await (await fetch(`${base}/points?prefix=room-101/`)).json()) as Record<string, unknown>;
