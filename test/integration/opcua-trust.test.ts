@@ -141,8 +141,8 @@ describe("the opcua source trusts a PLC's certificate on first use and refuses a
   }
   const valueOf = async (src: OpcuaSource) => (await src.poll(Date.now())).find((r: Reading) => r.quality === "good")?.value;
 
-  // Three CLI processes that each load node-opcua, and a PLC whose new PKI makes its keys: 8 s on
-  // an idle machine, 25–45 s with every core busy.
+  // Three CLI processes (status, opcua trust twice; the last two load node-opcua) and a PLC swap:
+  // 8 s on an idle machine, 25–45 s with every core busy.
   it("agent (SignAndEncrypt): pins and reads; the swapped PLC is refused and named in health and `edge-agent status`; `opcua trust` lets it in without a restart", { timeout: 120_000 }, async () => {
     const data = dir("agent");
     const pki = join(data, "opcua-client-pki");
