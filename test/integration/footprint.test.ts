@@ -14,7 +14,7 @@ import { silentLogger } from "../../src/ops/logger.js";
 import { Outbox } from "../../src/store/outbox.js";
 import { Uplink } from "../../src/uplink/uplink.js";
 import { startBroker } from "../helpers/broker.js";
-import { CLI, exited } from "../helpers/cli.js";
+import { agentReady, CLI, exited } from "../helpers/cli.js";
 import { testConfig } from "../helpers/config.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -60,6 +60,7 @@ describe("the daemon's footprint", () => {
 gateway: g
 uplink: { url: "mqtt://127.0.0.1:1" }
 store: { path: ./outbox.db }
+log: { status_interval: 200ms }
 sources:
   - type: modbus
     name: meters
@@ -74,10 +75,12 @@ sources:
     expect(flags).toContain("--no-opt");
     const agent = spawn(process.execPath, [...flags, "--import", writeProbe(dir), CLI, "run", "-c", file], {
       env: { ...process.env, PROBE_OUT: out },
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", "pipe", "pipe"],
     });
     let stderr = "";
+    let stdout = "";
     agent.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+    agent.stdout!.on("data", (b: Buffer) => (stdout += b.toString()));
     try {
       const socket = join(dir, "edge-agent.sock");
       const deadline = Date.now() + 20_000;
@@ -85,6 +88,8 @@ sources:
         if (agent.exitCode !== null || Date.now() > deadline) throw new Error(`the agent did not come up: ${stderr}`);
         await sleep(50);
       }
+      // The control socket answers before the agent's start is over: SIGTERM only once it is handled.
+      await agentReady(Object.assign(agent, { out: () => stdout + stderr }));
     } finally {
       agent.kill("SIGTERM");
       expect(await exited(agent)).toBe(0);
