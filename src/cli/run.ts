@@ -17,8 +17,7 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
   const unguard = guardProcess(log);
   let current = config;
   let agent = new Agent(current, { log });
-  await agent.start();
-  // Under systemd (Type=notify): ready now, and a watchdog ping only while the agent is healthy.
+  // Under systemd (Type=notify): ready once started, and a watchdog ping only while the agent is healthy.
   const notifier = new Notifier({ log: { info: (m: string) => log.info(m), warn: (m: string) => log.warn(m) } });
   let lastProblems = "";
   const watchdog = new Watchdog(
@@ -31,9 +30,6 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
     },
     { notifier },
   );
-  watchdog.start();
-  await notifier.ready(agent.statusLine());
-  let busy: Promise<void> = Promise.resolve();
   let stopping = false;
 
   const reload = async () => {
@@ -65,30 +61,48 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
     }
   };
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn(`${signal} again: exiting without flushing`);
-        process.exit(1);
-      }
-      stopping = true;
-      log.info(`${signal}: stopping (flushing the outbox; press Ctrl-C again to force)`);
-      watchdog.stop();
-      void notifier.stopping();
-      busy
-        .then(() => agent.stop())
-        .then(resolve, (err: unknown) => {
-          log.error({ err: thrownMessage(err) }, "error while stopping");
-          resolve();
-        });
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-    process.on("SIGHUP", () => {
-      if (stopping) return;
-      busy = busy.then(reload).catch((err: unknown) => reportFatal(log, err));
-    });
-  });
+  // The signals are ours before the agent starts: a stop asked for during a slow start (a
+  // gateway still booting) waits for the start, then stops cleanly — chargers off, outbox closed.
+  let busy: Promise<void> = Promise.resolve();
+  let stopped!: () => void;
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting without flushing`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.info(`${signal}: stopping (flushing the outbox; press Ctrl-C again to force)`);
+    watchdog.stop();
+    void notifier.stopping();
+    busy
+      .then(() => agent.stop())
+      .then(stopped, (err: unknown) => {
+        log.error({ err: thrownMessage(err) }, "error while stopping");
+        stopped();
+      });
+  };
+  const hangUp = () => {
+    if (stopping) return;
+    busy = busy.then(reload).catch((err: unknown) => reportFatal(log, err));
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  process.on("SIGHUP", hangUp);
+  const starting = agent.start();
+  busy = starting;
+  try {
+    await starting;
+  } catch (err) {
+    for (const [signal, f] of [["SIGINT", stop], ["SIGTERM", stop], ["SIGHUP", hangUp]] as const) process.off(signal, f);
+    unguard();
+    throw err;
+  }
+  if (!stopping) {
+    watchdog.start();
+    await notifier.ready(agent.statusLine());
+  }
+  await done;
   unguard();
 }
 

@@ -34,6 +34,7 @@ import type { Actuator, CommandResult } from "../control/commands.js";
 import type { Reading } from "../model/reading.js";
 import type { Logger } from "../model/logger.js";
 import { defaultPkiDir, loadOpcua, type Opcua } from "./load.js";
+import { serverCertificateManager } from "./server-trust.js";
 import { euInformation } from "./units.js";
 
 /** The command path: exactly the one MQTT commands take. */
@@ -124,7 +125,7 @@ export class OpcuaServerPart {
       port: cfg.port,
       // The name put in endpoint URLs: the bound address, or the machine's name on all interfaces.
       ...(wildcard ? {} : { hostname: cfg.host }),
-      serverCertificateManager: new ua.OPCUACertificateManager({ rootFolder: pkiDir, automaticallyAcceptUnknownCertificate: false }),
+      serverCertificateManager: serverCertificateManager(ua, pkiDir),
       securityPolicies: policies,
       securityModes: modes,
       allowAnonymous: cfg.allow_anonymous,
