@@ -72,3 +72,13 @@ export function waitForOutput<T>(child: Output, pattern: RegExp | ((out: string)
     { ...opts, detail: () => tailOf(child) },
   );
 }
+
+/** Waits until `pred` holds: waitFor for a plain condition. */
+export async function until(pred: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  await waitFor(what, () => pred() || undefined, { timeoutMs });
+}
+
+/** The same, named first (for call sites that read better that way). */
+export async function untilThat(what: string, pred: () => boolean, timeoutMs = 15_000): Promise<void> {
+  await until(pred, what, timeoutMs);
+}

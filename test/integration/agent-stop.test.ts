@@ -17,19 +17,13 @@ import { Outbox } from "../../src/store/outbox.js";
 import { sharedBrokerUrl } from "../helpers/broker.js";
 import { testConfig } from "../helpers/config.js";
 import { tempDir } from "../helpers/tmp.js";
+import { until } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function until(pred: () => boolean, what: string, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe("agent stop", () => {
   it("stops every part when one throws, with chargers off and streetlights in their safe state first", { timeout: 30_000 }, async () => {

@@ -11,6 +11,7 @@ import { startBroker } from "../helpers/broker.js";
 import { exited, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { untilThat as until } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -19,13 +20,6 @@ afterEach(async () => {
 
 const FAULT = pathToFileURL(resolve("test/fixtures/fault-on-signal.mjs")).href;
 
-async function until(what: string, pred: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function agentWithFault(fault: "reject" | "throw") {
   const broker = await startBroker();

@@ -16,20 +16,13 @@ import { freePort } from "../helpers/broker.js";
 import { testConfig } from "../helpers/config.js";
 import { profile } from "../helpers/modbus.js";
 import { tempDir } from "../helpers/tmp.js";
+import { untilThat as until } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const relayPoints: ModbusPoint[] = [
   { name: "relay_1", table: "coil", address: 0, type: "bool", writable: true },

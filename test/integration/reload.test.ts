@@ -8,20 +8,13 @@ import { agentReady, exited, startCli, statusLines } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
 import { aliasBomb } from "../helpers/hostile-yaml.js";
-import { waitForOutput } from "../helpers/wait.js";
+import { untilThat as until, waitForOutput } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function until(what: string, pred: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const config = (points: string[]) => `site: s
 gateway: g

@@ -10,6 +10,7 @@ import { Uplink } from "../../src/uplink/uplink.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { testConfig } from "../helpers/config.js";
 import { tempDir } from "../helpers/tmp.js";
+import { until } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -56,13 +57,6 @@ function uplinkFor(dir: string, uplink: Record<string, unknown>) {
   return { up, outbox };
 }
 
-async function until(pred: () => boolean, what: string) {
-  const deadline = Date.now() + 10_000;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe("uplink over TLS", () => {
   it("connects with the private CA, and names the problem without it", async () => {

@@ -15,6 +15,7 @@ import { testConfig } from "../helpers/config.js";
 import { Mqtt5Peer, type PeerRules } from "../helpers/mqtt5-peer.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { until } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -38,13 +39,6 @@ function setup(url: string, uplink: Record<string, unknown> = {}) {
   return { outbox, up };
 }
 
-async function until(pred: () => boolean, what: string, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 

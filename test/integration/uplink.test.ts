@@ -8,6 +8,7 @@ import { type TestBroker, freePort, startBroker } from "../helpers/broker.js";
 import { testConfig } from "../helpers/config.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
+import { until } from "../helpers/wait.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -33,13 +34,6 @@ async function setup(uplink: Record<string, unknown>, broker?: TestBroker) {
   return { broker: b, outbox, up, cfg };
 }
 
-async function until(pred: () => boolean, what: string, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe("uplink", () => {
   it("delivers every stored reading once acknowledged, in batches, and then deletes the rows", async () => {
