@@ -48,8 +48,8 @@ describe("process guard of edge-agent run", () => {
     await until("the rejection logged", () => agent.out().includes("unhandled rejection"));
     const line = agent.out().split("\n").find((l) => l.includes("unhandled rejection"))!;
     const entry = JSON.parse(line) as Record<string, unknown>;
-    expect(entry).toMatchObject({ level: 50, part: "config", at: expect.stringMatching(/^src\/config\/path\.js:\d+$/), unhandled_total: 1 });
-    expect(entry.msg).toMatch(/^unhandled rejection in config: .*not iterable.*; the gateway goes on$/);
+    expect(entry).toMatchObject({ level: 50, part: "model", at: expect.stringMatching(/^src\/model\/path\.js:\d+$/), unhandled_total: 1 });
+    expect(entry.msg).toMatch(/^unhandled rejection in model: .*not iterable.*; the gateway goes on$/);
     // Still polling, storing and delivering after it.
     const before = sub.readings;
     await until("readings after the rejection", () => sub.readings >= before + 10);
@@ -73,7 +73,7 @@ describe("process guard of edge-agent run", () => {
       .split("\n")
       .filter((l) => l.includes("uncaught exception"));
     expect(fatal).toHaveLength(1);
-    expect(JSON.parse(fatal[0]!)).toMatchObject({ level: 60, part: "config", msg: expect.stringMatching(/^uncaught exception in config: .*not iterable.*; exiting so that systemd restarts the agent/) });
+    expect(JSON.parse(fatal[0]!)).toMatchObject({ level: 60, part: "model", msg: expect.stringMatching(/^uncaught exception in model: .*not iterable.*; exiting so that systemd restarts the agent/) });
     expect(agent.out()).not.toMatch(/\n\s+at .*:\d+:\d+/);
   });
 });
