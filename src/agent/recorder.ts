@@ -3,6 +3,7 @@
  * stream), then whoever follows the values live (the uplink's pump, the live feed, the OPC UA
  * server). Counts what was stored, refused and what failed; a failed store is logged, never thrown.
  */
+import type { Cursor } from "../model/cursor.js";
 import type { Logger } from "../model/logger.js";
 import type { Reading } from "../model/reading.js";
 import type { Outbox } from "../store/outbox.js";
@@ -31,15 +32,20 @@ export class Recorder {
     this.listeners.push(l);
   }
 
-  /** Stores one tick's readings in one transaction (events in their own stream) and tells the listeners. */
-  store(readings: readonly Reading[], events: readonly Reading[] = []): void {
+  /**
+   * Stores one tick's readings in one transaction (with the cursors of a pushing source; events in
+   * their own stream) and tells the listeners. True when every reading and cursor was committed.
+   */
+  store(readings: readonly Reading[], events: readonly Reading[] = [], cursors: readonly Cursor[] | null = null): boolean {
     const outbox = this.outbox();
-    if (!outbox) return;
+    if (!outbox) return false;
+    let complete = true;
     try {
-      if (readings.length > 0) {
-        const result = outbox.append(readings);
+      if (readings.length > 0 || (cursors && cursors.length > 0)) {
+        const result = outbox.append(readings, cursors);
         this.stored += result.stored;
         this.refused += result.refused;
+        if (result.refused > 0) complete = false;
       }
       if (events.length > 0) {
         outbox.stream("events").append(events);
@@ -48,7 +54,7 @@ export class Recorder {
     } catch (err) {
       this.storeErrors++;
       this.log.error({ err: (err as Error).message }, "could not store readings");
-      return;
+      return false;
     }
     for (const l of this.listeners) {
       try {
@@ -61,5 +67,6 @@ export class Recorder {
         this.log.error({ err: (err as Error).message }, "a listener of the stored readings failed");
       }
     }
+    return complete;
   }
 }

@@ -1,3 +1,4 @@
+import type { PollCommit } from "../model/cursor.js";
 import type { Reading } from "../model/reading.js";
 import type { BusStatus, DeviceStatus } from "../model/status.js";
 import type { PointWriter } from "../model/writer.js";
@@ -20,6 +21,12 @@ export interface Source {
   readonly interval: number;
   start?(): Promise<void>;
   poll(tickTs: number): Promise<Reading[]>;
+  /**
+   * A source that is pushed readings (a bridged board) and must know when they are safe: asked
+   * right after each poll; its cursors commit in the same transaction as the readings, and
+   * settled() says whether they did.
+   */
+  commit?(): PollCommit | null;
   stop?(): Promise<void>;
   /** Its devices and buses, typed: what status, metrics and the health message read. */
   status?(): SourceDetail;

@@ -16,6 +16,7 @@
  * committed: a failed transaction (disk full, I/O error) leaves nothing behind that no longer
  * exists in the file.
  */
+import type { Cursor } from "../model/cursor.js";
 import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { Database, type Statement } from "./sqlite.js";
@@ -90,11 +91,12 @@ const COMMAND_MEMORY = 10_000;
 
 /**
  * The outbox file's format. 1: release 0.1.0 (no `format` key). 2: dead letters, drop counters
- * per stream. Each step runs in one transaction when a file of an older format is opened; a file
+ * per stream. 3: cursors (what a pushing source — a bridged board — has stored, committed with
+ * its readings, so a resent reading is recognised after a crash). Each step runs in one transaction when a file of an older format is opened; a file
  * of a newer format is refused rather than misread. Every change to the format adds a step here
  * and an upgrade test on a fixture written by the release before it (test/fixtures/outbox-*.db).
  */
-export const FORMAT = 2;
+export const FORMAT = 3;
 const MIGRATIONS: ReadonlyArray<{ to: number; sql: string }> = [
   {
     to: 2,
@@ -104,7 +106,17 @@ const MIGRATIONS: ReadonlyArray<{ to: number; sql: string }> = [
         v ANY, q INTEGER NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, UNIQUE (stream, seq));
     `,
   },
+  {
+    to: 3,
+    sql: `CREATE TABLE IF NOT EXISTS cursors (key TEXT PRIMARY KEY, value INTEGER NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;`,
+  },
 ];
+
+/** How many cursors are kept (the least recently moved go first), and for how long one that stopped moving is. */
+const CURSOR_MEMORY = 10_000;
+const CURSOR_MAX_AGE_MS = 90 * 86_400_000;
+
+export type { Cursor };
 
 type Row = [seq: number, pointId: number, ts: number, v: number | string | null, q: number];
 
@@ -138,6 +150,8 @@ interface StreamHost {
   pointName(id: number): string;
   setMeta: Statement;
   appendTo(stream: Stream, readings: readonly Reading[]): AppendResult;
+  /** Writes cursors inside the transaction under way. */
+  writeCursors(cursors: readonly Cursor[]): void;
 }
 
 class Stream implements StreamStore {
@@ -162,7 +176,7 @@ class Stream implements StreamStore {
   private readonly metaKey: string;
   // Built once: db.transaction() makes a new wrapper (closures and property definitions) per call,
   // which on a busy gateway is garbage every tick.
-  private readonly insertTx: (readings: readonly Reading[], first: number) => void;
+  private readonly insertTx: (readings: readonly Reading[], first: number, cursors: readonly Cursor[] | null) => void;
   private readonly deleteTx: (ranges: ReadonlyArray<readonly [number, number]>) => number;
 
   constructor(
@@ -192,13 +206,14 @@ class Stream implements StreamStore {
     for (const reason of Object.keys(this.dropped) as (keyof DropCounters)[]) {
       this.dropped[reason] = meta.get(`${this.metaPrefix}dropped.${reason}`) ?? 0;
     }
-    this.insertTx = db.transaction((readings: readonly Reading[], first: number) => {
+    this.insertTx = db.transaction((readings: readonly Reading[], first: number, cursors: readonly Cursor[] | null) => {
       let seq = first;
       for (const r of readings) {
         const { v, q } = encodeValue(r.value, r.quality);
         this.stmt.insert.run(seq++, this.host.pointId(r.point), r.ts, v, q);
       }
       this.host.setMeta.run(this.metaKey, seq - 1);
+      if (cursors) this.host.writeCursors(cursors);
     });
     this.deleteTx = db.transaction((ranges: ReadonlyArray<readonly [number, number]>) => {
       let deleted = 0;
@@ -219,10 +234,10 @@ class Stream implements StreamStore {
     return this.host.appendTo(this, readings);
   }
 
-  /** Inserts in one transaction; seq and row count move only once it committed. */
-  insert(readings: readonly Reading[]): AppendResult {
+  /** Inserts in one transaction (with the cursors given); seq and row count move only once it committed. */
+  insert(readings: readonly Reading[], cursors: readonly Cursor[] | null = null): AppendResult {
     const first = this.seq + 1;
-    this.insertTx(readings, first);
+    this.insertTx(readings, first, cursors);
     this.seq += readings.length;
     this.rows += readings.length;
     return { first, last: this.seq, stored: readings.length, refused: 0 };
@@ -301,7 +316,13 @@ export class Outbox {
     rememberCommand: Statement;
     pruneCommands: Statement;
     usedPages: Statement;
+    setCursor: Statement | null;
+    pruneCursors: Statement | null;
   };
+  /** Committed cursors by key (keys come from outside: a Map). */
+  private readonly cursors = new Map<string, number>();
+  private readonly uncommittedCursors: Cursor[] = [];
+  private readonly host: StreamHost;
   private readonly dl: DeadLetterTable | null;
   private commandsSincePrune = 0;
   /** This process's claim on the file, released at close (none when inspecting). */
@@ -334,7 +355,12 @@ export class Outbox {
       pruneCommands: db.prepare("DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY ts DESC LIMIT ?)"),
       // Prepared once: db.pragma() prepares a new statement per call, and this runs on every append.
       usedPages: db.prepare("SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())").pluck(),
+      setCursor: readOnly ? null : db.prepare("INSERT INTO cursors (key, value, at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, at = excluded.at"),
+      pruneCursors: readOnly ? null : db.prepare("DELETE FROM cursors WHERE at < ? OR key NOT IN (SELECT key FROM cursors ORDER BY at DESC LIMIT ?)"),
     };
+    if (hasTable(db, "cursors")) {
+      for (const { key, value } of db.prepare("SELECT key, value FROM cursors").all() as { key: string; value: number }[]) this.cursors.set(key, value);
+    }
     for (const { id, name } of db.prepare("SELECT id, name FROM points").all() as { id: number; name: string }[]) {
       this.pointIds.set(name, id);
       this.pointNames[id] = name;
@@ -342,12 +368,20 @@ export class Outbox {
     const meta = new Map(
       (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: number }[]).map((r) => [r.key, r.value]),
     );
-    const host: StreamHost = {
+    const host: StreamHost = (this.host = {
       pointId: (n) => this.pointId(n),
       pointName: (id) => this.pointNames[id] ?? `unknown-${id}`,
       setMeta: this.stmt.setMeta,
       appendTo: (stream, readings) => this.appendTo(stream, readings),
-    };
+      writeCursors: (cursors) => {
+        if (!this.stmt.setCursor) throw new Error("outbox opened read-only");
+        const at = this.now();
+        for (const c of cursors) {
+          this.stmt.setCursor.run(c[0], c[1], at);
+          this.uncommittedCursors.push(c);
+        }
+      },
+    });
     this.streams = {
       telemetry: new Stream("telemetry", STREAM_TABLE.telemetry, db, meta, host),
       events: new Stream("events", STREAM_TABLE.events, db, meta, host),
@@ -435,12 +469,24 @@ export class Outbox {
    * number, then applies the quota policy. With drop-newest and a full store the batch is
    * refused and counted.
    */
-  append(readings: readonly Reading[]): AppendResult {
-    return this.appendTo(this.telemetry, readings);
+  append(readings: readonly Reading[], cursors: readonly Cursor[] | null = null): AppendResult {
+    return this.appendTo(this.telemetry, readings, cursors);
   }
 
-  private appendTo(stream: Stream, readings: readonly Reading[]): AppendResult {
-    if (readings.length === 0) return { first: null, last: null, stored: 0, refused: 0 };
+  /**
+   * A cursor's committed value: what a pushing source stored last under `key` (a board's highest
+   * stored sequence of one boot), or undefined. Moves only with a committed append.
+   */
+  cursor(key: string): number | undefined {
+    return this.cursors.get(key);
+  }
+
+  private appendTo(stream: Stream, readings: readonly Reading[], cursors: readonly Cursor[] | null = null): AppendResult {
+    if (readings.length === 0) {
+      // Nothing to store but cursors to move (every reading was a duplicate): their own transaction.
+      if (cursors && cursors.length > 0) this.commitCursors(cursors);
+      return { first: null, last: null, stored: 0, refused: 0 };
+    }
     if (this.opts.whenFull === "drop-newest" && this.usedBytes() >= this.opts.quota) {
       this.addDropped(stream, "quota_newest", readings.length);
       return { first: null, last: null, stored: 0, refused: readings.length };
@@ -448,9 +494,10 @@ export class Outbox {
     if (stream.seq + readings.length > stream.reserved) this.reserve(stream, stream.seq + readings.length);
     let result: AppendResult | undefined;
     try {
-      result = stream.insert(readings);
+      result = stream.insert(readings, cursors);
     } finally {
       this.settlePoints(result !== undefined);
+      this.settleCursors(result !== undefined);
     }
     if (this.opts.whenFull === "drop-oldest") this.enforceQuota();
     return result;
@@ -465,6 +512,22 @@ export class Outbox {
       this.uncommittedPoints.push(name);
     }
     return id;
+  }
+
+  private commitCursors(cursors: readonly Cursor[]): void {
+    let done = false;
+    try {
+      this.db.transaction(() => this.host.writeCursors(cursors))();
+      done = true;
+    } finally {
+      this.settleCursors(done);
+    }
+  }
+
+  /** After a transaction: the cursors it wrote count only if it committed. */
+  private settleCursors(committed: boolean): void {
+    if (committed) for (const [key, value] of this.uncommittedCursors) this.cursors.set(key, value);
+    this.uncommittedCursors.length = 0;
   }
 
   /** After a transaction: keep the new point ids if it committed, forget them if it rolled back. */
@@ -507,7 +570,16 @@ export class Outbox {
       if (dead > 0) this.addDropped(stream, "max_age", dead);
       total += dead;
     }
+    this.pruneCursors();
     return total;
+  }
+
+  /** Forgets cursors that stopped moving long ago, and the least recent beyond CURSOR_MEMORY. */
+  private pruneCursors(): void {
+    if (!this.stmt.pruneCursors || this.cursors.size === 0) return;
+    if (this.stmt.pruneCursors.run(this.now() - CURSOR_MAX_AGE_MS, CURSOR_MEMORY).changes === 0) return;
+    this.cursors.clear();
+    for (const { key, value } of this.db.prepare("SELECT key, value FROM cursors").all() as { key: string; value: number }[]) this.cursors.set(key, value);
   }
 
   /** Bytes of the database that hold data (free pages are reused before the file grows). */

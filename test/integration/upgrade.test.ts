@@ -68,7 +68,7 @@ describe("upgrade from an outbox written by 0.1.0", () => {
       30_000,
       "the old backlog at the subscriber",
     );
-    expect(agent.out()).toMatch(/outbox upgraded from format 1 to 2/);
+    expect(agent.out()).toMatch(/outbox upgraded from format 1 to 3/);
 
     // Telemetry: each number with the same point, time, value and quality as the old file held.
     const got = new Map<number, unknown[]>();
@@ -100,7 +100,7 @@ describe("upgrade from an outbox written by 0.1.0", () => {
     const box = Outbox.inspect(join(dir, "outbox.db"), { quota: 1e9, whenFull: "drop-oldest", maxAge: 1e12, sync: "full" });
     const stats = box.stats();
     box.close();
-    expect(stats).toMatchObject({ format: 2, depth: 0, streams: { events: { depth: 0 } } });
+    expect(stats).toMatchObject({ format: 3, depth: 0, streams: { events: { depth: 0 } } });
     // New numbers continue above the old ones: the answer to cmd-1 took the next result number.
     expect(stats.streams.results.lastSeq).toBe(fixture.results.at(-1)!.seq + 1);
   });

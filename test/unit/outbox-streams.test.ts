@@ -208,12 +208,15 @@ describe("Outbox: formats and inspection", () => {
     // New numbers continue above the old ones in every stream.
     expect(box.append(rows(1, "meter-1/power", 1_763_800_050_000)).first).toBe(fixture.lastSeq.telemetry! + 1);
     expect(box.stream("events").append(rows(1, "room-101/occupied", 1_763_800_050_000)).first).toBe(fixture.lastSeq.events! + 1);
-    // The new table works on the migrated file.
+    // The new tables work on the migrated file.
     expect(box.deadLetter("telemetry", 32, 32, "refused")).toBe(1);
+    box.append(rows(1, "node-1/t", 1_763_800_050_000), [["bridge:node-1:7", 1]]);
+    expect(box.cursor("bridge:node-1:7")).toBe(1);
     box.close();
     const again = Outbox.open({ path, quota: 1e9, whenFull: "drop-oldest", maxAge: 3650 * DAY, sync: "full", now: () => 1_763_800_060_000 });
     expect(again.openedFormat).toBe(FORMAT);
     expect(again.stats().deadLetters.count).toBe(1);
+    expect(again.cursor("bridge:node-1:7")).toBe(1);
     again.close();
   });
 

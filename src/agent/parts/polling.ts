@@ -95,8 +95,14 @@ export class Polling implements Part {
       this.noteError(entry, err);
       return;
     }
+    const commit = entry.source.commit?.() ?? null;
     const derived = this.run((p, now) => p.process(readings, now));
-    this.recorder.store([...readings, ...derived.readings], derived.events);
+    const stored = this.recorder.store([...readings, ...derived.readings], derived.events, commit?.cursors ?? null);
+    try {
+      commit?.settled(stored);
+    } catch (err) {
+      this.noteError(entry, err);
+    }
   }
 
   /** Runs every processor; one that throws is logged and skipped, the others still run. */
