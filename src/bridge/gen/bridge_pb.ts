@@ -6,8 +6,9 @@
 // protobuf: its payload is an SMP packet (Zephyr mcumgr), see docs/firmware-bridge.md.
 //
 // Rules for changing this file (the schema hash in Hello is computed from it, see the spec):
-//   - Hello and HelloRequest never change their field numbers or types: a board built from
-//     another version of this file must still be understood well enough to be refused.
+//   - HelloRequest, Hello, Link fields 1-3 and HelloReply fields 1-2 never change their numbers or
+//     types: a board built from another version of this file must still be understood well
+//     enough to be refused, and must be able to read why.
 //   - Any change changes the schema hash; a gateway refuses a board whose hash differs.
 //   - Field numbers are never reused.
 //
