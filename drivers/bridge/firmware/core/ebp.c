@@ -140,6 +140,10 @@ static void busy_cleared(ebp_ctx_t *ctx) {
 static void send_nak(ebp_ctx_t *ctx) {
   uint16_t a = (uint16_t)(ctx->expected - 1);
   if (!ctx->have_rel || ctx->state != EBP_S_UP) return;
+  if (busy_now(ctx)) { /* no NAK while busy: one when it clears */
+    ctx->busy_dropped = 1;
+    return;
+  }
   if (ctx->nak_sent && ctx->nak_sent_ack == a && ctx->now - ctx->nak_sent_at < ctx->rto_us) return;
   ctx->nak_sent = 1;
   ctx->nak_sent_ack = a;
@@ -481,9 +485,8 @@ static void start_hello(ebp_ctx_t *ctx, const char *reason) {
   if (ctx->state == EBP_S_UP) emit(ctx, EBP_EV_SESSION_LOST, 0, 0, reason);
   ctx->state = EBP_S_HELLO;
   reset_reliable(ctx);
-  ctx->max_frame = ctx->cfg.max_frame;
+  ctx->max_frame = 256; /* no frame above 256 bytes until the HelloReply gives the session's */
   ctx->window = ctx->cfg.window;
-  ebp_rx_set_max_frame(&ctx->rx, ctx->max_frame);
   memset(l, 0, sizeof *l);
   l->which_body = edge_agent_bridge_v1_Link_hello_tag;
   h->protocol = EBP_PROTOCOL;
@@ -518,12 +521,11 @@ static void session_up(ebp_ctx_t *ctx, const edge_agent_bridge_v1_HelloReply *r)
   size_t i;
   uint16_t mf = ctx->cfg.max_frame;
   uint8_t w = ctx->cfg.window;
-  if (r->max_frame >= 64 && r->max_frame < mf) mf = (uint16_t)r->max_frame;
+  if (r->max_frame >= 256 && r->max_frame < mf) mf = (uint16_t)r->max_frame;
   if (r->window >= 1 && r->window < w) w = (uint8_t)r->window;
   ctx->max_frame = mf;
   ctx->window = w;
   ctx->heartbeat_ms = (uint16_t)(r->heartbeat_ms ? (r->heartbeat_ms > 60000 ? 60000 : r->heartbeat_ms) : 1000);
-  ebp_rx_set_max_frame(&ctx->rx, mf);
   ctx->state = EBP_S_UP;
   ctx->up_at_us = ctx->now;
   ctx->utc_at_up_us = r->utc_us;
@@ -695,7 +697,7 @@ static void handle_frame(ebp_ctx_t *ctx, const ebp_hdr_t *h, const uint8_t *payl
     return;
   }
   if (h->seq == ctx->expected) {
-    if (h->chan == EBP_CH_COMMANDS && busy_now(ctx)) {
+    if (busy_now(ctx)) {
       ctx->c.busy_refusals++; /* not taken: asked for again (NAK) once we are not busy */
       ctx->busy_dropped = 1;
       return;
@@ -824,10 +826,10 @@ int ebp_init(ebp_ctx_t *ctx, const ebp_config_t *config, const ebp_port_t *port)
   ctx->boot_id = config->boot_id;
   while (ctx->boot_id == 0 && port->random32) ctx->boot_id = port->random32(port->user);
   if (ctx->boot_id == 0) ctx->boot_id = 1;
-  ctx->max_frame = ctx->cfg.max_frame;
+  ctx->max_frame = 256;
   ctx->window = ctx->cfg.window;
   ctx->heartbeat_ms = 1000;
-  ebp_rx_init(&ctx->rx, ctx->max_frame);
+  ebp_rx_init(&ctx->rx, ctx->cfg.max_frame); /* the receiver checks our own offer, always */
   ctx->ring_count = config->ring_count <= config->ring_cap ? config->ring_count : config->ring_cap;
   for (i = 0; i < ctx->ring_count; i++) {
     ctx->cfg.ring[i].sent = 0;
