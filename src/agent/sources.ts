@@ -9,6 +9,8 @@ export interface SourcesDeps {
   log: Logger;
   /** Bound addresses of the embedded simulators, by name. */
   simulators: ReadonlyMap<string, { host: string; port: number }>;
+  /** The outbox's committed cursors (a pushing source's position; none before the outbox opens). */
+  cursor?: (key: string) => number | undefined;
 }
 
 /**
@@ -17,7 +19,7 @@ export interface SourcesDeps {
  */
 export function createSources(config: Config, deps: SourcesDeps): Array<{ source: Source; type: string }> {
   const ports = new PortRegistry();
-  const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, ports, i2cBuses: new I2cBusPool(ports) };
+  const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, ports, i2cBuses: new I2cBusPool(ports), cursor: deps.cursor ?? (() => undefined) };
   return config.sources.flatMap((cfg) => sourceType(cfg).create(cfg, shared).map((source) => ({ source, type: cfg.type })));
 }
 

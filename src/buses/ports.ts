@@ -72,6 +72,16 @@ export class PortRegistry {
   get size(): number {
     return this.ports.size;
   }
+
+  /** Who holds a port id, if anyone: `source 'rs485-1'` (a board finder skips such ports). */
+  owner(id: string): string | undefined {
+    return this.ports.get(id)?.owner;
+  }
+
+  /** Lets go of a port (a board that moved to another one); the next claim opens it anew. */
+  release(id: string, owner: string): void {
+    if (this.ports.get(id)?.owner === owner) this.ports.delete(id);
+  }
 }
 
 

@@ -27,6 +27,7 @@ const COMMANDS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Re
   { names: ["light", "charger"], load: async () => (await import("./control.js")).registerControl },
   { names: ["i2c"], load: async () => (await import("./i2c.js")).registerI2c },
   { names: ["gpio"], load: async () => (await import("./gpio.js")).registerGpio },
+  { names: ["bridge"], load: async () => (await import("./bridge.js")).registerBridge },
   { names: ["opcua"], load: async () => (await import("./opcua.js")).registerOpcua },
 ];
 

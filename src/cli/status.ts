@@ -44,11 +44,26 @@ export function printStatus(s: AgentStatus): void {
 
 function deviceExtras(d: AgentStatus["sources"][string]["devices"][number] | undefined): string[] {
   if (!d) return [];
+  const b = d.board;
   return [
+    b ? boardLine(b) : "",
     d.requestsPerPoll !== undefined ? `${d.requestsPerPoll} req/poll` : "",
     d.excluded?.length ? `not read: ${d.excluded.join(", ")}` : "",
     d.lastError ? `last error: ${d.lastError}` : "",
   ].filter(Boolean);
+}
+
+/** A bridged board's link in one line: `on /dev/ttyACM0 · fw 1.2.0 · rtt 4 ms · 0 crc · 2 resent · clock +3.1 ms`. */
+export function boardLine(b: NonNullable<AgentStatus["sources"][string]["devices"][number]["board"]>): string {
+  const parts = [b.port ? `on ${b.port}` : `${b.state}`];
+  if (b.state === "refused" && b.refusedReason) parts.push(`REFUSED: ${b.refusedReason}`);
+  if (b.firmware) parts.push(`fw ${b.firmware}`);
+  if (b.rttMs !== null) parts.push(`rtt ${b.rttMs} ms`);
+  parts.push(`${b.crcErrors} crc`, `${b.retransmits} resent`);
+  if (b.garbage) parts.push(`${b.garbage} resyncs`);
+  if (b.clockErrorMs !== null) parts.push(`clock ±${b.clockErrorMs} ms, drift ${b.clockDriftPpm} ppm`);
+  if (b.children.length) parts.push(`children ${b.children.join(", ")}`);
+  return parts.join(" · ");
 }
 
 export function registerStatus(program: Command): void {

@@ -15,18 +15,9 @@ import { describeIssue } from "../model/issues.js";
 import type { CommandResult } from "../model/command.js";
 import type { Logger } from "../model/logger.js";
 
-export type { CommandResult, CommandStatus } from "../model/command.js";
+export type { Actuator, CommandResult, CommandStatus } from "../model/command.js";
+import type { Actuator } from "../model/command.js";
 
-/** Something the platform may command: a streetlight, a charging point. */
-export interface Actuator {
-  readonly name: string;
-  readonly kind: string;
-  /** The actions it takes, each with the schema (and bounds) of its arguments. A Map: action names come from outside. */
-  readonly actions: ReadonlyMap<string, z.ZodType>;
-  /** Carries out a validated action; resolves with the state after it. Throws when it failed. */
-  execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>>;
-  state(): Record<string, unknown>;
-}
 
 /** What the gateway knows of a command id: its first answer, or that it was being executed. */
 export type Remembered = { answered: CommandResult } | { executing: { target: string; action: string; ts: number } };

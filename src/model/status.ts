@@ -111,6 +111,50 @@ export interface DeviceStatus {
   bus?: string;
   /** An input that reports changes (a GPIO pin): those seen, and those dropped for coming too fast. */
   changes?: { seen: number; dropped: number };
+  /** A bridged board: who it is and how its link does (docs/firmware-bridge.md). */
+  board?: BoardStatus;
+}
+
+/** A board on the firmware bridge: identity from its hello, and the link's figures. */
+export interface BoardStatus {
+  /** Port it is on now (null while looked for). */
+  port: string | null;
+  /** `connecting` (port open, no hello yet), `online`, `refused` (with the reason), `searching` (by id), `offline`. */
+  state: "searching" | "connecting" | "online" | "refused" | "offline";
+  refusedReason: string | null;
+  id: string | null;
+  hardware: string | null;
+  firmware: string | null;
+  bootId: string | null;
+  resetReason: string | null;
+  /** Sessions started (hellos accepted) since the agent started. */
+  sessions: number;
+  framesIn: number;
+  framesOut: number;
+  retransmits: number;
+  crcErrors: number;
+  /** Chunks between delimiters that were not frames (log text, boot banners, noise): resyncs. */
+  garbage: number;
+  oversized: number;
+  unknownChannel: number;
+  naksSent: number;
+  naksReceived: number;
+  /** Board readings received again and recognised (already stored). */
+  duplicates: number;
+  /** Smoothed round-trip time of reliable frames, ms. */
+  rttMs: number | null;
+  /** Board clock minus UTC (ms; the board's clock counts from its boot) and its drift (ppm), from the time exchanges. */
+  clockOffsetMs: number | null;
+  clockDriftPpm: number | null;
+  /** How far off a board time placed in UTC may be: half the least round trip of the exchanges, ms. */
+  clockErrorMs: number | null;
+  /** When the board booted, in UTC (ms), as its clock mapping says. */
+  bootedAt: number | null;
+  /** Readings waiting in the board's buffer, and those it had to overwrite (its last heartbeat). */
+  boardBuffered: number | null;
+  boardDropped: number | null;
+  /** Relayed child nodes present now. */
+  children: string[];
 }
 
 /** One source: its loop's figures, its devices, its buses, and its own details (for --json only). */

@@ -4,6 +4,7 @@
  * JSON Schema, `config check`, the agent and the status/metrics code all follow this list
  * (docs/adding-a-source-type.md).
  */
+import { bridge } from "./bridge/type.js";
 import { gpio } from "./gpio/type.js";
 import { i2c } from "./i2c/type.js";
 import { modbus } from "./modbus/type.js";
@@ -11,7 +12,7 @@ import { opcua } from "./opcua/type.js";
 import { simulated } from "./simulated/type.js";
 import type { SourceType } from "./type.js";
 
-export const SOURCE_TYPES = [simulated, modbus, i2c, gpio, opcua] as const;
+export const SOURCE_TYPES = [simulated, modbus, i2c, gpio, opcua, bridge] as const;
 
 type ConfigOf<T> = T extends SourceType<infer C> ? C : never;
 /** A `sources:` entry of any kind. */

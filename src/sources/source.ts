@@ -1,3 +1,4 @@
+import type { Actuator } from "../model/command.js";
 import type { PollCommit } from "../model/cursor.js";
 import type { Reading } from "../model/reading.js";
 import type { BusStatus, DeviceStatus } from "../model/status.js";
@@ -32,6 +33,8 @@ export interface Source {
   status?(): SourceDetail;
   /** The type's own figures, passed through to `status --json` as they are. */
   health?(): unknown;
+  /** Targets of commands this source brings itself (a bridged board's writable points). */
+  actuators?(): Actuator[];
   /** Present on sources whose points an actuator may switch (a Modbus device's coils). */
   writePoint?: PointWriter["writePoint"];
 }

@@ -19,6 +19,8 @@ export interface SourceDeps {
   ports: PortRegistry;
   /** The I²C buses of this agent (in the same registry). */
   i2cBuses: I2cBusPool;
+  /** The outbox's committed cursor for a key: what a pushing source (a bridged board) already stored. */
+  cursor(key: string): number | undefined;
 }
 
 export interface SourceType<C extends { type: string; name: string } = { type: string; name: string }> extends SourceConfigType<C> {

@@ -14,17 +14,18 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   model: [],
   buses: ["model"],
   drivers: ["model", "buses"],
-  simulators: ["model", "buses", "drivers"],
+  simulators: ["model", "buses", "drivers", "bridge"],
+  bridge: ["model", "buses"],
   config: ["model", "drivers"],
   store: ["model"],
   uplink: ["model", "store", "config"],
   control: ["model", "buses", "drivers"],
   processors: ["model", "config"],
   opcua: ["model", "config", "control", "store"],
-  sources: ["model", "config", "buses", "drivers", "simulators", "opcua"],
+  sources: ["model", "config", "buses", "drivers", "simulators", "opcua", "bridge"],
   ops: ["model", "config", "store"],
-  agent: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops"],
-  cli: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "agent"],
+  agent: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "bridge"],
+  cli: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "agent", "bridge"],
 };
 
 interface Edge {

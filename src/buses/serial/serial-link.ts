@@ -59,6 +59,16 @@ export class SerialLink implements ByteLink {
     });
   }
 
+  /** Drops DTR and RTS for 100 ms and raises them again: what resets most boards (ESP32, Arduino). */
+  async pulseReset(): Promise<void> {
+    const port = this.port;
+    if (!port?.isOpen) return;
+    const set = (on: boolean) => new Promise<void>((resolve, reject) => port.set({ dtr: on, rts: on }, (err) => (err ? reject(err) : resolve())));
+    await set(false);
+    await new Promise((r) => setTimeout(r, 100));
+    await set(true);
+  }
+
   onData(listener: (chunk: Uint8Array) => void): void {
     this.data.push(listener);
   }
