@@ -196,7 +196,7 @@ export function toHex(bytes: Uint8Array): string {
 export const RESET_REASON_NAMES: ReadonlyMap<ResetReason, string> = new Map([
   [ResetReason.RESET_UNKNOWN, "unknown"],
   [ResetReason.RESET_POWER_ON, "power-on"],
-  [ResetReason.RESET_PIN, "reset pin (DTR)"],
+  [ResetReason.RESET_PIN, "reset pin / DTR"],
   [ResetReason.RESET_SOFTWARE, "software"],
   [ResetReason.RESET_WATCHDOG, "watchdog"],
   [ResetReason.RESET_BROWNOUT, "brownout"],
@@ -625,7 +625,9 @@ export class SimBoard {
       const body = r.message.body;
       switch (body.case) {
         case "helloRequest":
-          this.sayHello();
+          // Waiting for a reply: the same Hello again (new bytes would start yet another session).
+          if (this.state === "hello") this.sendHello();
+          else this.sayHello();
           return;
         case "helloReply":
           this.onHelloReply(body.value);
