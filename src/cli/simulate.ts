@@ -2,6 +2,8 @@
  * `edge-agent simulate modbus`: serves simulated meters and charge controllers over Modbus TCP,
  * RTU on a serial device (e.g. one end of a socat pty pair) and RTU over TCP, with injectable
  * faults, so installers, the demo and tests have a slave to talk to without hardware.
+ * `edge-agent simulate board`: a firmware-bridge board (docs/firmware-bridge.md) on a serial
+ * device, with scriptable faults, for trying a gateway's bridge config without the board.
  */
 import type { Command } from "commander";
 import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
@@ -16,7 +18,23 @@ import {
   type SimListener,
 } from "../simulators/modbus/server.js";
 import { UserError } from "../model/errors.js";
+import { SerialLink } from "../buses/serial/serial-link.js";
+import type { ByteLink } from "../buses/serial/byte-link.js";
+import { formatSchemaHash } from "../bridge/schema.js";
+import {
+  CommandStatus,
+  parseHex,
+  RESET_REASON_NAMES,
+  SimBoard,
+  type SimBoardEvents,
+  type SimBoardFaults,
+  type SimBoardOptions,
+  type SimBoardStats,
+  toHex,
+} from "../simulators/board/board.js";
+import { boardProfile, boardProfileNames } from "../simulators/board/profiles.js";
 import type { TargetFlags } from "./modbus-target.js";
+import { parseDuration } from "./output.js";
 
 /** The same connection flags as the technician's modbus commands, plus the simulator's own. */
 export interface SimulateModbusFlags extends Omit<TargetFlags, "timeout"> {
@@ -209,6 +227,346 @@ export function simulationJson(run: RunningSimulation): object {
   };
 }
 
+// ---- simulate board -------------------------------------------------------------------------
+
+export interface SimulateBoardFlags {
+  port: string;
+  id?: string;
+  baud?: string;
+  interval?: string;
+  profile?: string;
+  seed?: string;
+  faults?: string;
+  persistent?: boolean;
+  schemaHash?: string;
+  ring?: string;
+  json?: boolean;
+}
+
+/** Faults repeated on a timer, for a technician's long run (the continuous ones go to SimBoard). */
+export interface ScriptedBoardFaults {
+  /** A reset in the middle of a frame this often. */
+  resetEveryMs?: number;
+  /** A DTR reboot this often. */
+  dtrEveryMs?: number;
+  /** A burst of wrong-baud bytes this often (each lasting a tenth of it, at most 3 s). */
+  wrongBaudEveryMs?: number;
+  /** The last child vanishes this often, and comes back half way. */
+  vanishEveryMs?: number;
+}
+
+export interface BoardPlan {
+  port: string;
+  baudRate: number;
+  board: Omit<SimBoardOptions, "port">;
+  scripted: ScriptedBoardFaults;
+  /** The --faults text as given, for the start line. */
+  faultsText: string;
+}
+
+const BOARD_FAULT_HELP = "bitflip=P, drop=P, dup=P (P a probability, 0-1), short, spam=DUR, flood, reset=DUR, dtr=DUR, wrongbaud=DUR, vanish=DUR";
+
+function faultDuration(kind: string, value: string | undefined): number {
+  const ms = parseDuration(value, ["ms", "s", "m", "h"], { flag: `--faults ${kind}` });
+  if (ms === undefined || ms <= 0) throw new UserError(`--faults ${kind}=${value ?? ""}: expected a duration like 500ms, 5s or 2m`);
+  return ms;
+}
+
+function faultProbability(kind: string, value: string | undefined): number {
+  const p = Number(value);
+  if (value === undefined || value.trim() === "" || !Number.isFinite(p) || p < 0 || p > 1) {
+    throw new UserError(`--faults ${kind}=${value ?? ""}: expected a probability from 0 to 1, like 0.01`);
+  }
+  return p;
+}
+
+/** `bitflip=0.001,drop=0.01,spam=5s,short` → the continuous and the scripted faults. */
+export function parseBoardFaults(text: string): { faults: SimBoardFaults; scripted: ScriptedBoardFaults } {
+  const faults: SimBoardFaults = {};
+  const scripted: ScriptedBoardFaults = {};
+  for (const item of text.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    const eq = item.indexOf("=");
+    const kind = (eq < 0 ? item : item.slice(0, eq)).trim().toLowerCase();
+    const value = eq < 0 ? undefined : item.slice(eq + 1).trim();
+    const flag = () => {
+      if (value !== undefined) throw new UserError(`--faults ${item}: ${kind} takes no value`);
+      return true;
+    };
+    switch (kind) {
+      case "bitflip":
+        faults.bitFlip = faultProbability(kind, value);
+        break;
+      case "drop":
+        faults.drop = faultProbability(kind, value);
+        break;
+      case "dup":
+        faults.duplicate = faultProbability(kind, value);
+        break;
+      case "short":
+        faults.shortWrites = flag();
+        break;
+      case "flood":
+        faults.flood = flag();
+        break;
+      case "spam":
+        faults.spamEveryMs = faultDuration(kind, value);
+        break;
+      case "reset":
+        scripted.resetEveryMs = faultDuration(kind, value);
+        break;
+      case "dtr":
+        scripted.dtrEveryMs = faultDuration(kind, value);
+        break;
+      case "wrongbaud":
+        scripted.wrongBaudEveryMs = faultDuration(kind, value);
+        break;
+      case "vanish":
+        scripted.vanishEveryMs = faultDuration(kind, value);
+        break;
+      default:
+        throw new UserError(`--faults: unknown fault '${kind}' (known: ${BOARD_FAULT_HELP})`);
+    }
+  }
+  return { faults, scripted };
+}
+
+/** Checks every flag; nothing is opened yet. */
+export function planBoard(flags: SimulateBoardFlags): BoardPlan {
+  if (!flags.port) throw new UserError("simulate board: give --port DEVICE, e.g. one end of a socat pty pair");
+  const baudRate = Number(flags.baud ?? "115200");
+  if (!Number.isInteger(baudRate) || baudRate < 50 || baudRate > 4_000_000) throw new UserError(`--baud: expected a baud rate like 115200, got '${flags.baud}'`);
+  const profileName = flags.profile ?? "room-node";
+  const profile = boardProfile(profileName);
+  if (!profile) throw new UserError(`--profile: unknown board profile '${profileName}' (known: ${boardProfileNames().join(", ")})`);
+  const intervalMs = flags.interval === undefined ? 1000 : parseDuration(flags.interval, ["ms", "s", "m"], { flag: "--interval" });
+  if (intervalMs === undefined || intervalMs < 10) throw new UserError(`--interval: expected a duration of at least 10ms like 1s or 500ms, got '${flags.interval}'`);
+  const seed = flags.seed === undefined ? 1 : Number(flags.seed);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UserError(`--seed: expected a whole number from 0 to 4294967295, got '${flags.seed}'`);
+  const board: Omit<SimBoardOptions, "port"> = { profile, intervalMs, seed, persistent: flags.persistent ?? false };
+  if (flags.id !== undefined) {
+    const id = parseHex(flags.id);
+    if (!id || id.length < 4 || id.length > 16) throw new UserError(`--id: expected the board id as 4 to 16 bytes in hex, like 240ac45f9e10, got '${flags.id}'`);
+    board.boardId = toHex(id);
+  }
+  if (flags.schemaHash !== undefined) {
+    const h = parseHex(flags.schemaHash.padStart(8, "0"));
+    if (!h || h.length !== 4) throw new UserError(`--schema-hash: expected 8 hex digits like 0x0badf00d, got '${flags.schemaHash}'`);
+    board.schemaHash = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+  }
+  if (flags.ring !== undefined) {
+    const n = Number(flags.ring);
+    if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new UserError(`--ring: expected a number of readings from 1 to 1000000, got '${flags.ring}'`);
+    board.ringCapacity = n;
+  }
+  const { faults, scripted } = parseBoardFaults(flags.faults ?? "");
+  board.faults = faults;
+  return { port: flags.port, baudRate, board, scripted, faultsText: flags.faults ?? "" };
+}
+
+export interface RunningBoard {
+  board: SimBoard;
+  plan: BoardPlan;
+  /** Resolves with the reason when the port closes by itself (the other end went away). */
+  closed: Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens the port, starts the board and the scripted faults; `onEvent` hears every board event,
+ * `announce` is called once the board exists, before its first event.
+ */
+export async function startBoard(plan: BoardPlan, onEvent: BoardEventSink, opts: { port?: ByteLink; announce?: (board: SimBoard) => void } = {}): Promise<RunningBoard> {
+  const link = opts.port ?? new SerialLink({ path: plan.port, baudRate: plan.baudRate });
+  const board = new SimBoard({ ...plan.board, port: link });
+  const opened = !link.isOpen;
+  try {
+    if (opened) await link.open();
+  } catch (err) {
+    throw new UserError(`--port ${plan.port}: cannot open the serial device (${(err as Error).message})`);
+  }
+  opts.announce?.(board);
+  let closedWith: (reason: string) => void = () => undefined;
+  const closed = new Promise<string>((r) => (closedWith = r));
+  for (const name of BOARD_EVENTS) board.on(name, (e) => onEvent(name, e as SimBoardEvents[typeof name]));
+  board.on("closed", (e) => closedWith(e.reason));
+  await board.start();
+  const timers: Array<ReturnType<typeof setInterval>> = [];
+  const every = (ms: number | undefined, fn: () => void) => {
+    if (ms !== undefined) timers.push(setInterval(fn, ms));
+  };
+  const s = plan.scripted;
+  every(s.resetEveryMs, () => board.resetMidFrame());
+  every(s.dtrEveryMs, () => board.dtrReboot());
+  every(s.wrongBaudEveryMs, () => board.wrongBaud(Math.min(3000, s.wrongBaudEveryMs! / 10)));
+  const child = board.profile.children.at(-1)?.id;
+  if (child !== undefined) {
+    every(s.vanishEveryMs, () => {
+      board.setChildPresent(child, false);
+      timers.push(setTimeout(() => board.setChildPresent(child, true), s.vanishEveryMs! / 2));
+    });
+  }
+  return {
+    board,
+    plan,
+    closed,
+    stop: async () => {
+      for (const t of timers) clearTimeout(t);
+      await board.stop();
+      if (opened) await link.close();
+    },
+  };
+}
+
+export type BoardEventSink = <K extends keyof SimBoardEvents>(event: K, e: SimBoardEvents[K]) => void;
+
+const BOARD_EVENTS = ["hello", "session", "refused", "sessionLost", "acked", "command", "reboot", "child", "wrongBaud", "closed", "error"] as const;
+
+const hex32 = (n: number) => formatSchemaHash(n);
+const STATUS_NAMES = new Map<CommandStatus, string>([
+  [CommandStatus.COMMAND_OK, "applied"],
+  [CommandStatus.COMMAND_REFUSED, "refused"],
+  [CommandStatus.COMMAND_FAILED, "failed"],
+  [CommandStatus.COMMAND_UNKNOWN_POINT, "refused (unknown point)"],
+]);
+
+/** The line a technician reads for one event; undefined for events not worth a line. */
+export function formatBoardEvent<K extends keyof SimBoardEvents>(event: K, e: SimBoardEvents[K]): string | undefined {
+  const v = e as SimBoardEvents[keyof SimBoardEvents];
+  switch (event) {
+    case "hello": {
+      const h = v as SimBoardEvents["hello"];
+      return `hello: boot ${hex32(h.bootId)} (${RESET_REASON_NAMES.get(h.resetReason) ?? "unknown"}), schema ${hex32(h.schemaHash)}; waiting for the gateway`;
+    }
+    case "session": {
+      const s = v as SimBoardEvents["session"];
+      return `session up: max frame ${s.maxFrame} B, window ${s.window}, heartbeat ${s.heartbeatMs} ms`;
+    }
+    case "refused":
+      return `refused by the gateway: ${(v as SimBoardEvents["refused"]).reason} (quiet until it asks again)`;
+    case "sessionLost":
+      return `session lost: ${(v as SimBoardEvents["sessionLost"]).reason}`;
+    case "acked": {
+      const a = v as SimBoardEvents["acked"];
+      return `acked up to ${a.uptoSeq} (boot ${hex32(a.bootId)}), ${a.ringUsed} waiting in the ring`;
+    }
+    case "command": {
+      const c = v as SimBoardEvents["command"];
+      const status = STATUS_NAMES.get(c.status) ?? `status ${c.status}`;
+      return `command ${c.id}: ${c.point} = ${String(c.value)} ${status}${c.message ? `: ${c.message}` : ""}`;
+    }
+    case "reboot": {
+      const r = v as SimBoardEvents["reboot"];
+      return `reboot (${RESET_REASON_NAMES.get(r.reason) ?? "unknown"}): new boot ${hex32(r.bootId)}`;
+    }
+    case "child": {
+      const c = v as SimBoardEvents["child"];
+      return `child ${c.child} ${c.present ? "came back" : "vanished"}`;
+    }
+    case "wrongBaud":
+      return (v as SimBoardEvents["wrongBaud"]).active ? "wrong baud: sending garbled bytes" : "baud right again";
+    case "closed":
+      return `port closed: ${(v as SimBoardEvents["closed"]).reason}`;
+    case "error": {
+      const err = (v as SimBoardEvents["error"]).error;
+      return `error: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+export function formatBoardStart(plan: BoardPlan, board: SimBoard): string {
+  const faults = plan.faultsText ? ` (faults: ${plan.faultsText})` : "";
+  const persistent = plan.board.persistent ? ", persistent ring" : "";
+  return `board simulator: ${board.profile.name} ${toHex(board.boardId)} on ${plan.port} at ${plan.baudRate} baud${persistent}${faults}`;
+}
+
+export function formatBoardStats(s: SimBoardStats): string {
+  const lost = s.readingsLostInReset > 0 ? `, ${s.readingsLostInReset} lost in resets` : "";
+  return `stopped: ${s.readingsMade} readings made, ${s.readingsAcked} acked, ${s.readingsResent} resent, ${s.readingsDropped} dropped (ring full)${lost}, ${s.ringUsed} still in the ring`;
+}
+
+function jsonLine(event: string, e: object): string {
+  return JSON.stringify({ event, ...e }, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v instanceof Error ? v.message : v));
+}
+
+/** Acks come with every batch: at most one line a second says how far they got. */
+function ackThrottle(write: (line: string) => void): BoardEventSink {
+  let last = -Infinity;
+  return (event, e) => {
+    if (event === "acked") {
+      const now = Date.now();
+      if (now - last < 1000) return;
+      last = now;
+    }
+    const line = formatBoardEvent(event, e);
+    if (line !== undefined) write(line);
+  };
+}
+
+export interface SimulateBoardDeps {
+  /** Resolves when the board should stop; default SIGINT or SIGTERM (or the port closing). */
+  stop?: (run: RunningBoard) => Promise<unknown>;
+  /** The board's byte stream instead of the serial device (tests). */
+  port?: ByteLink;
+}
+
+function registerSimulateBoard(simulate: Command, deps: SimulateDeps): void {
+  simulate
+    .command("board")
+    .description("a firmware-bridge board (ESP32/STM32 talking docs/firmware-bridge.md) on a serial device, with faults on request")
+    .requiredOption("--port <device>", "serial device the gateway's bridge listens on the other end of, e.g. one end of a socat pty pair")
+    .option("--id <hex>", "board unique id, 4 to 16 bytes in hex (default: derived from --seed)")
+    .option("--baud <n>", "baud rate (default 115200)")
+    .option("--interval <duration>", "a reading of each sensor this often (default 1s)")
+    .option("--profile <name>", `what the board is (default room-node; known: ${boardProfileNames().join(", ")})`)
+    .option("--seed <n>", "seeds the values, the ids and the faults: the same seed gives the same run (default 1)")
+    .option("--faults <list>", `misbehave, comma-separated: ${BOARD_FAULT_HELP}`)
+    .option("--persistent", "the reading buffer survives a reboot (kept readings are resent with their old boot id)")
+    .option("--schema-hash <hex>", "announce another schema hash, as a board built from another bridge.proto (the gateway must refuse it)")
+    .option("--ring <n>", "readings the board buffers until the gateway acknowledges them (default 1000)")
+    .option("--json", "one JSON line per event instead of text")
+    .addHelpText(
+      "after",
+      `
+What it does: says Hello, describes its points (room-node: temperature, humidity, co2, a
+writable setpoint 5..30 and a led; two battery sensors sensor-a and sensor-b relayed by radio),
+sends readings and keeps each one until the gateway acknowledges it, resends the rest after a
+new session, answers time requests and commands. One line per event; Ctrl-C stops it.
+
+Faults (--faults):
+  bitflip=P   flip a bit of each byte written with probability P (e.g. 0.001)
+  drop=P      lose a frame with probability P;  dup=P  send a frame twice
+  short       write in chunks of 1-8 bytes with short pauses (USB-serial short writes)
+  spam=DUR    print raw log text between frames this often (e.g. 5s)
+  flood       readings as fast as the link takes them (throughput)
+  reset=DUR   reset in the middle of a frame this often;  dtr=DUR  reboot by DTR this often
+  wrongbaud=DUR  garbled bytes, as at a wrong baud rate, for a tenth of DUR (at most 3s) every DUR
+  vanish=DUR  the last relayed sensor vanishes every DUR and comes back half way
+
+Example with a virtual serial line:
+  socat -d -d pty,raw,echo=0,link=/tmp/ttyA pty,raw,echo=0,link=/tmp/ttyB &
+  edge-agent simulate board --port /tmp/ttyB --id 240ac45f9e10 --faults drop=0.01,spam=5s
+  # and a bridge source with port: /tmp/ttyA in the agent's config`,
+    )
+    .action(async (flags: SimulateBoardFlags) => {
+      const write = deps.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+      const plan = planBoard(flags);
+      const sink: BoardEventSink = flags.json ? (event, e) => write(jsonLine(event, e)) : ackThrottle(write);
+      const announce = (board: SimBoard) =>
+        write(flags.json ? jsonLine("start", { profile: board.profile.name, boardId: toHex(board.boardId), port: plan.port, baud: plan.baudRate }) : formatBoardStart(plan, board));
+      const run = await startBoard(plan, sink, { port: deps.board?.port, announce });
+      try {
+        await Promise.race([deps.board?.stop ? deps.board.stop(run) : untilSignal(), run.closed]);
+      } finally {
+        await run.stop();
+        const stats = run.board.stats();
+        const { link: _link, ...counts } = stats;
+        write(flags.json ? jsonLine("stopped", counts) : formatBoardStats(stats));
+      }
+    });
+}
+
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
@@ -226,6 +584,7 @@ export interface SimulateDeps {
   stop?: (run: RunningSimulation) => Promise<unknown>;
   /** Where lines go; default stdout. */
   write?: (line: string) => void;
+  board?: SimulateBoardDeps;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -267,4 +626,5 @@ Example with a virtual serial line:
         await run.simulator.close();
       }
     });
+  registerSimulateBoard(simulate, deps);
 }
