@@ -19,6 +19,8 @@ export interface DeviceFigures {
   unsupported?: number;
   /** Changes seen on an input, and those dropped. */
   changes?: DeviceStatus["changes"];
+  /** A bridged board's link. */
+  board?: DeviceStatus["board"];
 }
 
 export function deviceFigures(status: AgentStatus): DeviceFigures[] {
@@ -28,6 +30,7 @@ export function deviceFigures(status: AgentStatus): DeviceFigures[] {
         device: d.name,
         source,
         up: d.online,
+        ...(d.board ? { board: d.board } : {}),
         requests: d.requests,
         ok: d.ok,
         retries: d.retries,

@@ -84,6 +84,13 @@ const perDevice = (v: View, pick: (d: DeviceFigures) => number | undefined): Sam
 const perInput = (v: View, pick: (c: NonNullable<DeviceFigures["changes"]>) => number): Sample[] =>
   v.devices.flatMap((d): Sample[] => (d.changes ? [[{ source: d.source }, pick(d.changes)]] : []));
 
+/** Bridged boards' link figures, by board. */
+const perBoard = (v: View, pick: (b: NonNullable<DeviceFigures["board"]>) => number | null): Sample[] =>
+  v.devices.flatMap((d): Sample[] => {
+    const n = d.board ? pick(d.board) : null;
+    return n === null ? [] : [[{ board: d.device }, n]];
+  });
+
 const FAMILIES: readonly Family[] = [
   { name: "readings_stored_total", type: "counter", help: "Readings written to the outbox since the agent started.", values: (v) => v.status.stored },
   { name: "events_stored_total", type: "counter", help: "Events (state changes, charging sessions) written to the outbox since the agent started.", values: (v) => v.status.events },
@@ -152,6 +159,17 @@ const FAMILIES: readonly Family[] = [
   { name: "device_last_ok_timestamp_seconds", type: "gauge", labels: ["device"], help: "Unix time of the device's last good reply (absent before the first one).", values: (v) => perDevice(v, (d) => (d.lastOkTs === undefined ? undefined : d.lastOkTs / 1000)) },
   { name: "device_requests_per_poll", type: "gauge", labels: ["device"], help: "Reads planned per poll of a Modbus device; fewer leaves more time on a shared line.", values: (v) => perDevice(v, (d) => d.requestsPerPoll) },
   { name: "device_unsupported_points", type: "gauge", labels: ["device"], help: "Points the device refused to read (illegal address); they are left out of its polls.", values: (v) => perDevice(v, (d) => d.unsupported) },
+  { name: "bridge_frames_received_total", type: "counter", labels: ["board"], help: "Frames received from a bridged board (valid ones).", values: (v) => perBoard(v, (b) => b.framesIn) },
+  { name: "bridge_frames_sent_total", type: "counter", labels: ["board"], help: "Frames sent to a bridged board, resends included.", values: (v) => perBoard(v, (b) => b.framesOut) },
+  { name: "bridge_retransmits_total", type: "counter", labels: ["board"], help: "Frames sent again to a board because no acknowledgement came: a lossy cable or a busy board.", values: (v) => perBoard(v, (b) => b.retransmits) },
+  { name: "bridge_crc_errors_total", type: "counter", labels: ["board"], help: "Frames from a board with a bad CRC (noise, a wrong baud, log text inside a frame).", values: (v) => perBoard(v, (b) => b.crcErrors) },
+  { name: "bridge_resyncs_total", type: "counter", labels: ["board"], help: "Chunks between delimiters that were not frames (boot banners, raw prints, noise); the link resynchronised.", values: (v) => perBoard(v, (b) => b.garbage + b.oversized) },
+  { name: "bridge_duplicates_total", type: "counter", labels: ["board"], help: "Board readings received again (after a restart or a lost acknowledgement) and recognised as stored.", values: (v) => perBoard(v, (b) => b.duplicates) },
+  { name: "bridge_sessions_total", type: "counter", labels: ["board"], help: "Board sessions started (accepted hellos): a climb means the board keeps resetting or the link keeps dropping.", values: (v) => perBoard(v, (b) => b.sessions) },
+  { name: "bridge_round_trip_seconds", type: "gauge", labels: ["board"], help: "Smoothed round trip of reliable frames to the board.", values: (v) => perBoard(v, (b) => (b.rttMs === null ? null : b.rttMs / 1000)) },
+  { name: "bridge_clock_drift_ppm", type: "gauge", labels: ["board"], help: "How much faster the board's clock runs than the gateway's, in parts per million.", values: (v) => perBoard(v, (b) => b.clockDriftPpm) },
+  { name: "bridge_board_buffered_readings", type: "gauge", labels: ["board"], help: "Readings waiting in the board's own buffer (its last heartbeat).", values: (v) => perBoard(v, (b) => b.boardBuffered) },
+  { name: "bridge_board_dropped_readings", type: "gauge", labels: ["board"], help: "Readings the board overwrote because its buffer was full, since its boot.", values: (v) => perBoard(v, (b) => b.boardDropped) },
   { name: "gpio_edges_total", type: "counter", labels: ["source"], help: "Changes seen on a GPIO input (a PIR sensor, a door contact).", values: (v) => perInput(v, (c) => c.seen) },
   { name: "gpio_edges_dropped_total", type: "counter", labels: ["source"], help: "GPIO changes dropped because too many came between two polls (a chattering input).", values: (v) => perInput(v, (c) => c.dropped) },
   {

@@ -76,6 +76,15 @@ function cabinetStatus(): AgentStatus {
       "room-101": { type: "i2c", polls: 720, overruns: 0, errors: 0, lastError: null, health: [sht, scd], ...i2cDetail("room-101", "i2c-1", [sht, scd], { jobs: 750, failed: 30, queued: 0, lastError: null }) },
       "pir-hall": { type: "gpio", polls: 3600, overruns: 0, errors: 0, lastError: null, health: pir, ...gpioDetail("pir-hall", pir) },
       "sim-1": { type: "simulated", polls: 100, overruns: 1, errors: 1, lastError: "simulated fault", devices: [], buses: [] },
+      "node-1": {
+        type: "bridge", polls: 9000, overruns: 0, errors: 0, lastError: null,
+        devices: [{ name: "node-1", online: true, lastError: null, lastOkTs: NOW - 100, errors: { crc: 3 }, bus: "/dev/ttyACM0", board: {
+          port: "/dev/ttyACM0", state: "online", refusedReason: null, id: "a1b2c3d4", hardware: "room-node/rev-c", firmware: "1.0.0", bootId: "0badcafe", resetReason: "power-on",
+          sessions: 2, framesIn: 5000, framesOut: 1200, retransmits: 7, crcErrors: 3, garbage: 4, oversized: 1, unknownChannel: 0, naksSent: 3, naksReceived: 0, duplicates: 12,
+          rttMs: 4.5, clockOffsetMs: -1e12, clockDriftPpm: 21.5, clockErrorMs: 0.4, bootedAt: NOW - 3_600_000, boardBuffered: 2, boardDropped: 0, children: ["sensor-a"],
+        } }],
+        buses: [{ name: "/dev/ttyACM0", open: true, queued: 0, lastError: null }],
+      },
     },
     parts: [{ name: "outbox", state: "running", error: null }],
     actuators: {
@@ -250,6 +259,14 @@ describe("metrics endpoint", () => {
     expect(value(e, "edge_agent_source_overruns_total", { source: "meter-2" })).toBe(4);
     expect(value(e, "edge_agent_source_errors_total", { source: "sim-1" })).toBe(1);
     expect(value(e, "edge_agent_gpio_edges_total", { source: "pir-hall" })).toBe(57);
+    expect(value(e, "edge_agent_device_up", { device: "node-1" })).toBe(1);
+    expect(value(e, "edge_agent_bridge_crc_errors_total", { board: "node-1" })).toBe(3);
+    expect(value(e, "edge_agent_bridge_retransmits_total", { board: "node-1" })).toBe(7);
+    expect(value(e, "edge_agent_bridge_resyncs_total", { board: "node-1" })).toBe(5);
+    expect(value(e, "edge_agent_bridge_duplicates_total", { board: "node-1" })).toBe(12);
+    expect(value(e, "edge_agent_bridge_round_trip_seconds", { board: "node-1" })).toBe(0.0045);
+    expect(value(e, "edge_agent_bridge_clock_drift_ppm", { board: "node-1" })).toBe(21.5);
+    expect(value(e, "edge_agent_bridge_sessions_total", { board: "node-1" })).toBe(2);
     expect(value(e, "edge_agent_gpio_edges_dropped_total", { source: "pir-hall" })).toBe(2);
     expect(value(e, "edge_agent_actuator_fault", { actuator: "charger-1" })).toBe(1);
     expect(value(e, "edge_agent_actuator_fault", { actuator: "light-1" })).toBe(0);
@@ -379,7 +396,7 @@ describe("/healthz", () => {
       status: "ok",
       uplink: "offline",
       outbox: { depth: 1500, oldestUnsentAgeSeconds: 90, dropped: 23 },
-      devices: { up: 3, total: 5, offline: ["meter-2", "room-101/scd4x@0x62"] },
+      devices: { up: 4, total: 6, offline: ["meter-2", "room-101/scd4x@0x62"] },
       version: "9.9.9",
     });
 
