@@ -231,7 +231,10 @@ export class BoardSession {
     this.timer = undefined;
     this.link.endSession();
     this.failCommands(`board ${this.o.name} ${reason}`);
-    if (this.state_ === "online") this.markOffline();
+    if (this.state_ === "online") {
+      this.markOffline();
+      this.o.log.warn({ board: this.o.name }, `board offline: ${reason}`);
+    }
     this.state_ = "offline";
   }
 
