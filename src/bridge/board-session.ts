@@ -219,8 +219,11 @@ export class BoardSession {
     this.stopped = false;
     const now = this.clock.now();
     this.lastHeard = now;
-    this.state_ = "connecting";
-    this.nextHelloRequest = now;
+    // A hello may have come in between the port opening and now: that session stands.
+    if (this.state_ !== "online") this.state_ = "connecting";
+    // A board announces itself at boot; ask only if it has not within half a second (asking at
+    // once would cross a booting board's hello and start its session twice).
+    this.nextHelloRequest = now + 500;
     this.tick();
   }
 

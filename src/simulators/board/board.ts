@@ -221,6 +221,8 @@ export class SimBoard {
   private readonly port: ByteLink;
   private readonly clock: LinkClock;
   private readonly intervalMs: number;
+  private paused = false;
+  private acksLost = false;
   private readonly capacity: number;
   private readonly persistent: boolean;
   private readonly maxFrame: number;
@@ -394,6 +396,16 @@ export class SimBoard {
   // ---- faults and scripted events ---------------------------------------------------------
 
   /** Changes the continuous faults (merged with the current ones). */
+  /** The gateway's ReadingsAck are lost on the way while true (the board keeps what it sent, and resends it after its next session). */
+  loseAcks(lost = true): void {
+    this.acksLost = lost;
+  }
+
+  /** Stops (true) or resumes measuring; the link, heartbeats and resends go on (tests count what was made). */
+  pause(paused = true): void {
+    this.paused = paused;
+  }
+
   setFaults(faults: SimBoardFaults): void {
     const spamBefore = this.faults.spamEveryMs;
     const floodBefore = this.faults.flood;
@@ -648,7 +660,7 @@ export class SimBoard {
     if (this.state !== "session") return;
     if (chan === CHANNEL.TELEMETRY) {
       const r = decodeTelemetry(payload);
-      if (r.ok && r.message.body.case === "ack") this.onAck(r.message.body.value.bootId, r.message.body.value.uptoSeq);
+      if (r.ok && r.message.body.case === "ack" && !this.acksLost) this.onAck(r.message.body.value.bootId, r.message.body.value.uptoSeq);
     } else if (chan === CHANNEL.COMMANDS) {
       const r = decodeCommands(payload);
       if (r.ok && r.message.body.case === "command") this.onCommand(r.message.body.value);
@@ -734,6 +746,7 @@ export class SimBoard {
 
   /** One reading of each measured point of the board and of each present child. */
   private measure(): void {
+    if (this.paused) return;
     if (this.faults.flood && this.state === "session") return; // the flood measures as it sends
     this.measureAll();
     this.pump();
@@ -755,7 +768,7 @@ export class SimBoard {
     for (;;) {
       let start = this.ring.findIndex((e) => !e.sent);
       if (start < 0) {
-        if (!this.faults.flood) return;
+        if (!this.faults.flood || this.paused) return;
         const before = this.ring.length;
         // Enough for about one frame: the link's queue bounds how far ahead the flood runs.
         while (this.ring.length - before < READINGS_MAX_PER_FRAME / 4) this.measureAll();
