@@ -245,11 +245,16 @@ export class BoardSession {
   receive(bytes: Uint8Array): void {
     try {
       this.link.receive(bytes);
-      const framesIn = this.link.stats().framesIn;
-      if (framesIn !== this.framesSeen) {
-        this.framesSeen = framesIn;
+      const l = this.link.stats();
+      if (l.framesIn !== this.framesSeen) {
+        this.framesSeen = l.framesIn;
         this.lastHeard = this.clock.now();
       }
+      // Once per kind in the log (the counts are in the status and the metrics).
+      if (l.unknownChannel > 0) this.warnOnce("unknown-channel", `${this.o.name}: frames on a channel this gateway does not know (counted as unknown channel)`);
+      if (l.oversized > 0) this.warnOnce("oversized", `${this.o.name}: a chunk longer than the largest frame (${this.o.maxFrame ?? GATEWAY_MAX_FRAME} bytes) was dropped (counted as oversized)`);
+      if (l.crcErrors > 0) this.warnOnce("crc", `${this.o.name}: a frame with a bad CRC (noise, or bytes written into a frame); the link asks for it again`);
+      if (l.badVersion > 0) this.warnOnce("version", `${this.o.name}: a frame of another protocol version was dropped`);
     } catch (err) {
       this.warnOnce("receive", `${this.o.name}: ${(err as Error).message}`);
     }

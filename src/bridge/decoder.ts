@@ -40,6 +40,8 @@ export class FrameDecoder {
   /** Where a chunk is decoded, so that a chunk that fails is still there to be shown as text. */
   private out: Uint8Array;
   private len = 0;
+  /** Bytes of an oversized chunk already counted in garbageBytes when it overflowed. */
+  private countedLen = 0;
   /** Bytes of the current chunk, including those dropped when it outgrew the buffer. */
   private chunkLen = 0;
   private inBurst = false;
@@ -95,7 +97,14 @@ export class FrameDecoder {
             this.len += k;
           }
         }
+        const before = this.chunkLen;
         this.chunkLen += take;
+        // Counted (and shown) the moment it outgrows the largest frame: a port where something
+        // else talks may never send a delimiter at all.
+        if (before <= this.buf.length && this.chunkLen > this.buf.length) {
+          this.discard("oversized", this.chunkLen, this.len);
+          this.countedLen = this.chunkLen;
+        }
       }
       if (zero < 0) break;
       this.endChunk(frames);
@@ -110,7 +119,11 @@ export class FrameDecoder {
     this.len = 0;
     this.chunkLen = 0;
     if (chunkLen === 0) return;
-    if (chunkLen > this.buf.length) return this.discard("oversized", chunkLen, len);
+    if (chunkLen > this.buf.length) {
+      // Counted when it overflowed; the bytes after that count now.
+      this.counts.garbageBytes += chunkLen - this.countedLen;
+      return;
+    }
     const size = cobsDecodeInto(this.buf, 0, len, this.out);
     if (size < 0) return this.discard("garbage", chunkLen, len);
     if (size > this.maxFrame) return this.discard("oversized", chunkLen, len);

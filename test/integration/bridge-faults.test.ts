@@ -12,6 +12,7 @@ import { Scheduler } from "../../src/agent/scheduler.js";
 import { I2cBusPool } from "../../src/buses/i2c/queue.js";
 import { PortRegistry } from "../../src/buses/ports.js";
 import type { ByteLink } from "../../src/buses/serial/byte-link.js";
+import { encodeFrame } from "../../src/bridge/frame.js";
 import { createLogger } from "../../src/ops/logger.js";
 import { ResetReason, SimBoard, type SimBoardOptions } from "../../src/simulators/board/board.js";
 import { ROOM_NODE } from "../../src/simulators/board/profiles.js";
@@ -230,6 +231,24 @@ describe("bridge faults, each with its outcome", () => {
     expect(s.readingsDropped).toBe(0);
     // It did hold the board back: frames arrived while busy and were asked for again.
     expect((r.source.board.details().link as { busyDrops: number }).busyDrops).toBeGreaterThan(0);
+  });
+
+  it("an oversized chunk, an unknown channel and a bad CRC: each counted, named once in the log, the link goes on", { timeout: 30_000 }, async () => {
+    const r = await rig();
+    const session = r.source.board;
+    session.receive(new Uint8Array(3000).fill(0x41));
+    session.receive(Uint8Array.of(0));
+    session.receive(encodeFrame({ chan: 5, flags: 0, seq: 0, ack: 0, payload: Uint8Array.of(1, 2, 3) }));
+    const bad = encodeFrame({ chan: 1, flags: 0, seq: 0, ack: 0, payload: Uint8Array.of(8, 1) });
+    bad[bad.length - 3]! ^= 0xff;
+    session.receive(bad);
+    expect(r.status()).toMatchObject({ oversized: 1, unknownChannel: 1 });
+    expect(r.status().crcErrors).toBeGreaterThanOrEqual(1);
+    expect(logged(r, /largest frame \(1024 bytes\) was dropped/)).toBe(true);
+    expect(logged(r, /a channel this gateway does not know/)).toBe(true);
+    expect(logged(r, /a frame with a bad CRC/)).toBe(true);
+    await r.settle();
+    expectEachOnce(r);
   });
 
   it("garbage and hostile messages from a board never throw past the source", { timeout: 30_000 }, async () => {

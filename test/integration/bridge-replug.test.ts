@@ -68,6 +68,54 @@ function writeConfig(dir: string, source: string): string {
   return config;
 }
 
+interface StatusJson {
+  sources: Record<string, { devices: Array<{ online: boolean; lastError: string | null }> }>;
+}
+const statusOf = (config: string) => JSON.parse(runCli(["status", "-c", config, "--json"]).stdout) as StatusJson;
+
+describe("ports that are not what the config says", () => {
+  it("a port where something else talks (not a board): counted, named in the status, nothing else affected", { timeout: 60_000 }, async () => {
+    const dir = tempDir();
+    const pair = await cable(dir, "ttyUSB0", "other");
+    const config = writeConfig(dir, `{ type: bridge, name: node-1, port: ${pair.a}, boot_delay: 0s }`);
+    const agent = track(startCli(["run", "-c", config]));
+    await agentReady(agent);
+    // A device printing text lines (an NMEA GPS, a console) on the port.
+    const other = track(spawn("sh", ["-c", `while :; do printf '$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n' > ${pair.b}; sleep 0.1; done`], { stdio: "ignore" }));
+    await waitFor(
+      "the status naming it",
+      () => statusOf(config).sources["node-1"]!.devices[0]!.lastError?.match(/bytes on .* but no hello: not a bridge board/) ?? undefined,
+      { timeoutMs: 15_000, detail: () => JSON.stringify(statusOf(config).sources["node-1"]) },
+    );
+    expect(listed(config)).toMatchObject({ online: false, state: "connecting" });
+    await waitForOutput(agent, /bytes between frames \(not a frame\).*GPGGA/, "the text logged once");
+    other.kill("SIGKILL");
+    agent.kill("SIGTERM");
+    expect(await exited(agent)).toBe(0);
+  });
+
+  it("a second agent on the same port: refused with 'in use by another process', the first keeps its board", { timeout: 60_000 }, async () => {
+    const dir = tempDir();
+    const pair = await cable(dir, "ttyUSB0", "board");
+    board(pair.b, "c0ffee02");
+    const first = writeConfig(dir, `{ type: bridge, name: node-1, port: ${pair.a}, boot_delay: 0s }`);
+    const agent = track(startCli(["run", "-c", first]));
+    await agentReady(agent);
+    await waitFor("the board online", () => listed(first).online || undefined);
+    const dir2 = tempDir();
+    const second = writeConfig(dir2, `{ type: bridge, name: node-1, port: ${pair.a}, boot_delay: 0s }`);
+    const agent2 = track(startCli(["run", "-c", second]));
+    await agentReady(agent2);
+    await waitForOutput(agent2, /is in use by another process/, "the second agent's refusal");
+    expect(statusOf(second).sources["node-1"]!.devices[0]!.lastError).toMatch(/in use by another process/);
+    expect(listed(first).online).toBe(true);
+    agent2.kill("SIGTERM");
+    agent.kill("SIGTERM");
+    expect(await exited(agent2)).toBe(0);
+    expect(await exited(agent)).toBe(0);
+  });
+});
+
 describe("a bridged board that moves", () => {
   it("by id: found on the probed port where it answers, skipping another board, and again after it re-enumerates under a new name", { timeout: 90_000 }, async () => {
     const dir = tempDir();
@@ -83,8 +131,8 @@ describe("a bridged board that moves", () => {
       const l = listed(config);
       return l.online && l.port === join(dir, "ttyACM1") ? l : undefined;
     });
-    expect(agent.out()).toMatch(/a board with id b0b0b0b0 answered, not a1b2c3d4/);
-    expect(b.out()).toMatch(/session up/);
+    await waitForOutput(agent, /a board with id b0b0b0b0 answered, not a1b2c3d4/, "the other board named");
+    await waitForOutput(b, /session up/, "the board's session up");
 
     // Unplugged; it comes back as ttyACM2 (a new cable, the board reset: a new boot id).
     b.kill("SIGKILL");
@@ -123,7 +171,7 @@ describe("a bridged board that moves", () => {
     await pair.plug();
     b = board(pair.b, "c0ffee01");
     await waitFor("the board online again", () => (listed(config).online && listed(config).sessions === 2) || undefined, { timeoutMs: 30_000, detail: () => JSON.stringify(listed(config)) });
-    expect(agent.out()).toMatch(/board offline/);
+    await waitForOutput(agent, /board offline/, "the board's going offline logged");
     agent.kill("SIGTERM");
     expect(await exited(agent)).toBe(0);
   });

@@ -212,7 +212,12 @@ describe("FrameDecoder", () => {
     const dec = new FrameDecoder({ maxFrame: 256, garbageTextMax: 20, onGarbage: (t) => texts.push(t) });
     const f = { chan: 1, flags: 0, seq: 0, ack: 0, payload: Uint8Array.of(9) };
     const flood = new Uint8Array(100_000).fill(0x41);
-    for (let i = 0; i < 10; i++) dec.push(flood);
+    dec.push(flood);
+    // Counted and shown as soon as it outgrows the largest frame: a talker that never sends a
+    // delimiter is seen at once, not at its (maybe never coming) end.
+    expect(dec.stats()).toMatchObject({ oversized: 1, frames: 0 });
+    expect(texts).toHaveLength(1);
+    for (let i = 1; i < 10; i++) dec.push(flood);
     const got = dec.push(encodeFrame(f));
     expect(got).toHaveLength(1);
     expect(dec.stats()).toMatchObject({ oversized: 1, garbageBytes: 1_000_000, frames: 1 });

@@ -137,7 +137,7 @@ export class BridgeSource implements Source {
         {
           name: this.cfg.name,
           online: this.session.online,
-          lastError: this.session.error ?? this.lastError,
+          lastError: this.session.error ?? this.lastError ?? this.notABoard(board),
           lastOkTs: this.session.lastOk,
           errors: { crc: board.crcErrors, garbage: board.garbage, oversized: board.oversized, retransmits: board.retransmits },
           ...(this.port ? { bus: this.port } : {}),
@@ -146,6 +146,12 @@ export class BridgeSource implements Source {
       ],
       buses: this.port ? [{ name: this.port, open: this.link?.isOpen ?? false, queued: 0, lastError: this.lastError }] : [],
     };
+  }
+
+  /** Bytes came on the open port, but never a hello: say what that usually means. */
+  private notABoard(b: ReturnType<BoardSession["status"]>): string | null {
+    if (this.session.online || !this.link || b.framesIn > 0 || b.garbage + b.crcErrors + b.oversized === 0) return null;
+    return `${b.garbage + b.crcErrors + b.oversized} chunks of bytes on ${this.port} but no hello: not a bridge board, or not at ${this.cfg.baud} baud?`;
   }
 
   health(): unknown {
