@@ -1,5 +1,5 @@
 /**
- * Writes the golden frames of the firmware bridge: drivers/bridge/golden.json and section 10 of
+ * Writes the golden frames of the firmware bridge: drivers/bridge/golden.json and section 12 of
  * docs/firmware-bridge.md. Usage: npm run bridge:golden
  *
  * golden.json is read by the C firmware's tests too: keep its field names exactly as they are —
@@ -329,4 +329,4 @@ if (doc.includes(BEGIN) && doc.includes(END)) next = doc.slice(0, doc.indexOf(BE
 else if (doc.includes(placeholder)) next = doc.replace(placeholder, section);
 else throw new Error(`${docPath}: no place for the golden frames (neither the markers nor the placeholder)`);
 writeFileSync(docPath, next);
-console.log(`drivers/bridge/golden.json and docs/firmware-bridge.md section 10: ${frames.length} frames`);
+console.log(`drivers/bridge/golden.json and docs/firmware-bridge.md section 12: ${frames.length} frames`);
