@@ -720,7 +720,9 @@ export class BoardSession {
       ts = receivedAt;
       if (quality === "good") quality = "uncertain";
     }
-    if (!Number.isFinite(ts) || ts <= 0) {
+    // A reading is taken before it arrives: a time past the arrival (beyond a minute of clock
+    // error) is a board clock gone wrong, not the future.
+    if (!Number.isFinite(ts) || ts <= 0 || ts > receivedAt + 60_000) {
       ts = receivedAt;
       if (quality === "good") quality = "uncertain";
     }
