@@ -18,7 +18,7 @@ describe("edge-agent config check", () => {
   it("accepts the demo config", () => {
     const r = runCli(["config", "check", "configs/demo.yaml"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/configs\/demo\.yaml: ok \(4 sources, 3 Modbus devices, \d+ points\)/);
+    expect(r.stdout).toMatch(/configs\/demo\.yaml: ok \(5 sources, 3 Modbus devices, 1 bridge board, \d+ points\)/);
   });
 
   it("lists every error with its path and exits 2, without a stack trace", () => {

@@ -61,7 +61,7 @@ sources:
         "store.quota: expected a size like 256MB",
         "store.when_full: expected one of: drop-oldest, drop-newest",
         "sources[2].interval: expected a duration like 5s",
-        "sources[3].type: unknown source type 'modbus-magic'; expected one of: simulated, modbus, i2c, gpio, opcua",
+        "sources[3].type: unknown source type 'modbus-magic'; expected one of: simulated, modbus, i2c, gpio, opcua, bridge",
       ]),
     );
     expect(errors.length).toBeGreaterThanOrEqual(7);

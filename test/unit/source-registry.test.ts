@@ -61,7 +61,7 @@ describe("source registry", () => {
     const bad = loader.validateConfig({ ...base, sources: [{ type: "weather", name: "roof", station: "milano" }, { type: "simulated", name: "roof", interval: "1s", points: [{ name: "p" }] }] });
     expect(bad.ok ? [] : bad.errors).toEqual(["sources[0].station: expected an ICAO code like LIML", "sources[1].name: duplicate name 'roof' (also sources[0].name)"]);
     const unknown = loader.validateConfig({ ...base, sources: [{ type: "radar", name: "r" }] });
-    expect(unknown.ok ? [] : unknown.errors).toEqual(["sources[0].type: unknown source type 'radar'; expected one of: simulated, modbus, i2c, gpio, opcua, weather"]);
+    expect(unknown.ok ? [] : unknown.errors).toEqual(["sources[0].type: unknown source type 'radar'; expected one of: simulated, modbus, i2c, gpio, opcua, bridge, weather"]);
 
     const cfg = good.ok ? good.config : null;
     const [source] = weather.create(cfg!.sources[0] as WeatherConfig, {} as never);
