@@ -153,6 +153,8 @@ export class Link {
   private received = false;
 
   private ackDueAt: number | undefined;
+  /** REL frames taken since the last frame that carried our ACK. */
+  private unackedIn = 0;
   private rto: number = LINK_TIMING.rtoInitialMs;
   private rtoAt: number | undefined;
   private timeoutsInRow = 0;
@@ -380,7 +382,10 @@ export class Link {
     const ack = flags & FLAG.ACK ? (this.recvNext - 1) & 0xffff : 0;
     const bytes = encodeFrame({ chan, flags, seq, ack, payload }, { afterDelimiter: this.afterDelimiter });
     this.afterDelimiter = true;
-    if (flags & FLAG.ACK) this.ackDueAt = undefined;
+    if (flags & FLAG.ACK) {
+      this.ackDueAt = undefined;
+      this.unackedIn = 0;
+    }
     this.counts.framesOut++;
     this.counts.bytesOut += bytes.length;
     this.call("write", () => this.events.write(bytes));
@@ -420,6 +425,7 @@ export class Link {
     this.recvNext = 0;
     this.received = false;
     this.ackDueAt = undefined;
+    this.unackedIn = 0;
     this.rto = LINK_TIMING.rtoInitialMs;
     this.rtoAt = undefined;
     this.timeoutsInRow = 0;
@@ -513,8 +519,12 @@ export class Link {
       this.received = true;
       this.counts.relIn++;
       if (this.ackDueAt === undefined) this.ackDueAt = this.clock.now() + LINK_TIMING.ackDelayMs;
+      this.unackedIn++;
       if (this.channels.has(f.chan)) this.call("deliver", () => this.events.deliver(f.chan, f.payload, true));
       else this.counts.unknownChannel++;
+      // Half the peer's window taken and not acknowledged (nothing of ours went out meanwhile):
+      // acknowledge now, as TCP does every second segment, so a busy sender never waits the 20 ms.
+      if (this.unackedIn >= Math.max(1, this.window >> 1)) this.writeFrame(CHANNEL.LINK, this.flagsNow(0), 0, EMPTY);
     } else if (seqAfter(e, f.seq)) {
       this.counts.duplicates++;
       if (this.received && this.ackDueAt === undefined) this.ackDueAt = this.clock.now() + LINK_TIMING.ackDelayMs;

@@ -156,6 +156,20 @@ describe("Link", () => {
     expect(p.gw.got.at(-1)).toEqual({ chan: 3, payload: "log line", reliable: false });
   });
 
+  it("acknowledges at once when half the window is taken, so a full window never waits the 20 ms", () => {
+    const p = pair(9);
+    handshake(p);
+    p.gw.link.setSession({ window: 8 });
+    p.board.link.setSession({ window: 8 });
+    const acksBefore = p.gw.link.stats().framesOut;
+    for (let i = 0; i < 4; i++) p.board.link.send(1, text(`r${i}`), { reliable: true });
+    // The wire takes 1–4 ms per frame: well before the 20 ms delayed ack.
+    p.clock.runFor(8);
+    expect(p.gw.got.slice(1).map((g) => g.payload)).toEqual(["r0", "r1", "r2", "r3"]);
+    expect(p.gw.link.stats().framesOut).toBe(acksBefore + 1);
+    expect(p.board.link.stats().inFlight).toBe(0);
+  });
+
   it("acknowledges with a pure ack when nothing else goes out within 20 ms", () => {
     const p = pair(2);
     handshake(p);
