@@ -60,7 +60,14 @@ const schema = z
       .default(20_000)
       .meta({ description: "Readings received but not yet committed, at most; beyond it the gateway tells the board it is busy (they wait on the board)." }),
     writable: z.array(name("point name")).default([]).meta({ description: "Points (of the board's description) that commands may write; none by default." }),
-    limits: z.record(z.string(), limit).default({}).meta({ description: "Tighter write bounds per point than the board's own: the two are intersected." }),
+    limits: z
+      .preprocess((v, ctx) => {
+        // zod's record drops a `__proto__` key without a word: say it instead.
+        if (v !== null && typeof v === "object" && Object.hasOwn(v, "__proto__")) ctx.issues.push({ code: "custom", message: "unknown key", path: ["__proto__"], input: v });
+        return v;
+      }, z.record(name("point name"), limit))
+      .default({})
+      .meta({ description: "Tighter write bounds per point than the board's own: the two are intersected." }),
   })
   .meta({ description: "A custom board on the firmware bridge protocol (docs/firmware-bridge.md): points <name>/<point>." });
 
