@@ -20,6 +20,8 @@ import {
 import { UserError } from "../model/errors.js";
 import { SerialLink } from "../buses/serial/serial-link.js";
 import type { ByteLink } from "../buses/serial/byte-link.js";
+import { MIN_MAX_FRAME } from "../bridge/frame.js";
+import { MAX_WINDOW } from "../bridge/link.js";
 import { formatSchemaHash } from "../bridge/schema.js";
 import {
   CommandStatus,
@@ -240,6 +242,8 @@ export interface SimulateBoardFlags {
   persistent?: boolean;
   schemaHash?: string;
   ring?: string;
+  maxFrame?: string;
+  window?: string;
   json?: boolean;
 }
 
@@ -357,6 +361,20 @@ export function planBoard(flags: SimulateBoardFlags): BoardPlan {
     const n = Number(flags.ring);
     if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new UserError(`--ring: expected a number of readings from 1 to 1000000, got '${flags.ring}'`);
     board.ringCapacity = n;
+  }
+  if (flags.maxFrame !== undefined) {
+    const n = Number(flags.maxFrame);
+    if (!/^\s*\d+\s*$/.test(flags.maxFrame) || n < MIN_MAX_FRAME || n > 65535) {
+      throw new UserError(`--max-frame: expected the largest frame in bytes, from ${MIN_MAX_FRAME} to 65535 (e.g. 1024), got '${flags.maxFrame}'`);
+    }
+    board.maxFrame = n;
+  }
+  if (flags.window !== undefined) {
+    const n = Number(flags.window);
+    if (!/^\s*\d+\s*$/.test(flags.window) || n < 1 || n > MAX_WINDOW) {
+      throw new UserError(`--window: expected the frames in flight, a whole number from 1 to ${MAX_WINDOW}, got '${flags.window}'`);
+    }
+    board.window = n;
   }
   const { faults, scripted } = parseBoardFaults(flags.faults ?? "");
   board.faults = faults;
@@ -525,6 +543,8 @@ function registerSimulateBoard(simulate: Command, deps: SimulateDeps): void {
     .option("--persistent", "the reading buffer survives a reboot (kept readings are resent with their old boot id)")
     .option("--schema-hash <hex>", "announce another schema hash, as a board built from another bridge.proto (the gateway must refuse it)")
     .option("--ring <n>", "readings the board buffers until the gateway acknowledges them (default 1000)")
+    .option("--max-frame <bytes>", `largest frame the board offers in its Hello, ${MIN_MAX_FRAME} to 65535 (default ${MIN_MAX_FRAME}); the session uses the smaller of this and the gateway's`)
+    .option("--window <n>", `reliable frames the board lets out unacknowledged, 1 to ${MAX_WINDOW} (default 8); the session uses the smaller of this and the gateway's`)
     .option("--json", "one JSON line per event instead of text")
     .addHelpText(
       "after",
@@ -533,6 +553,11 @@ What it does: says Hello, describes its points (room-node: temperature, humidity
 writable setpoint 5..30 and a led; two battery sensors sensor-a and sensor-b relayed by radio),
 sends readings and keeps each one until the gateway acknowledges it, resends the rest after a
 new session, answers time requests and commands. One line per event; Ctrl-C stops it.
+
+Frames: each Readings frame is built when the link can take it (a window slot free), from the
+oldest unsent readings, as many as fit the session's max frame. The defaults (256-byte frames,
+window 8) are a small board's; for throughput tests use e.g. --max-frame 1024 --window 16 with
+--faults flood (a 1024-byte frame holds about 55 readings; 256 bytes, about 13).
 
 Faults (--faults):
   bitflip=P   flip a bit of each byte written with probability P (e.g. 0.001)

@@ -93,5 +93,35 @@ describe("edge-agent simulate board", () => {
     expect(u.stderr).toMatch(/unknown fault 'meteor' \(known: bitflip=P/);
     const id = runCli(["simulate", "board", "--port", "/dev/null", "--id", "xyz"]);
     expect(id.stderr).toMatch(/--id: expected the board id as 4 to 16 bytes in hex/);
+    for (const bad of ["100", "1024.5"]) {
+      const mf = runCli(["simulate", "board", "--port", "/dev/null", "--max-frame", bad]);
+      expect(mf.code).toBe(2);
+      expect(mf.stderr).toMatch(/--max-frame: expected the largest frame in bytes, from 256 to 65535/);
+    }
+    for (const bad of ["17", "many"]) {
+      const w = runCli(["simulate", "board", "--port", "/dev/null", "--window", bad]);
+      expect(w.code).toBe(2);
+      expect(w.stderr).toMatch(/--window: expected the frames in flight, a whole number from 1 to 16/);
+    }
+    const help = runCli(["simulate", "board", "--help"]);
+    expect(help.stdout).toMatch(/--max-frame <bytes>/);
+    expect(help.stdout).toMatch(/--window <n>/);
+    expect(help.stdout).toMatch(/as many as fit the session's max frame/);
+  });
+
+  it("offers --max-frame and --window in its Hello; the session takes the smaller of both sides", async () => {
+    const pty = await pair();
+    const gateway = new GatewayPeer(new SerialLink({ path: pty.a, baudRate: 115200 }), { maxFrame: 1024, window: 8 });
+    await gateway.start();
+    cleanups.push(() => gateway.stop());
+    const cli = startCli(["simulate", "board", "--port", pty.b, "--max-frame", "2048", "--window", "12", "--interval", "100ms"]);
+    cleanups.push(() => {
+      if (cli.exitCode === null && cli.signalCode === null) cli.kill("SIGKILL");
+    });
+    await waitForOutput(cli, /session up: max frame 1024 B, window 8/);
+    expect(gateway.hellos[0]).toMatchObject({ maxFrame: 2048, window: 12 });
+    await waitFor("ten readings at the gateway", () => gateway.readings.length >= 10);
+    cli.kill("SIGTERM");
+    expect(await exited(cli)).toBe(0);
   });
 });

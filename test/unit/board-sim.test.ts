@@ -10,6 +10,7 @@ import { Capability, CommandStatus, PointType, ResetReason } from "../../src/bri
 import { SCHEMA_HASH } from "../../src/bridge/schema.js";
 import { SimBoard, type SimBoardOptions, toHex } from "../../src/simulators/board/board.js";
 import { type BoardProfile, ROOM_NODE } from "../../src/simulators/board/profiles.js";
+import { planBoard } from "../../src/cli/simulate.js";
 import { GatewayPeer, type GatewayPeerOptions } from "../helpers/bridge-gateway.js";
 
 /** Time from vitest's fake timers (looked up at each call, so the fakes are used). */
@@ -408,5 +409,49 @@ describe("SimBoard faults", () => {
     expect(sim.stats().readingsMade).toBeGreaterThan(1000);
     expect(sim.stats().readingsDropped).toBe(0);
     await expectEveryReadingOnce(peer, sim);
+  });
+
+  it("flood with a full ring (window 16, 1024-byte frames, ring 1000): waits for acks instead of spinning, frames full", async () => {
+    // Before: the flood measured until the ring grew, a full ring never grows, and the board hung in that loop.
+    const { peer, sim } = await setup({ ringCapacity: 1000, maxFrame: 1024, window: 16 }, { autoAck: false, maxFrame: 1024, window: 16 });
+    await advance(100);
+    const measured = 7; // a flood round: 3 own points and 2 per child
+    sim.setFaults({ flood: true });
+    await advance(500);
+    const full = sim.stats();
+    // Bounded work: the ring filled once, nothing overwritten, nothing more made.
+    expect(full.ringUsed).toBeGreaterThan(1000 - measured);
+    expect(full.ringUsed).toBeLessThanOrEqual(1000);
+    expect(full.readingsMade).toBe(full.ringUsed);
+    expect(full.readingsDropped).toBe(0);
+    await advance(2_000);
+    expect(sim.stats().readingsMade).toBe(full.readingsMade);
+    // Each frame was built when the window had room, filled to max_frame: ~50 readings, not ~20.
+    expect(peer.arrivals).toHaveLength(full.readingsMade);
+    expect(peer.arrivals.length / peer.batches).toBeGreaterThan(40);
+
+    // Progress: acks free the ring, the flood goes on, and stops again at a full ring.
+    const boot = sim.currentBootId;
+    peer.ack(boot, peer.seqs(boot).at(-1)!);
+    await advance(500);
+    const after = sim.stats();
+    expect(after.readingsAcked).toBe(full.readingsMade);
+    expect(after.readingsMade).toBeGreaterThan(full.readingsMade + 1000 - 2 * measured);
+    expect(after.ringUsed).toBeLessThanOrEqual(1000);
+    expect(after.readingsDropped).toBe(0);
+    expect(peer.seqs(boot)).toEqual(Array.from({ length: after.readingsMade }, (_, i) => i + 1));
+  });
+});
+
+describe("simulate board --max-frame and --window", () => {
+  it("are passed to the board, and a bad value names its flag", () => {
+    expect(planBoard({ port: "/dev/null", maxFrame: "1024", window: "16" }).board).toMatchObject({ maxFrame: 1024, window: 16 });
+    expect(planBoard({ port: "/dev/null" }).board.maxFrame).toBeUndefined();
+    for (const bad of ["255", "65536", "1e3", "1024.5", "", " ", "0x400", "-1"]) {
+      expect(() => planBoard({ port: "/dev/null", maxFrame: bad }), bad).toThrow(/^--max-frame: expected the largest frame in bytes, from 256 to 65535/);
+    }
+    for (const bad of ["0", "17", "2.5", "", "eight"]) {
+      expect(() => planBoard({ port: "/dev/null", window: bad }), bad).toThrow(/^--window: expected the frames in flight, a whole number from 1 to 16/);
+    }
   });
 });

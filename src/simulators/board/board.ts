@@ -171,7 +171,6 @@ const HELLO_RETRY_MS = 1000;
 const DEFAULT_HEARTBEAT_MS = 1000;
 /** A board that hears nothing valid for this many heartbeats says Hello again (spec section 5). */
 const SILENT_HEARTBEATS = 3;
-const READINGS_MAX_PER_FRAME = 64;
 
 function varintLen(n: number): number {
   let len = 1;
@@ -623,10 +622,13 @@ export class SimBoard {
     if (!link || this.state === "off") return;
     if (this.wrongBaudUntil !== undefined) return; // at the wrong baud nothing the gateway says makes sense
     link.receive(chunk);
+    if (this.link !== link) return;
     const heard = link.stats().framesIn;
     if (heard !== this.framesHeard) {
       this.framesHeard = heard;
       this.lastHeardAt = this.clock.now();
+      // Acks free window slots, and a busy gateway says when it is no longer: the next frames are built now.
+      this.pump();
     }
   }
 
@@ -760,35 +762,37 @@ export class SimBoard {
     }
   }
 
-  /** Sends unsent readings in batches as large as the session's frames allow, until none is left or the link is full. */
+  /** Points measureAll() reads now (a flood measures only when the ring has room for all of them). */
+  private measuredNow(): number {
+    let n = 0;
+    for (const p of this.points) if (p.spec.wave && !(p.child && this.absent.has(p.child))) n++;
+    return n;
+  }
+
+  /** The flood may measure a round now: on, not paused, and the ring has room (a flood never overwrites unacknowledged readings). */
+  private floodMayMeasure(): boolean {
+    if (!this.faults.flood || this.paused) return false;
+    const n = this.measuredNow();
+    return n > 0 && this.ring.length + n <= this.capacity;
+  }
+
+  /**
+   * Sends readings while the link can put a frame on the wire now (a window slot free, nothing
+   * queued, the gateway not busy): each frame is built at that moment, from the oldest unsent
+   * readings, filled up to the session's max_frame — so readings that piled up while the window
+   * was full leave in full frames. A flood measures as it fills (never past the ring's capacity).
+   * Called when readings are made, and whenever the link may have room again (bytes received:
+   * acks, a busy gateway clearing; `drained`).
+   */
   private pump(): void {
     const link = this.link;
     if (!link || this.state !== "session") return;
-    const limit = link.stats().maxFrame - FRAME_OVERHEAD;
     for (;;) {
-      let start = this.ring.findIndex((e) => !e.sent);
-      if (start < 0) {
-        if (!this.faults.flood || this.paused) return;
-        const before = this.ring.length;
-        // Enough for about one frame: the link's queue bounds how far ahead the flood runs.
-        while (this.ring.length - before < READINGS_MAX_PER_FRAME / 4) this.measureAll();
-        start = this.ring.findIndex((e) => !e.sent);
-        if (start < 0) return;
-      }
-      const first = this.ring[start]!;
-      // Readings: boot_id (fixed32: 5) and first_seq; then each reading, length-delimited.
-      let inner = 5 + 1 + varintLen(first.seq);
-      let end = start;
-      while (end < this.ring.length && end - start < READINGS_MAX_PER_FRAME) {
-        const e = this.ring[end]!;
-        if (e.sent || e.bootId !== first.bootId || e.seq !== first.seq + (end - start)) break;
-        const add = 1 + varintLen(e.size) + e.size;
-        const total = 1 + varintLen(inner + add) + inner + add;
-        if (total > limit) break;
-        inner += add;
-        end++;
-      }
-      const batch = this.ring.slice(start, end);
+      const s = link.stats();
+      if (!s.session || s.peerBusy || s.queued > 0 || s.inFlight >= s.window) return;
+      const batch = this.nextBatch(s.maxFrame - FRAME_OVERHEAD);
+      if (batch.length === 0) return;
+      const first = batch[0]!;
       const payload = encodeTelemetry({ body: { case: "readings", value: { bootId: first.bootId, firstSeq: first.seq, readings: batch.map((e) => e.reading) } } });
       const r = link.send(CHANNEL.TELEMETRY, payload, { reliable: true });
       if (r !== "sent" && r !== "queued") return; // "full": `drained` calls again
@@ -797,6 +801,35 @@ export class SimBoard {
         e.sent = true;
         e.everSent = true;
       }
+    }
+  }
+
+  /** The oldest unsent readings of one boot with consecutive sequences, as many as fit `limit` payload bytes. */
+  private nextBatch(limit: number): RingEntry[] {
+    let start = this.ring.findIndex((e) => !e.sent);
+    if (start < 0) {
+      if (!this.floodMayMeasure()) return [];
+      start = this.ring.length;
+      this.measureAll();
+    }
+    const first = this.ring[start];
+    if (!first) return [];
+    // Readings: boot_id (fixed32: 5) and first_seq; then each reading, length-delimited; the
+    // whole inside Telemetry as field 2, length-delimited.
+    let inner = 5 + 1 + varintLen(first.seq);
+    let end = start;
+    for (;;) {
+      while (end < this.ring.length) {
+        const e = this.ring[end]!;
+        if (e.sent || e.bootId !== first.bootId || e.seq !== first.seq + (end - start)) return this.ring.slice(start, end);
+        const add = 1 + varintLen(e.size) + e.size;
+        if (1 + varintLen(inner + add) + inner + add > limit) return this.ring.slice(start, end);
+        inner += add;
+        end++;
+      }
+      // Every unsent reading fits: a flood measures more to fill the frame.
+      if (first.bootId !== this.bootId || !this.floodMayMeasure()) return this.ring.slice(start, end);
+      this.measureAll();
     }
   }
 

@@ -258,41 +258,91 @@ static void to_reading(const ebp_reading_t *e, Reading *r) {
   }
 }
 
-/* Send the next batch of unsent readings (same boot, consecutive sequences). 1 if sent. */
+/* Readings.readings is a nanopb callback field (bridge.options: FT_CALLBACK): the readings are
+ * encoded straight from the ring, so no array of nanopb Reading structs is kept in RAM and a
+ * frame holds as many readings as the session's max_frame allows. */
+typedef struct {
+  ebp_ctx_t *ctx;
+  size_t start, count;
+} readings_arg_t;
+
+static bool encode_readings_cb(pb_ostream_t *os, const pb_field_t *field, void *const *arg) {
+  const readings_arg_t *a = (const readings_arg_t *)*arg;
+  Reading r;
+  size_t i;
+  for (i = 0; i < a->count; i++) {
+    to_reading(ring_at(a->ctx, a->start + i), &r);
+    if (!pb_encode_tag_for_field(os, field) || !pb_encode_submessage(os, edge_agent_bridge_v1_Reading_fields, &r)) return false;
+  }
+  return true;
+}
+
+static size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+/* Send the next batch of unsent readings (same boot, consecutive sequences, as many as fit the
+ * session's max_frame). 1 if a frame went out (or a reading too large for it was skipped). */
 static int pump_readings(ebp_ctx_t *ctx) {
-  size_t i, start, run = 0;
-  int k, len = -1;
+  size_t i, start, run = 0, inner, cap = payload_cap(ctx), sz;
+  int len, full = 0;
   Telemetry *t = TEL(ctx);
+  readings_arg_t arg;
+  const ebp_reading_t *f;
   for (start = 0; start < ctx->ring_count; start++) {
     const ebp_reading_t *r = ring_at(ctx, start);
     if (!r->sent && !r->acked) break;
   }
   if (start >= ctx->ring_count) return 0;
-  while (start + run < ctx->ring_count && run < 12) {
-    const ebp_reading_t *r = ring_at(ctx, start + run), *f = ring_at(ctx, start);
+  f = ring_at(ctx, start);
+  /* Readings: boot_id (fixed32, 5 bytes), first_seq (varint), then each Reading as tag, length and
+   * message; the whole inside Telemetry as tag, length and Readings. */
+  inner = 5 + 1 + varint_len(f->seq);
+  while (start + run < ctx->ring_count) {
+    const ebp_reading_t *r = ring_at(ctx, start + run);
+    Reading m;
+    size_t add;
     if (r->sent || r->acked || r->boot_id != f->boot_id || r->seq != f->seq + run) break;
+    to_reading(r, &m);
+    if (!pb_get_encoded_size(&sz, edge_agent_bridge_v1_Reading_fields, &m)) break;
+    add = 1 + varint_len(sz) + sz;
+    if (1 + varint_len(inner + add) + inner + add > cap) {
+      full = 1;
+      break;
+    }
+    inner += add;
     run++;
   }
-  /* batching: a short batch waits up to batch_us after its oldest reading for more */
-  if (run < 12 && ctx->cfg.batch_us && start + run == ctx->ring_count &&
-      ctx->now - ring_at(ctx, start)->t_us < ctx->cfg.batch_us && ring_at(ctx, start)->boot_id == ctx->boot_id)
-    return 0;
-  for (k = (int)run; k >= 1; k--) {
-    memset(t, 0, sizeof *t);
-    t->which_body = edge_agent_bridge_v1_Telemetry_readings_tag;
-    t->body.readings.boot_id = ring_at(ctx, start)->boot_id;
-    t->body.readings.first_seq = ring_at(ctx, start)->seq;
-    t->body.readings.readings_count = (pb_size_t)k;
-    for (i = 0; i < (size_t)k; i++) to_reading(ring_at(ctx, start + i), &t->body.readings.readings[i]);
-    len = encode(ctx, edge_agent_bridge_v1_Telemetry_fields, t);
-    if (len >= 0) break;
-  }
-  if (len < 0) { /* cannot be sent in this session's frame: skip it rather than block */
+  if (run == 0) { /* the first reading alone does not fit this session's frame: skip it rather than block */
     ring_at(ctx, start)->sent = 1;
     ctx->c.decode_errors++;
     return 1;
   }
-  for (i = 0; i < (size_t)k; i++) ring_at(ctx, start + i)->sent = 1;
+  /* batching: a batch that does not fill the frame waits up to batch_us after its oldest reading */
+  if (!full && ctx->cfg.batch_us && start + run == ctx->ring_count && ctx->now - f->t_us < ctx->cfg.batch_us &&
+      f->boot_id == ctx->boot_id)
+    return 0;
+  memset(t, 0, sizeof *t);
+  t->which_body = edge_agent_bridge_v1_Telemetry_readings_tag;
+  t->body.readings.boot_id = f->boot_id;
+  t->body.readings.first_seq = f->seq;
+  arg.ctx = ctx;
+  arg.start = start;
+  arg.count = run;
+  t->body.readings.readings.funcs.encode = encode_readings_cb;
+  t->body.readings.readings.arg = &arg;
+  len = encode(ctx, edge_agent_bridge_v1_Telemetry_fields, t);
+  if (len < 0) { /* cannot happen (sizes computed above): skip the first reading rather than block */
+    ring_at(ctx, start)->sent = 1;
+    ctx->c.decode_errors++;
+    return 1;
+  }
+  for (i = 0; i < run; i++) ring_at(ctx, start + i)->sent = 1;
   send_rel(ctx, EBP_CH_TELEMETRY, (size_t)len);
   return 1;
 }

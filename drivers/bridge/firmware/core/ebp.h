@@ -234,7 +234,7 @@ typedef struct {
   size_t ring_cap;
   size_t ring_count;              /* readings already in `ring` from ring[0] (persisted ring), else 0 */
   uint32_t first_seq;             /* 0: 1; next sequence of this boot (for tests) */
-  uint32_t batch_us;              /* 0: send readings at once; else wait up to this long to fill a batch of 12 */
+  uint32_t batch_us;              /* 0: send readings at once; else a batch that does not fill a frame waits up to this long */
   ebp_command_cb on_command;
   ebp_event_cb on_event;
   void *user;                     /* passed to the callbacks */

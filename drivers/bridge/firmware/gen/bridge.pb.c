@@ -39,7 +39,7 @@ PB_BIND(edge_agent_bridge_v1_Describe, edge_agent_bridge_v1_Describe, 2)
 PB_BIND(edge_agent_bridge_v1_Reading, edge_agent_bridge_v1_Reading, AUTO)
 
 
-PB_BIND(edge_agent_bridge_v1_Readings, edge_agent_bridge_v1_Readings, 2)
+PB_BIND(edge_agent_bridge_v1_Readings, edge_agent_bridge_v1_Readings, AUTO)
 
 
 PB_BIND(edge_agent_bridge_v1_ReadingsAck, edge_agent_bridge_v1_ReadingsAck, AUTO)

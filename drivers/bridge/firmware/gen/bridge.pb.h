@@ -160,8 +160,7 @@ typedef struct _edge_agent_bridge_v1_Reading {
 typedef struct _edge_agent_bridge_v1_Readings {
     uint32_t boot_id;
     uint32_t first_seq;
-    pb_size_t readings_count;
-    edge_agent_bridge_v1_Reading readings[12];
+    pb_callback_t readings;
 } edge_agent_bridge_v1_Readings;
 
 /* Every reading of boot `boot_id` up to `upto_seq` is committed on the gateway: the board may
@@ -286,7 +285,7 @@ extern "C" {
 #define edge_agent_bridge_v1_PointInfo_init_default {0, "", "", _edge_agent_bridge_v1_PointType_MIN, 0, 0, 0, ""}
 #define edge_agent_bridge_v1_Describe_init_default {0, {edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default, edge_agent_bridge_v1_PointInfo_init_default}, 0, ""}
 #define edge_agent_bridge_v1_Reading_init_default {0, 0, 0, {0}, _edge_agent_bridge_v1_Quality_MIN}
-#define edge_agent_bridge_v1_Readings_init_default {0, 0, 0, {edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default, edge_agent_bridge_v1_Reading_init_default}}
+#define edge_agent_bridge_v1_Readings_init_default {0, 0, {{NULL}, NULL}}
 #define edge_agent_bridge_v1_ReadingsAck_init_default {0, 0}
 #define edge_agent_bridge_v1_ChildEvent_init_default {"", 0}
 #define edge_agent_bridge_v1_Commands_init_default {0, {edge_agent_bridge_v1_Command_init_default}}
@@ -304,7 +303,7 @@ extern "C" {
 #define edge_agent_bridge_v1_PointInfo_init_zero {0, "", "", _edge_agent_bridge_v1_PointType_MIN, 0, 0, 0, ""}
 #define edge_agent_bridge_v1_Describe_init_zero  {0, {edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero, edge_agent_bridge_v1_PointInfo_init_zero}, 0, ""}
 #define edge_agent_bridge_v1_Reading_init_zero   {0, 0, 0, {0}, _edge_agent_bridge_v1_Quality_MIN}
-#define edge_agent_bridge_v1_Readings_init_zero  {0, 0, 0, {edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero, edge_agent_bridge_v1_Reading_init_zero}}
+#define edge_agent_bridge_v1_Readings_init_zero  {0, 0, {{NULL}, NULL}}
 #define edge_agent_bridge_v1_ReadingsAck_init_zero {0, 0}
 #define edge_agent_bridge_v1_ChildEvent_init_zero {"", 0}
 #define edge_agent_bridge_v1_Commands_init_zero  {0, {edge_agent_bridge_v1_Command_init_zero}}
@@ -500,8 +499,8 @@ X(a, STATIC,   SINGULAR, UENUM,    quality,           6)
 #define edge_agent_bridge_v1_Readings_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, FIXED32,  boot_id,           1) \
 X(a, STATIC,   SINGULAR, UINT32,   first_seq,         2) \
-X(a, STATIC,   REPEATED, MESSAGE,  readings,          3)
-#define edge_agent_bridge_v1_Readings_CALLBACK NULL
+X(a, CALLBACK, REPEATED, MESSAGE,  readings,          3)
+#define edge_agent_bridge_v1_Readings_CALLBACK pb_default_field_callback
 #define edge_agent_bridge_v1_Readings_DEFAULT NULL
 #define edge_agent_bridge_v1_Readings_readings_MSGTYPE edge_agent_bridge_v1_Reading
 
@@ -590,6 +589,8 @@ extern const pb_msgdesc_t edge_agent_bridge_v1_Log_msg;
 #define edge_agent_bridge_v1_Log_fields &edge_agent_bridge_v1_Log_msg
 
 /* Maximum encoded size of messages (where known) */
+/* edge_agent_bridge_v1_Telemetry_size depends on runtime parameters */
+/* edge_agent_bridge_v1_Readings_size depends on runtime parameters */
 #define edge_agent_bridge_v1_ChildEvent_size     20
 #define edge_agent_bridge_v1_CommandResult_size  128
 #define edge_agent_bridge_v1_Command_size        46
@@ -604,8 +605,6 @@ extern const pb_msgdesc_t edge_agent_bridge_v1_Log_msg;
 #define edge_agent_bridge_v1_PointInfo_size      93
 #define edge_agent_bridge_v1_Reading_size        53
 #define edge_agent_bridge_v1_ReadingsAck_size    11
-#define edge_agent_bridge_v1_Readings_size       671
-#define edge_agent_bridge_v1_Telemetry_size      783
 #define edge_agent_bridge_v1_TimeReply_size      33
 #define edge_agent_bridge_v1_TimeRequest_size    11
 

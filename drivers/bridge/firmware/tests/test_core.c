@@ -215,6 +215,54 @@ static void test_frames(void) {
   }
 }
 
+/* ---- Readings.readings is a nanopb callback field (bridge.options): collected into a list ----- */
+#define RLIST_CAP 256
+typedef struct {
+  edge_agent_bridge_v1_Reading r[RLIST_CAP];
+  size_t n;
+} rlist_t;
+
+static bool rlist_decode(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  rlist_t *l = (rlist_t *)*arg;
+  edge_agent_bridge_v1_Reading r;
+  (void)f;
+  memset(&r, 0, sizeof r);
+  if (!pb_decode(s, edge_agent_bridge_v1_Reading_fields, &r) || l->n >= RLIST_CAP) return false;
+  l->r[l->n++] = r;
+  return true;
+}
+
+static bool rlist_encode(pb_ostream_t *s, const pb_field_t *f, void *const *arg) {
+  const rlist_t *l = (const rlist_t *)*arg;
+  size_t i;
+  for (i = 0; i < l->n; i++)
+    if (!pb_encode_tag_for_field(s, f) || !pb_encode_submessage(s, edge_agent_bridge_v1_Reading_fields, &l->r[i])) return false;
+  return true;
+}
+
+/* Decode a Telemetry envelope; the readings of a Readings body go to `l`. Our envelopes hold one
+ * field (the oneof member), so a Readings body is decoded from its substream with the callback
+ * set (nanopb clears a oneof member before decoding it, callbacks included). */
+static bool decode_telemetry(const uint8_t *p, size_t n, edge_agent_bridge_v1_Telemetry *t, rlist_t *l) {
+  pb_istream_t is = pb_istream_from_buffer(p, n);
+  memset(t, 0, sizeof *t);
+  l->n = 0;
+  if (n > 0 && p[0] == ((edge_agent_bridge_v1_Telemetry_readings_tag << 3) | PB_WT_STRING)) {
+    pb_wire_type_t wt;
+    uint32_t tag;
+    bool eof, ok;
+    pb_istream_t sub;
+    if (!pb_decode_tag(&is, &wt, &tag, &eof) || !pb_make_string_substream(&is, &sub)) return false;
+    t->which_body = edge_agent_bridge_v1_Telemetry_readings_tag;
+    t->body.readings.readings.funcs.decode = rlist_decode;
+    t->body.readings.readings.arg = l;
+    ok = pb_decode(&sub, edge_agent_bridge_v1_Readings_fields, &t->body.readings);
+    if (!pb_close_string_substream(&is, &sub) || !ok) return false;
+    return is.bytes_left == 0;
+  }
+  return pb_decode(&is, edge_agent_bridge_v1_Telemetry_fields, t);
+}
+
 /* ---- golden frames ------------------------------------------------------------------------------ */
 static int reencode_payload(int chan, const uint8_t *p, size_t n, uint8_t *out, size_t cap, size_t *outn) {
   static union {
@@ -223,6 +271,7 @@ static int reencode_payload(int chan, const uint8_t *p, size_t n, uint8_t *out, 
     edge_agent_bridge_v1_Commands c;
     edge_agent_bridge_v1_Log g;
   } m;
+  static rlist_t readings;
   const pb_msgdesc_t *f = chan == 0 ? edge_agent_bridge_v1_Link_fields
                         : chan == 1 ? edge_agent_bridge_v1_Telemetry_fields
                         : chan == 2 ? edge_agent_bridge_v1_Commands_fields
@@ -231,7 +280,15 @@ static int reencode_payload(int chan, const uint8_t *p, size_t n, uint8_t *out, 
   pb_istream_t is = pb_istream_from_buffer(p, n);
   pb_ostream_t os = pb_ostream_from_buffer(out, cap);
   if (!f) return 0; /* not protobuf (management) */
-  if (!pb_decode(&is, f, &m)) return -1;
+  if (chan == 1) {
+    if (!decode_telemetry(p, n, &m.t, &readings)) return -1;
+    if (m.t.which_body == edge_agent_bridge_v1_Telemetry_readings_tag) {
+      m.t.body.readings.readings.funcs.encode = rlist_encode;
+      m.t.body.readings.readings.arg = &readings;
+    }
+  } else if (!pb_decode(&is, f, &m)) {
+    return -1;
+  }
   if (!pb_encode(&os, f, &m)) return -2;
   *outn = os.bytes_written;
   return 1;
@@ -348,6 +405,7 @@ static size_t b_uid(void *u, uint8_t *b, size_t m) {
 
 /* The gateway side, as little as the spec allows. */
 #define MAXSEQ 4096
+static uint32_t lb_max_frame = 512; /* the gateway's HelloReply.max_frame */
 typedef struct {
   sim_t *sim;
   ebp_rx_t rx;
@@ -369,6 +427,7 @@ typedef struct {
   int ack_pending;
   uint32_t described, describe_groups;
   uint32_t old_boot_readings;
+  uint32_t rd_frames, rd_count, rd_max_frame; /* Readings frames of this boot: count, readings, largest frame */
   int silent;            /* answer nothing (a gateway that went away) */
   uint32_t hellos, sessions;
 } gw_t;
@@ -426,7 +485,8 @@ static void gw_deliver(gw_t *g, const ebp_hdr_t *h, const uint8_t *p, size_t n) 
   pb_istream_t is = pb_istream_from_buffer(p, n);
   if (h->chan == 1) {
     static edge_agent_bridge_v1_Telemetry t;
-    if (!pb_decode(&is, edge_agent_bridge_v1_Telemetry_fields, &t)) return;
+    static rlist_t rl;
+    if (!decode_telemetry(p, n, &t, &rl)) return;
     if (t.which_body == edge_agent_bridge_v1_Telemetry_describe_tag) {
       pb_size_t i;
       for (i = 0; i < t.body.describe.points_count; i++)
@@ -435,8 +495,11 @@ static void gw_deliver(gw_t *g, const ebp_hdr_t *h, const uint8_t *p, size_t n) 
       if (t.body.describe.complete && t.body.describe.child[0]) g->describe_complete = 1;
     }
     if (t.which_body == edge_agent_bridge_v1_Telemetry_readings_tag && t.body.readings.boot_id == g->boot_id) {
-      pb_size_t i;
-      for (i = 0; i < t.body.readings.readings_count; i++) {
+      size_t i;
+      g->rd_frames++;
+      g->rd_count += (uint32_t)rl.n;
+      if (n + EBP_MIN_FRAME > g->rd_max_frame) g->rd_max_frame = (uint32_t)(n + EBP_MIN_FRAME);
+      for (i = 0; i < rl.n; i++) {
         uint32_t s = t.body.readings.first_seq + i;
         if (s < MAXSEQ) g->got[s]++;
       }
@@ -444,11 +507,11 @@ static void gw_deliver(gw_t *g, const ebp_hdr_t *h, const uint8_t *p, size_t n) 
       g->ack_pending = 1; /* "committed": acknowledged as soon as the window has room */
     } else if (t.which_body == edge_agent_bridge_v1_Telemetry_readings_tag) { /* an older boot (persisted ring) */
       static edge_agent_bridge_v1_Telemetry ack;
-      g->old_boot_readings += t.body.readings.readings_count;
+      g->old_boot_readings += (uint32_t)rl.n;
       memset(&ack, 0, sizeof ack);
       ack.which_body = edge_agent_bridge_v1_Telemetry_ack_tag;
       ack.body.ack.boot_id = t.body.readings.boot_id;
-      ack.body.ack.upto_seq = t.body.readings.first_seq + t.body.readings.readings_count - 1;
+      ack.body.ack.upto_seq = t.body.readings.first_seq + (uint32_t)rl.n - 1;
       gw_send_rel(g, 1, edge_agent_bridge_v1_Telemetry_fields, &ack);
     }
   } else if (h->chan == 2) {
@@ -497,7 +560,7 @@ static void gw_frame(gw_t *g, const ebp_hdr_t *h, const uint8_t *p, size_t n) {
     l.which_body = edge_agent_bridge_v1_Link_hello_reply_tag;
     l.body.hello_reply.accepted = true;
     l.body.hello_reply.utc_us = 1764547200000000ull;
-    l.body.hello_reply.max_frame = 512;
+    l.body.hello_reply.max_frame = lb_max_frame;
     l.body.hello_reply.window = 4;
     l.body.hello_reply.heartbeat_ms = 1000;
     gw_send_rel(g, 0, edge_agent_bridge_v1_Link_fields, &l);
@@ -597,6 +660,7 @@ static const ebp_point_t lb_points[] = {
 };
 
 static uint32_t lb_batch_us;
+static int lb_burst; /* every reading recorded at once before the session (a board under load) */
 static ebp_point_t many_points[30];
 static char many_names[30][16];
 static int lb_many;
@@ -659,6 +723,15 @@ static int loopback(const char *label, unsigned drop, unsigned flip, int cut_at_
     cfg.capabilities = EBP_CAP_PERSISTENT_RING;
   }
   CHECK(ebp_init(&ctx, &cfg, &port) == 0);
+  while (lb_burst && recorded < total) { /* numbers, some bools and some 32-character texts */
+    if (recorded % 7 == 3)
+      ebp_record(&ctx, 10, ebp_text("0123456789abcdefghijklmnopqrstuv"), EBP_GOOD);
+    else if (recorded % 5 == 1)
+      ebp_record(&ctx, 5, ebp_bool(recorded & 8), EBP_UNCERTAIN);
+    else
+      ebp_record(&ctx, 1 + recorded % 3, ebp_number(20.0 + recorded * 0.01), EBP_GOOD);
+    recorded++;
+  }
   while (sim.now_us < end_us) {
     if (recorded < total && sim.now_us >= next_rec) {
       ebp_record(&ctx, 1 + recorded % 3, ebp_number(20.0 + recorded * 0.01), EBP_GOOD);
@@ -704,10 +777,16 @@ static int loopback(const char *label, unsigned drop, unsigned flip, int cut_at_
   if (!drop && !flip && !cut_at_s) CHECK(dup == 0 && ctx.c.retransmits == 0 && ctx.c.sessions == 1);
   if (cut_at_s) CHECK(app.lost_events >= 1 && app.up_events >= 2);
   if (persisted) CHECK(gw.old_boot_readings >= persisted);
+  CHECK(gw.rd_max_frame <= lb_max_frame);
+  if (lb_burst && !drop && !flip) { /* frames full: at most one short frame at the end */
+    uint32_t per = (lb_max_frame - EBP_MIN_FRAME - 12) / 45 + 1; /* fewer than fit even if all were texts */
+    CHECK(gw.rd_frames >= 1 && gw.rd_count / gw.rd_frames >= per && gw.rd_max_frame + 45 > lb_max_frame);
+  }
   printf("loopback %-22s %6.1f s simulated: %u readings, %u received twice, %u frames sent, sessions %u, retransmits %u, "
-         "NAKs sent %u/received %u, frames dropped %u, corrupted %u, crc errors %u/%u (board/gw) %s\n",
+         "NAKs sent %u/received %u, frames dropped %u, corrupted %u, crc errors %u/%u (board/gw), %.1f readings per frame %s\n",
          label, sim.now_us / 1e6, total, dup, ctx.c.tx_frames, ctx.c.sessions, ctx.c.retransmits, ctx.c.naks_sent, ctx.c.naks_received,
-         sim.dropped, sim.flipped, ctx.rx.c.crc_errors, gw.rx.c.crc_errors, failures == fails0 ? "ok" : "FAILED");
+         sim.dropped, sim.flipped, ctx.rx.c.crc_errors, gw.rx.c.crc_errors, gw.rd_frames ? (double)gw.rd_count / gw.rd_frames : 0.0,
+         failures == fails0 ? "ok" : "FAILED");
   return failures == fails0;
 }
 
@@ -759,6 +838,14 @@ int main(void) {
   lb_many = 1;
   ok &= loopback("30 points, max_frame 512", 0, 0, 0, 300, 0);
   lb_many = 0;
+  lb_max_frame = 1024;
+  lb_burst = 1;
+  ok &= loopback("burst, max_frame 1024", 0, 0, 0, 1500, 0);
+  ok &= loopback("burst 1024, 5% dropped", 5, 0, 0, 1500, 0);
+  lb_max_frame = 256;
+  ok &= loopback("burst, max_frame 256", 0, 0, 0, 1500, 0);
+  lb_burst = 0;
+  lb_max_frame = 512;
   (void)ok;
   printf("%s: %d checks, %d failures (CRC %s)\n", failures ? "FAILED" : "ok", checks, failures,
 #if defined(EBP_CRC_BITWISE) && EBP_CRC_BITWISE
