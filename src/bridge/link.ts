@@ -195,6 +195,7 @@ export class Link {
     callbackErrors: 0,
   };
   private srtt: number | undefined;
+  private rttvar = 0;
   private lastRtt: number | undefined;
 
   constructor(events: LinkEvents, options: LinkOptions) {
@@ -479,11 +480,20 @@ export class Link {
       if (p.resent) continue; // Karn: a resent frame's ack says nothing of the round trip
       const rtt = now - p.sentAt;
       this.lastRtt = rtt;
-      this.srtt = this.srtt === undefined ? rtt : this.srtt + (rtt - this.srtt) / 8;
+      // RFC 6298: a smoothed round trip and its variation.
+      if (this.srtt === undefined) {
+        this.srtt = rtt;
+        this.rttvar = rtt / 2;
+      } else {
+        this.rttvar += (Math.abs(this.srtt - rtt) - this.rttvar) / 4;
+        this.srtt += (rtt - this.srtt) / 8;
+      }
       this.counts.rttSamples++;
       break;
     }
-    this.rto = LINK_TIMING.rtoInitialMs;
+    // The timeout follows the measured round trips (a full window of long frames on a slow line
+    // takes most of a second to go out), never below the spec's 300 ms nor above its 3 s.
+    this.rto = this.srtt === undefined ? LINK_TIMING.rtoInitialMs : Math.min(LINK_TIMING.rtoMaxMs, Math.max(LINK_TIMING.rtoInitialMs, this.srtt + 4 * this.rttvar));
     this.timeoutsInRow = 0;
     this.rtoAt = this.outstanding.length > 0 ? now + this.rto : undefined;
   }

@@ -47,6 +47,10 @@ interface Faults {
   reorder?: number;
   /** Cut: nothing gets through. */
   cut?: boolean;
+  /** A line speed: each write takes its bytes / this many ms on the wire, one after another (115200 8N1: 11.52). */
+  bytesPerMs?: number;
+  /** Nothing is delivered before this time (a receiver busy for a moment); then all of it. */
+  holdUntil?: number;
 }
 
 /** One direction of the wire: each write arrives after 1–4 ms in order (a serial line), or not, or twice, or damaged, or late. */
@@ -68,9 +72,10 @@ class Wire {
     for (let c = 0; c < copies; c++) {
       const b = bytes.slice();
       if (this.rnd() < (f.corrupt ?? 0)) b[Math.floor(this.rnd() * b.length)]! ^= 1 << Math.floor(this.rnd() * 8);
-      let at = Math.max(this.last, this.clock.t + 1 + this.rnd() * 3);
+      let at = f.bytesPerMs ? Math.max(this.last, this.clock.t) + b.length / f.bytesPerMs : Math.max(this.last, this.clock.t + 1 + this.rnd() * 3);
       if (this.rnd() < (f.reorder ?? 0)) at += 5 + this.rnd() * 20;
       else this.last = at;
+      if (f.holdUntil !== undefined) at = Math.max(at, f.holdUntil);
       this.clock.setTimeout(() => this.to?.receive(b), at - this.clock.t);
     }
   };
@@ -168,6 +173,32 @@ describe("Link", () => {
     expect(p.gw.got.slice(1).map((g) => g.payload)).toEqual(["r0", "r1", "r2", "r3"]);
     expect(p.gw.link.stats().framesOut).toBe(acksBefore + 1);
     expect(p.board.link.stats().inFlight).toBe(0);
+  });
+
+  it("on a slow line, a full window of long frames is not resent: the timeout follows the measured round trip", () => {
+    // 115200 8N1: a 1024-byte frame is ~89 ms on the wire, a window of 8 is ~0.7 s — past the
+    // initial 300 ms timeout; a fixed timeout would resend whole windows again and again.
+    const p = pair(12, { bytesPerMs: 11.52 });
+    handshake(p);
+    p.gw.link.setSession({ window: 8, maxFrame: 1024 });
+    p.board.link.setSession({ window: 8, maxFrame: 1024 });
+    const payload = "x".repeat(1000);
+    let sent = 0;
+    const fill = () => {
+      while (sent < 200 && p.board.link.send(1, text(`${payload}${sent}`), { reliable: true }) !== "full") sent++;
+    };
+    fill();
+    for (let i = 0; i < 10_000 && (sent < 200 || p.board.link.stats().inFlight > 0); i++) {
+      p.clock.runFor(10);
+      fill();
+      // Once, the gateway's acks come 450 ms late (an agent busy for a moment).
+      if (i === 300) p.gw.wire.faults.holdUntil = p.clock.t + 450;
+    }
+    expect(p.gw.got.length - 1).toBe(200);
+    const s = p.board.link.stats();
+    // With a fixed 300 ms timeout that pause resent the whole window (8 frames, 0.7 s of line).
+    expect(s.retransmits).toBe(0);
+    expect(s.rtoMs).toBeGreaterThan(LINK_TIMING.rtoInitialMs);
   });
 
   it("acknowledges with a pure ack when nothing else goes out within 20 ms", () => {
