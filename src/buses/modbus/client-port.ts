@@ -13,7 +13,9 @@
  * What modbus-serial asks of a port (index.js): open(cb), close(cb), isOpen, write(frame),
  * "data"/"close" events, and the transaction ids `_transactionIdWrite` (under which it files
  * the request it is about to write) and `_transactionIdRead` (under which it looks the reply
- * up): the same for every exchange on RTU, the MBAP transaction id on TCP.
+ * up). Both stay 1: modbus-serial keeps every transaction it filed, with its reply, until the
+ * id is used again (with an id per MBAP transaction id, 256 per connection, ~1 KB each); the
+ * port matches an MBAP reply to the request in progress by its transaction id itself.
  */
 import { EventEmitter } from "node:events";
 import { Socket } from "node:net";
@@ -36,9 +38,12 @@ interface Stream {
 type Callback = (err?: Error | null) => void;
 
 export class ModbusClientPort extends EventEmitter {
-  /** modbus-serial's port contract (see the file comment); RTU leaves both at 1. */
-  _transactionIdRead = 1;
-  _transactionIdWrite = 1;
+  /** modbus-serial's port contract (see the file comment): one transaction at a time. */
+  readonly _transactionIdRead = 1;
+  readonly _transactionIdWrite = 1;
+  /** The next MBAP transaction id (1, 2, … 255, 0, 1…), and the one of the request in progress. */
+  private nextTxId = 1;
+  private pendingTxId: number | null = null;
   private readonly stream: Stream;
   private readonly framing: "rtu" | "mbap";
   /** Received and not yet framed. */
@@ -78,10 +83,10 @@ export class ModbusClientPort extends EventEmitter {
     // Half duplex: nothing that came before the request can be its answer.
     this.discard();
     if (this.framing === "mbap") {
-      // MBAP carries no CRC.
-      this.stream.write(mbapFrame(this._transactionIdWrite, frame[0]!, frame.subarray(1, frame.length - 2)));
-      // modbus-serial files every transaction under its id and never forgets one: 256 ids, as its TCP port uses.
-      this._transactionIdWrite = (this._transactionIdWrite + 1) % 256;
+      // MBAP carries no CRC. 256 ids, as modbus-serial's own TCP port uses.
+      this.pendingTxId = this.nextTxId;
+      this.nextTxId = (this.nextTxId + 1) % 256;
+      this.stream.write(mbapFrame(this.pendingTxId, frame[0]!, frame.subarray(1, frame.length - 2)));
       return;
     }
     this.expected = { unit: frame[0]!, fc: frame[1]!, length: rtuReplyLength(frame) };
@@ -99,6 +104,7 @@ export class ModbusClientPort extends EventEmitter {
     this.seen = [];
     this.seenBytes = 0;
     this.expected = null;
+    this.pendingTxId = null;
   }
 
   private receive(chunk: Buffer): void {
@@ -132,11 +138,13 @@ export class ModbusClientPort extends EventEmitter {
       }
       this.rx = r.rest;
       const { txId, unit, pdu } = r.frame;
+      // A reply to an earlier request, or a second one to this request: not this request's answer.
+      if (txId !== this.pendingTxId) continue;
+      this.pendingTxId = null;
       const frame = Buffer.alloc(pdu.length + 3);
       frame[0] = unit;
       pdu.copy(frame, 1);
       frame.writeUInt16LE(crc16(frame.subarray(0, frame.length - 2)), frame.length - 2);
-      this._transactionIdRead = txId;
       this.emit("data", frame);
     }
   }
