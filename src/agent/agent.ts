@@ -80,6 +80,7 @@ export class Agent {
     this.log = opts.log;
     this.parts = new Parts(opts.log);
     this.store_ = new OutboxPart(config.store, opts.log, () => {
+      this.recorder.flush();
       if (this.uplink) this.finalStatus = this.status();
     });
     this.recorder = new Recorder(() => this.store_.outbox, opts.log);

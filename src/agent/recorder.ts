@@ -2,6 +2,11 @@
  * Where each tick's readings go: the outbox (readings in one transaction, events in their own
  * stream), then whoever follows the values live (the uplink's pump, the live feed, the OPC UA
  * server). Counts what was stored, refused and what failed; a failed store is logged, never thrown.
+ *
+ * The polls' readings are added and committed together, `batchMs` after the first of them: with
+ * `store.sync: full` every commit waits for the disk (fsync), so fifty meters polled on the same
+ * second cost one commit instead of fifty (on issue 12's run, ~1 % of a core and ~130 ms per
+ * second of a blocked event loop).
  */
 import type { Cursor } from "../model/cursor.js";
 import type { Logger } from "../model/logger.js";
@@ -16,27 +21,54 @@ export interface RecorderListeners {
   readings?(readings: readonly Reading[]): void;
 }
 
+/** How long the first reading added waits for the others of its second before they are committed. */
+export const STORE_BATCH_MS = 100;
+
 export class Recorder {
   stored = 0;
   events = 0;
   refused = 0;
   storeErrors = 0;
   private readonly listeners: RecorderListeners[] = [];
+  /** Added and not yet committed. */
+  private pending: { readings: Reading[]; events: Reading[]; stores: number } = { readings: [], events: [], stores: 0 };
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly outbox: () => Outbox | null,
     private readonly log: Logger,
+    private readonly batchMs = STORE_BATCH_MS,
   ) {}
+
+  /** Adds a tick's readings to the next commit (see the file comment); flush() commits at once. */
+  add(readings: readonly Reading[], events: readonly Reading[] = []): void {
+    const p = this.pending;
+    for (const r of readings) p.readings.push(r);
+    for (const e of events) p.events.push(e);
+    p.stores++;
+    this.timer ??= setTimeout(() => this.flush(), this.batchMs);
+  }
+
+  /** Commits what was added (before the outbox closes, at stop). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const p = this.pending;
+    if (p.stores === 0) return;
+    this.pending = { readings: [], events: [], stores: 0 };
+    this.store(p.readings, p.events, null, p.stores);
+  }
 
   listen(l: RecorderListeners): void {
     this.listeners.push(l);
   }
 
   /**
-   * Stores one tick's readings in one transaction (with the cursors of a pushing source; events in
-   * their own stream) and tells the listeners. True when every reading and cursor was committed.
+   * Stores readings in one transaction (with the cursors of a pushing source; events in their
+   * own stream) and tells the listeners. True when every reading and cursor was committed.
+   * `stores`: how many ticks they are (a failure counts once for each).
    */
-  store(readings: readonly Reading[], events: readonly Reading[] = [], cursors: readonly Cursor[] | null = null): boolean {
+  store(readings: readonly Reading[], events: readonly Reading[] = [], cursors: readonly Cursor[] | null = null, stores = 1): boolean {
     const outbox = this.outbox();
     if (!outbox) return false;
     let complete = true;
@@ -52,7 +84,7 @@ export class Recorder {
         this.events += events.length;
       }
     } catch (err) {
-      this.storeErrors++;
+      this.storeErrors += stores;
       this.log.error({ err: (err as Error).message }, "could not store readings");
       return false;
     }

@@ -1,7 +1,9 @@
 /**
  * The sources on their schedule, and the processors that derive figures from what they read:
- * each tick's readings (and the derived ones) go to the recorder in one transaction. A source
- * whose start or poll fails is counted and logged once per distinct error, and polled again.
+ * each tick's readings (and the derived ones) go to the recorder, which commits the ticks that
+ * end close together in one transaction (Recorder.add); a pushing source's tick, whose cursors
+ * must be answered, is stored at once. A source whose start or poll fails is counted and logged
+ * once per distinct error, and polled again.
  */
 import type { Logger } from "../../model/logger.js";
 import type { Processor, ProcessorOutput } from "../../model/processor.js";
@@ -51,6 +53,8 @@ export class Polling implements Part {
 
   async stop(): Promise<void> {
     await this.scheduler.stop();
+    // The last ticks' readings, while the uplink still runs.
+    this.recorder.flush();
     for (const entry of [...this.entries].reverse()) {
       try {
         await entry.source.stop?.();
@@ -97,12 +101,17 @@ export class Polling implements Part {
     }
     const commit = entry.source.commit?.() ?? null;
     const derived = this.run((p, now) => p.process(readings, now));
-    const stored = this.recorder.store([...readings, ...derived.readings], derived.events, commit?.cursors ?? null);
-    try {
-      commit?.settled(stored);
-    } catch (err) {
-      this.noteError(entry, err);
+    if (commit) {
+      // A pushing source's cursors commit with its readings, and it must hear at once whether they did.
+      const stored = this.recorder.store([...readings, ...derived.readings], derived.events, commit.cursors);
+      try {
+        commit.settled(stored);
+      } catch (err) {
+        this.noteError(entry, err);
+      }
+      return;
     }
+    this.recorder.add(derived.readings.length > 0 ? [...readings, ...derived.readings] : readings, derived.events);
   }
 
   /** Runs every processor; one that throws is logged and skipped, the others still run. */
