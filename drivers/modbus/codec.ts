@@ -14,8 +14,10 @@ function toBigEndian(words: readonly number[], at: number, count: number, order:
   const swapBytes = order === "BADC" || order === "DCBA";
   for (let i = 0; i < count; i++) {
     const w = words[at + (swapWords ? count - 1 - i : i)]! & 0xffff;
-    if (swapBytes) into.writeUInt16LE(w, i * 2);
-    else into.writeUInt16BE(w, i * 2);
+    // Bytes set directly: Buffer's write methods validate their offset through a wrapper that
+    // allocates on every call unless the optimising compiler removes it (the unit runs --no-opt).
+    into[i * 2] = swapBytes ? w & 0xff : w >>> 8;
+    into[i * 2 + 1] = swapBytes ? w >>> 8 : w & 0xff;
   }
   return into;
 }
@@ -25,6 +27,9 @@ function toBigEndian(words: readonly number[], at: number, count: number, order:
  * one buffer: a gateway decodes hundreds of values a second, each would otherwise be a Buffer.
  */
 const scratch = Buffer.alloc(8);
+// Read through a DataView: Buffer's read methods validate their offset through a wrapper that
+// allocates on every call unless the optimising compiler removes it (the unit runs --no-opt).
+const view = new DataView(scratch.buffer, scratch.byteOffset, scratch.length);
 
 /** The inverse of toBigEndian. */
 function fromBigEndian(buf: Buffer, order: WordOrder): number[] {
@@ -35,20 +40,21 @@ function fromBigEndian(buf: Buffer, order: WordOrder): number[] {
   return swapWords ? words.reverse() : words;
 }
 
-function rawNumber(type: DataType, be: Buffer): number {
+/** The number in the first bytes of `scratch` (big-endian). */
+function rawNumber(type: DataType): number {
   switch (type) {
     case "int16":
-      return be.readInt16BE(0);
+      return view.getInt16(0);
     case "uint16":
-      return be.readUInt16BE(0);
+      return view.getUint16(0);
     case "int32":
-      return be.readInt32BE(0);
+      return view.getInt32(0);
     case "uint32":
-      return be.readUInt32BE(0);
+      return view.getUint32(0);
     case "float32":
-      return be.readFloatBE(0);
+      return view.getFloat32(0);
     case "float64":
-      return be.readDoubleBE(0);
+      return view.getFloat64(0);
     default:
       throw new Error(`${type} is not numeric`);
   }
@@ -69,7 +75,7 @@ export function decodePoint(p: ModbusPoint, words: readonly number[], at = 0): n
   const n = registerCount(p);
   const be = toBigEndian(words, at, n, p.order ?? "ABCD", p.type === "string" ? Buffer.alloc(n * 2) : scratch);
   if (p.type === "string") return be.toString("latin1").replace(/\0+$/, "").trimEnd();
-  let raw = rawNumber(p.type, be);
+  let raw = rawNumber(p.type);
   // A float32 holds about 7 significant digits; the rest of the double is noise (230.2 is
   // stored as 230.19999694824219).
   if (p.type === "float32" && Number.isFinite(raw)) raw = Number(raw.toPrecision(7));

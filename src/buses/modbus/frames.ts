@@ -24,7 +24,8 @@ const CRC_TABLE = (() => {
 /** Modbus CRC-16: polynomial 0xA001 (reflected 0x8005), init 0xFFFF; sent low byte first. */
 export function crc16(buf: Uint8Array): number {
   let crc = 0xffff;
-  for (const byte of buf) crc = (crc >>> 8) ^ CRC_TABLE[(crc ^ byte) & 0xff]!;
+  // An index, not for…of: an iterator result per byte is garbage without the optimising compiler (the unit's --no-opt).
+  for (let i = 0; i < buf.length; i++) crc = (crc >>> 8) ^ CRC_TABLE[(crc ^ buf[i]!) & 0xff]!;
   return crc;
 }
 

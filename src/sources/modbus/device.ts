@@ -284,7 +284,7 @@ export class ModbusDevice implements Source {
   }
 
   private markBad(req: ReadRequest, ts: number, out: Reading[]): void {
-    for (const p of req.points) out.push({ point: this.keys.get(p)!, ts, value: null, quality: "bad" });
+    for (let i = 0; i < req.points.length; i++) out.push({ point: this.keys.get(req.points[i]!)!, ts, value: null, quality: "bad" });
   }
 
   /**
@@ -302,7 +302,9 @@ export class ModbusDevice implements Source {
       if (e.kind === "exception") return "ok"; // the device answered, even if with an exception
       return e.kind === "timeout" || e.kind === "disconnected" ? "silent" : "failed";
     }
-    for (const p of req.points) {
+    // Indexed: for…of makes an iterator result per value unless the optimising compiler runs (--no-opt).
+    for (let i = 0; i < req.points.length; i++) {
+      const p = req.points[i]!;
       const point = this.keys.get(p)!;
       try {
         out.push({ point, ts, value: decodePoint(p, words, p.address - req.address), quality: "good" });
