@@ -13,7 +13,7 @@
  * (refusals.ts). One bad message never blocks what follows it.
  */
 import { readFileSync } from "node:fs";
-import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type MqttClient } from "mqtt";
+import type { IClientOptions, IConnackPacket, IDisconnectPacket, MqttClient } from "mqtt";
 import type { UplinkConfig } from "../config/schema.js";
 import { UserError } from "../model/errors.js";
 import type { StoredReading } from "../model/reading.js";
@@ -24,6 +24,7 @@ import type { Logger } from "../model/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
+import { connectMqtt } from "./connect.js";
 import { classifyPuback, disconnectBlamesMessage, isProtocolRefusal, pubackReason, type Refusal, refusesProtocolVersion } from "./refusals.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
 
@@ -391,7 +392,7 @@ export class Uplink {
         return;
       }
     }
-    const client = mqtt.connect(this.url, options);
+    const client = connectMqtt(this.url, options);
     this.client = client;
     client.on("connect", (connack: IConnackPacket) => {
       if (gen === this.generation) this.onConnect(client, connack);
