@@ -125,7 +125,7 @@ export class Agent {
 
     // Sources, then the streetlights and chargers that use their devices: they exist before the
     // uplink subscribes, so no early command finds its target missing.
-    const sources = this.opts.sources?.map((source) => ({ source, type: "given" })) ?? createSources(cfg, { log, simulators: simulators.addresses, cursor: (key) => this.store_.outbox?.cursor(key) });
+    const sources = this.opts.sources?.map((source) => ({ source, type: "given" })) ?? (await createSources(cfg, { log, simulators: simulators.addresses, cursor: (key) => this.store_.outbox?.cursor(key) }));
     const controllers: Array<Streetlight | Charger> = [];
     const control = { sources: sources.map((s) => s.source), log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
     for (const l of cfg.streetlights) controllers.push(createStreetlight(l, control));

@@ -1,8 +1,9 @@
 import { I2cBusPool } from "../buses/i2c/queue.js";
 import { PortRegistry } from "../buses/ports.js";
 import type { Logger } from "../model/logger.js";
-import { sourceType } from "../sources/registry.js";
+import type { SourceConfig } from "../sources/registry.js";
 import type { Source } from "../sources/source.js";
+import { sourceModule } from "../sources/type.js";
 import type { Config } from "./config.js";
 
 export interface SourcesDeps {
@@ -15,19 +16,16 @@ export interface SourcesDeps {
 
 /**
  * Builds every source the config describes, each by its kind's factory (a Modbus line gives one
- * source per device; sources on one physical bus share its queue).
+ * source per device; sources on one physical bus share its queue). Only the kinds the config
+ * uses are loaded.
  */
-export function createSources(config: Config, deps: SourcesDeps): Array<{ source: Source; type: string }> {
+export async function createSources(config: Config, deps: SourcesDeps): Promise<Array<{ source: Source; type: string }>> {
   const ports = new PortRegistry();
   const shared = { log: deps.log, storePath: config.store.path, simulators: deps.simulators, ports, i2cBuses: new I2cBusPool(ports), cursor: deps.cursor ?? (() => undefined) };
-  return config.sources.flatMap((cfg) => sourceType(cfg).create(cfg, shared).map((source) => ({ source, type: cfg.type })));
-}
-
-/** The unit of every point the config knows one for (from each kind's facts). */
-export function unitsOf(config: Config): Map<string, string> {
-  const units = new Map<string, string>();
-  config.sources.forEach((src, i) => {
-    for (const p of sourceType(src).facts(src, ["sources", i]).points) if (p.unit) units.set(p.id, p.unit);
-  });
-  return units;
+  const out: Array<{ source: Source; type: string }> = [];
+  for (const cfg of config.sources) {
+    const kind = await sourceModule<SourceConfig>(cfg.type);
+    for (const source of kind.create(cfg, shared)) out.push({ source, type: cfg.type });
+  }
+  return out;
 }

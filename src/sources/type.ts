@@ -1,7 +1,9 @@
 /**
- * A kind of source, as the agent builds it: its config piece and checks (SourceConfigType) plus
- * the factory that turns a config entry into sources. Each kind lives in its own folder
- * (src/sources/<type>/type.ts) and is listed once in src/sources/registry.ts.
+ * A kind of source: its config piece and checks (SourceConfigType, in src/sources/<type>/type.ts,
+ * listed once in src/sources/registry.ts) and the factory that turns a config entry into sources
+ * (`create`, exported by src/sources/<type>/source.ts). The agent loads the factory of the kinds
+ * its config uses and nothing else: neither the other kinds' code nor the config schemas (type.ts
+ * and zod belong to the config check, which `run` does in a child process).
  */
 import type { I2cBusPool } from "../buses/i2c/queue.js";
 import type { PortRegistry } from "../buses/ports.js";
@@ -23,6 +25,15 @@ export interface SourceDeps {
   cursor(key: string): number | undefined;
 }
 
-export interface SourceType<C extends { type: string; name: string } = { type: string; name: string }> extends SourceConfigType<C> {
+export type SourceType<C extends { type: string; name: string } = { type: string; name: string }> = SourceConfigType<C>;
+
+/** What src/sources/<type>/source.ts exports for the agent. */
+export interface SourceModule<C extends { type: string; name: string } = { type: string; name: string }> {
   create(cfg: C, deps: SourceDeps): Source[];
+}
+
+/** The factory of a kind (its folder's source.ts), loaded when a config first uses the kind. */
+export async function sourceModule<C extends { type: string; name: string }>(type: C["type"]): Promise<SourceModule<C>> {
+  // @vite-ignore: resolved when called (vitest maps the .js to the .ts, node runs the built file).
+  return (await import(/* @vite-ignore */ `./${type}/source.js`)) as SourceModule<C>;
 }

@@ -2,7 +2,8 @@
  * A new kind of source is its folder plus one line in the registry: here a kind the agent has
  * never seen (a weather station) is added to the list, and the config schema, the cross-checks,
  * the factory and the typed status that metrics and /healthz read all take it without any other
- * change.
+ * change. The folder's type.ts holds the config piece, its source.ts the factory the agent loads
+ * (sourceModule), only for the kinds a config uses.
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -15,7 +16,7 @@ import type { AgentStatus } from "../../src/model/status.js";
 import { deviceFigures } from "../../src/ops/devices.js";
 import { SOURCE_TYPES } from "../../src/sources/registry.js";
 import type { Source } from "../../src/sources/source.js";
-import type { SourceType } from "../../src/sources/type.js";
+import { type SourceModule, type SourceType, sourceModule } from "../../src/sources/type.js";
 
 const weatherSchema = z.strictObject({
   type: z.literal("weather"),
@@ -33,6 +34,10 @@ const weather: SourceType<WeatherConfig> = {
     if (!/^[A-Z]{4}$/.test(cfg.station)) ctx.report([...at, "station"], "expected an ICAO code like LIML");
   },
   facts: (cfg, at) => ({ prefixes: [{ name: cfg.name, path: [...at, "name"] }], points: [{ id: `${cfg.name}/wind`, unit: "m/s" }], claims: [], devices: [] }),
+};
+
+/** What src/sources/weather/source.ts would export. */
+const weatherSource: SourceModule<WeatherConfig> = {
   create: (cfg): Source[] => [
     {
       name: cfg.name,
@@ -64,10 +69,17 @@ describe("source registry", () => {
     expect(unknown.ok ? [] : unknown.errors).toEqual(["sources[0].type: unknown source type 'radar'; expected one of: simulated, modbus, i2c, gpio, opcua, bridge, weather"]);
 
     const cfg = good.ok ? good.config : null;
-    const [source] = weather.create(cfg!.sources[0] as WeatherConfig, {} as never);
+    const [source] = weatherSource.create(cfg!.sources[0] as WeatherConfig, {} as never);
     expect(await source!.poll(5)).toEqual([{ point: "roof/wind", ts: 5, value: 3.5, quality: "good" }]);
     const status = { sources: { roof: { type: "weather", polls: 1, overruns: 0, errors: 0, lastError: null, ...source!.status!() } } } as unknown as AgentStatus;
     expect(deviceFigures(status)).toEqual([expect.objectContaining({ device: "roof", source: "roof", up: true, requests: 4, errors: { timeout: 0 } })]);
+  });
+
+  it("every kind in the registry has its factory in its folder (src/sources/<type>/source.ts exports create)", async () => {
+    for (const kind of SOURCE_TYPES) {
+      const m = await sourceModule(kind.type);
+      expect(typeof m.create, kind.type).toBe("function");
+    }
   });
 
   it("the JSON Schema lists every kind's type", () => {

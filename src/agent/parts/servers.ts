@@ -12,7 +12,6 @@ import { VERSION } from "../../version.js";
 import type { Config } from "../config.js";
 import { type Part, part } from "../parts.js";
 import type { Recorder } from "../recorder.js";
-import { unitsOf } from "../sources.js";
 
 export function liveFeedPart(cfg: NonNullable<Config["live_feed"]>, recorder: Recorder, log: Logger, bound: (url: string) => void): Part {
   const feed = new LiveFeed({ host: cfg.host, port: cfg.port });
@@ -36,6 +35,7 @@ export async function opcuaPart(
   bound: (url: string) => void,
 ): Promise<Part> {
   const { OpcuaServerPart } = await import("../../opcua/server.js");
+  const { unitsOf } = await import("../point-units.js");
   const units = unitsOf(config);
   const server = new OpcuaServerPart({
     config: cfg,

@@ -308,3 +308,16 @@ export function boardActuator(src: BridgeSource): Actuator {
 export function createBridgeSource(cfg: BridgeSourceConfig, deps: SourceDeps, simulate: SimulatedBoardFactory | null = null): BridgeSource {
   return new BridgeSource(cfg, deps, deps.log.child({ source: cfg.name }), simulate);
 }
+
+/** A simulated board on the board's end of an in-memory pipe, loaded only when a config has one. */
+const simulatedBoard: SimulatedBoardFactory = async (end, cfg) => {
+  const { SimBoard } = await import("../../simulators/board/board.js");
+  const { ROOM_NODE } = await import("../../simulators/board/profiles.js");
+  const seed = [...cfg.name].reduce((h, c) => (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0, 7);
+  return new SimBoard({ port: end, profile: ROOM_NODE, seed, intervalMs: 2000, logEveryMs: 30_000 });
+};
+
+/** The agent's factory for `type: bridge` (SourceModule): one source per board. */
+export function create(cfg: BridgeSourceConfig, deps: SourceDeps): Source[] {
+  return [createBridgeSource(cfg, deps, cfg.simulated !== undefined ? simulatedBoard : null)];
+}

@@ -9,15 +9,6 @@ import { describePort, serialPortId } from "../../buses/ports.js";
 import { name } from "../../config/fields.js";
 import { DAY, duration, MINUTE, SECOND } from "../../config/units.js";
 import type { SourceType } from "../type.js";
-import { createBridgeSource, type SimulatedBoardFactory } from "./source.js";
-
-/** A simulated board on the board's end of an in-memory pipe, loaded only when a config has one. */
-const simulatedBoard: SimulatedBoardFactory = async (end, cfg) => {
-  const { SimBoard } = await import("../../simulators/board/board.js");
-  const { ROOM_NODE } = await import("../../simulators/board/profiles.js");
-  const seed = [...cfg.name].reduce((h, c) => (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0, 7);
-  return new SimBoard({ port: end, profile: ROOM_NODE, seed, intervalMs: 2000, logEveryMs: 30_000 });
-};
 
 const HEX_ID = /^[0-9a-f]{8,32}$/;
 
@@ -103,5 +94,4 @@ export const bridge: SourceType<BridgeSourceConfig> = {
     };
   },
   summary: () => ({ devices: 1, deviceKind: "bridge board", points: 0 }),
-  create: (cfg, deps) => [createBridgeSource(cfg, deps, cfg.simulated !== undefined ? simulatedBoard : null)],
 };

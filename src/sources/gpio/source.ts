@@ -13,6 +13,7 @@ import type { Reading } from "../../model/reading.js";
 import type { Logger } from "../../model/logger.js";
 import type { Source, SourceDetail } from "../source.js";
 import { gpioDetail } from "./status.js";
+import type { SourceDeps } from "../type.js";
 
 /** Edges kept between two polls at most; a chattering contact cannot fill the memory. */
 const MAX_PENDING = 1000;
@@ -108,4 +109,9 @@ export function createGpioSource(cfg: GpioSourceConfig, deps: { log: Logger }): 
   if (!cfg.simulated) return new GpioSource(cfg, new OnoffGpioBackend(), deps);
   const backend = new SimGpioBackend();
   return new GpioSource(cfg, backend, { ...deps, presence: new SimPresence(backend, cfg.pin, Math.random, cfg.active_low) });
+}
+
+/** The agent's factory for `type: gpio` (SourceModule). */
+export function create(cfg: GpioSourceConfig, deps: SourceDeps): Source[] {
+  return [createGpioSource(cfg, { log: deps.log })];
 }

@@ -3,7 +3,6 @@ import { z } from "zod";
 import { name } from "../../config/fields.js";
 import { DAY, duration, MINUTE, SECOND } from "../../config/units.js";
 import type { SourceType } from "../type.js";
-import { createGpioSource } from "./source.js";
 
 const PIN_ERROR = "expected a BCM GPIO number 0–53";
 
@@ -38,5 +37,4 @@ export const gpio: SourceType<GpioSourceConfig> = {
     devices: [],
   }),
   summary: () => ({ points: 1 }),
-  create: (cfg, deps) => [createGpioSource(cfg, { log: deps.log })],
 };

@@ -16,6 +16,7 @@ import type { Logger } from "../../model/logger.js";
 import type { Source, SourceDetail } from "../source.js";
 import { type SensorHealth, SensorPoller } from "./sensor.js";
 import { i2cDetail } from "./status.js";
+import type { SourceDeps } from "../type.js";
 
 export class I2cSource implements Source {
   readonly name: string;
@@ -93,4 +94,9 @@ export function createI2cSource(cfg: I2cSourceConfig, deps: { log: Logger; buses
       )
     : deps.buses.get(busName(cfg.bus), () => new NodeI2cBus(cfg.bus));
   return new I2cSource(cfg, queue, deps);
+}
+
+/** The agent's factory for `type: i2c` (SourceModule). */
+export function create(cfg: I2cSourceConfig, deps: SourceDeps): Source[] {
+  return [createI2cSource(cfg, { log: deps.log, buses: deps.i2cBuses })];
 }

@@ -6,7 +6,6 @@ import { name, type Path, type Report } from "../../config/fields.js";
 import type { SourceFacts } from "../../config/source-type.js";
 import { DAY, duration, SECOND } from "../../config/units.js";
 import type { SourceType } from "../type.js";
-import { createI2cSource } from "./source.js";
 
 const ADDRESS_ERROR = 'expected a 7-bit I²C address 0x03–0x77, like 0x44 or "0x44"';
 
@@ -121,5 +120,4 @@ export const i2c: SourceType<I2cSourceConfig> = {
     };
   },
   summary: (cfg) => ({ points: cfg.sensors.reduce((n, s) => n + i2cSensorPoints(s).length, 0) }),
-  create: (cfg, deps) => [createI2cSource(cfg, { log: deps.log, buses: deps.i2cBuses })],
 };

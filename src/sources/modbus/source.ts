@@ -12,6 +12,8 @@ import type { Logger } from "../../model/logger.js";
 import { ModbusDevice } from "./device.js";
 import { type PlanLimits, PROTOCOL_LIMITS } from "./planner.js";
 import { wireModel } from "./wire-cost.js";
+import type { Source } from "../source.js";
+import type { SourceDeps } from "../type.js";
 
 export function transportOf(src: ModbusSourceConfig, simulators: ReadonlyMap<string, { host: string; port: number }>): ModbusTransport {
   if (src.rtu) {
@@ -86,4 +88,9 @@ export function createModbusDevices(
     },
   );
   return { line, devices };
+}
+
+/** The agent's factory for `type: modbus` (SourceModule): one source per device. */
+export function create(src: ModbusSourceConfig, deps: SourceDeps): Source[] {
+  return createModbusDevices(src, deps).devices;
 }

@@ -7,7 +7,6 @@ import type { SourceFacts } from "../../config/source-type.js";
 import { DAY, duration, MINUTE } from "../../config/units.js";
 import type { SourceType } from "../type.js";
 import { uniqueNames } from "../unique.js";
-import { createModbusDevices } from "./source.js";
 
 const rtuSerial = z.strictObject({
   device: z.string().min(1).meta({ description: "Serial device; prefer the stable /dev/serial/by-id/… name (edge-agent ports)." }),
@@ -147,5 +146,4 @@ export const modbus: SourceType<ModbusSourceConfig> = {
     };
   },
   summary: (src) => ({ devices: src.devices.length, deviceKind: "Modbus device", points: src.devices.reduce((n, d) => n + devicePoints(d).length, 0) }),
-  create: (src, deps) => createModbusDevices(src, deps).devices,
 };

@@ -28,6 +28,7 @@ import { defaultPkiDir, loadOpcua, type Opcua } from "../../opcua/load.js";
 import { checkedBy, clientCertificateManager, leafCertificate, ServerTrust } from "../../opcua/trust.js";
 import { qualityOf, valueOf } from "../../opcua/values.js";
 import type { Source, SourceDetail } from "../source.js";
+import type { SourceDeps } from "../type.js";
 
 /** Changes kept per point between two polls; a chattering node cannot fill the memory. */
 const MAX_PENDING = 100;
@@ -374,4 +375,9 @@ export class OpcuaSource implements Source {
     if (session) await within(session.close());
     if (client) await within(client.disconnect());
   }
+}
+
+/** The agent's factory for `type: opcua` (SourceModule). */
+export function create(src: OpcuaSourceConfig, deps: SourceDeps): Source[] {
+  return [new OpcuaSource(src, { log: deps.log, storePath: deps.storePath })];
 }

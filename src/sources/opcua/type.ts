@@ -6,7 +6,6 @@ import { OPCUA_ENDPOINT, OPCUA_POLICIES } from "../../opcua/endpoint.js";
 import { TRUST_MODES } from "../../opcua/trust.js";
 import type { SourceType } from "../type.js";
 import { uniqueNames } from "../unique.js";
-import { OpcuaSource } from "./source.js";
 
 const NODE_ERROR = "expected a node id like ns=2;s=FlowTemp or ns=3;i=1001";
 const opcuaNodeId = z.string({ error: NODE_ERROR }).regex(/^(ns=\d+;)?(i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=[A-Za-z0-9+/=]+)$/, { error: NODE_ERROR });
@@ -85,5 +84,4 @@ export const opcua: SourceType<OpcuaSourceConfig> = {
     if (src.pki_dir) src.pki_dir = at(src.pki_dir);
   },
   summary: (src) => ({ points: src.nodes.length }),
-  create: (src, deps) => [new OpcuaSource(src, { log: deps.log, storePath: deps.storePath })],
 };

@@ -48,3 +48,8 @@ export class SimulatedSource implements Source {
     });
   }
 }
+
+/** The agent's factory for `type: simulated` (SourceModule). */
+export function create(cfg: SimulatedSourceConfig): Source[] {
+  return [new SimulatedSource(cfg)];
+}

@@ -5,7 +5,6 @@ import type { SourceFacts } from "../../config/source-type.js";
 import { DAY, duration } from "../../config/units.js";
 import type { SourceType } from "../type.js";
 import { uniqueNames } from "../unique.js";
-import { SimulatedSource } from "./source.js";
 
 const wave = z.enum(["sine", "ramp", "random-walk", "square", "constant"]);
 
@@ -47,5 +46,4 @@ export const simulated: SourceType<SimulatedSourceConfig> = {
     };
   },
   summary: (cfg) => ({ points: cfg.points.length }),
-  create: (cfg) => [new SimulatedSource(cfg)],
 };
