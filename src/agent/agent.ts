@@ -5,10 +5,8 @@
  * still open; every stop isolated. Each part reports a typed status; status() puts them together.
  */
 import { dirname } from "node:path";
-import { OnoffGpioBackend } from "../buses/gpio/onoff-backend.js";
 import type { Charger } from "../control/charger.js";
 import { type Actuator, CommandRouter } from "../control/commands.js";
-import { GpioRelay } from "../control/relay.js";
 import type { Streetlight } from "../control/streetlight.js";
 import type { CommandResult } from "../model/command.js";
 import type { Logger } from "../model/logger.js";
@@ -24,7 +22,6 @@ import type { Resent } from "../store/outbox.js";
 import { EmbeddedBroker } from "../uplink/embedded-broker.js";
 import { Uplink } from "../uplink/uplink.js";
 import { VERSION } from "../version.js";
-import { createCharger, createStreetlight } from "./actuators.js";
 import type { Config } from "./config.js";
 import { intervalPart, type Part, part, Parts } from "./parts.js";
 import { ActuatorsPart } from "./parts/actuators.js";
@@ -127,9 +124,17 @@ export class Agent {
     // uplink subscribes, so no early command finds its target missing.
     const sources = this.opts.sources?.map((source) => ({ source, type: "given" })) ?? (await createSources(cfg, { log, simulators: simulators.addresses, cursor: (key) => this.store_.outbox?.cursor(key) }));
     const controllers: Array<Streetlight | Charger> = [];
-    const control = { sources: sources.map((s) => s.source), log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
-    for (const l of cfg.streetlights) controllers.push(createStreetlight(l, control));
-    for (const c of cfg.chargers) controllers.push(createCharger(c, control));
+    if (cfg.streetlights.length > 0 || cfg.chargers.length > 0) {
+      // Loaded only for a config with actuators: their command schemas (zod), the sun's course.
+      const [{ createCharger, createStreetlight }, { GpioRelay }, { OnoffGpioBackend }] = await Promise.all([
+        import("./actuators.js"),
+        import("../control/relay.js"),
+        import("../buses/gpio/onoff-backend.js"),
+      ]);
+      const control = { sources: sources.map((s) => s.source), log, gpioRelay: (pin: number, activeLow: boolean) => new GpioRelay(new OnoffGpioBackend(), pin, activeLow) };
+      for (const l of cfg.streetlights) controllers.push(createStreetlight(l, control));
+      for (const c of cfg.chargers) controllers.push(createCharger(c, control));
+    }
     this.actuators.push(...controllers);
     for (const s of sources) this.actuators.push(...(s.source.actuators?.() ?? []));
     this.processors.push(...controllers);
@@ -168,7 +173,7 @@ export class Agent {
     await parts.start(this.store_.housekeeping());
     if (cfg.uplink.health_interval > 0) await parts.start(this.healthMessage());
     if (cfg.log.status_interval > 0) await parts.start(intervalPart("status line", cfg.log.status_interval, () => log.info(this.statusLine())));
-    if (cfg.live_feed) await parts.start(liveFeedPart(cfg.live_feed, this.recorder, log, (u) => (this.liveFeedUrl = u)));
+    if (cfg.live_feed) await parts.start(await liveFeedPart(cfg.live_feed, this.recorder, log, (u) => (this.liveFeedUrl = u)));
     if (cfg.opcua?.server) await parts.start(await opcuaPart(cfg, cfg.opcua.server, { router, actuators: this.actuators, recorder: this.recorder, log }, (u) => (this.opcuaUrl = u)));
     if (cfg.metrics) {
       const bound = (m: MetricsHandle) => {

@@ -10,9 +10,8 @@
  * answered with the first result again. Nothing from outside can make `handle()` reject: what
  * goes wrong below it (an actuator, the store, a logger) becomes an `error` answer.
  */
-import { z } from "zod";
-import { describeIssue } from "../model/issues.js";
-import type { CommandResult } from "../model/command.js";
+import type { z } from "zod";
+import { COMMAND_ID, type CommandResult } from "../model/command.js";
 import type { Logger } from "../model/logger.js";
 
 export type { Actuator, CommandResult, CommandStatus } from "../model/command.js";
@@ -73,25 +72,10 @@ export const MAX_WAITING_PER_TARGET = 16;
 /** Answers kept in memory besides the store, so an id stays answered even when the store fails. */
 const ANSWERS_IN_MEMORY = 1000;
 
-const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Keys that mean something to JavaScript objects: refused anywhere in a command, whatever the schema. */
 const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
-const envelope = z.strictObject({
-  id: z.string().min(1).max(64).regex(ID, { error: "expected 1–64 letters, digits, '_', '.', ':' or '-'" }),
-  action: z.string().min(1).max(32),
-  // Checked for its shape only: the action's schema validates the object as it came (own keys).
-  args: z.record(z.string(), z.unknown()).optional(),
-  expires: z.number().int().positive().optional(),
-});
-
-/** The first problem of a failed parse, as one line (`args.on: expected a boolean, got …`). */
-function firstProblem(error: z.ZodError, at: readonly PropertyKey[]): string {
-  const issue = error.issues[0];
-  const line = issue ? describeIssue(issue, at)[0] : undefined;
-  if (!line) return "invalid";
-  return line.startsWith("(top level): ") ? line.slice("(top level): ".length) : line;
-}
+type Checks = typeof import("./command-check.js");
 
 /** The first key JavaScript treats specially, with its path (`args.__proto__`), or null. */
 function forbiddenKey(value: unknown, path: string): string | null {
@@ -117,7 +101,7 @@ function safeId(payload: Buffer | string): string | null {
   try {
     if ((typeof payload === "string" ? Buffer.byteLength(payload) : payload.length) > MAX_COMMAND_BYTES) return null;
     const id = own(JSON.parse(payload.toString()) as unknown, "id");
-    return typeof id === "string" && ID.test(id) ? id : null;
+    return typeof id === "string" && COMMAND_ID.test(id) ? id : null;
   } catch {
     return null;
   }
@@ -158,6 +142,8 @@ export class CommandRouter {
   private readonly answers = new Map<string, CommandResult>();
   /** Set at stop: actuators go to their safe state, and no command may move them after that. */
   private closedBecause: string | null = null;
+  /** The envelope's schema (zod), loaded with the first command (see command-check.ts). */
+  private checks: Checks | null = null;
 
   constructor(
     actuators: readonly Actuator[],
@@ -213,6 +199,8 @@ export class CommandRouter {
   }
 
   private async route(target: string, payload: Buffer | string, origin: string): Promise<CommandResult> {
+    // Loaded at the first command, then at hand: nothing below waits from here on until the id is reserved.
+    const checks = this.checks ?? (this.checks = await import("./command-check.js"));
     const ts = this.now();
     if (this.closedBecause !== null) {
       const raw = safeId(payload);
@@ -233,7 +221,7 @@ export class CommandRouter {
     const rawId = own(raw, "id");
     const echoed = typeof rawId === "string" ? rawId.slice(0, 64) : null;
     // An id that could be a command's is looked up before anything else about the message.
-    const id = typeof rawId === "string" && ID.test(rawId) ? rawId : null;
+    const id = typeof rawId === "string" && COMMAND_ID.test(rawId) ? rawId : null;
     // Synchronous from the lookup to the reservation below, so two copies cannot both pass.
     if (id !== null) {
       const running = this.inflight.get(id);
@@ -250,8 +238,8 @@ export class CommandRouter {
 
     const bad = forbiddenKey(raw, "");
     if (bad !== null) return reject(bad.startsWith("args.") ? `${shown(bad)}: unknown key` : `envelope: ${shown(bad)}: unknown key`);
-    const parsed = envelope.safeParse(raw, { reportInput: true });
-    if (!parsed.success) return reject(`envelope: ${firstProblem(parsed.error, [])}`);
+    const parsed = checks.envelope.safeParse(raw, { reportInput: true });
+    if (!parsed.success) return reject(`envelope: ${checks.firstProblem(parsed.error, [])}`);
     const cmd = parsed.data;
 
     const actuator = this.actuators.get(target);
@@ -268,7 +256,7 @@ export class CommandRouter {
     }
     // The arguments as they came, own keys only: a copy would have turned `__proto__` into a prototype.
     const args = schema.safeParse(own(raw, "args") ?? {}, { reportInput: true });
-    if (!args.success) return reject(firstProblem(args.error, ["args"]), cmd.action);
+    if (!args.success) return reject(checks.firstProblem(args.error, ["args"]), cmd.action);
 
     const lane = this.lane(target);
     if (lane.waiting >= MAX_WAITING_PER_TARGET) {

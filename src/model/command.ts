@@ -23,3 +23,6 @@ export interface Actuator {
   execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>>;
   state(): Record<string, unknown>;
 }
+
+/** A command id: 1–64 letters, digits, '_', '.', ':' or '-'. */
+export const COMMAND_ID = /^[A-Za-z0-9_.:-]{1,64}$/;

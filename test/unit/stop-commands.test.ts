@@ -11,6 +11,7 @@ import { Streetlight } from "../../src/control/streetlight.js";
 import { SimRelay } from "../../src/control/relay.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { HeldRelay } from "../helpers/held-relay.js";
+import { waitFor } from "../helpers/wait.js";
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -45,7 +46,9 @@ describe("commands at stop", () => {
     // The off owed since start hangs on the line; a start waits behind it.
     const a = r.handle("c1", JSON.stringify({ id: "a", action: "stop" }), "mqtt");
     const b = r.handle("c1", JSON.stringify({ id: "b", action: "start" }), "mqtt");
-    await tick();
+    // On the line: the router loads its checks with the first command (a dynamic import), so
+    // this takes more than one turn of the event loop.
+    await waitFor("the stop on the line", () => relay.pending > 0);
     const part = new ActuatorsPart([c], { store: () => {} } as never, silentLogger(), () => r.close());
     const stopping = part.stop();
     await drain(relay, Promise.all([a, b, stopping]));

@@ -3,7 +3,7 @@
  * the first poll) and at stop, first of all parts, while the buses are still open. Each on its
  * own: one that fails is logged and the others still go safe.
  */
-import { Charger } from "../../control/charger.js";
+import type { Charger } from "../../control/charger.js";
 import type { Streetlight } from "../../control/streetlight.js";
 import type { Logger } from "../../model/logger.js";
 import type { Part } from "../parts.js";
@@ -28,11 +28,9 @@ export class ActuatorsPart implements Part {
     // No command may move an actuator after its safe state: not a new one, not one queued.
     await this.closeCommands().catch((err: unknown) => this.log.error({ err: (err as Error).message }, "could not close the command path"));
     await this.each("stop", async (c) => {
-      if (c instanceof Charger) {
-        // The session's record goes to the outbox like any event.
-        const out = await c.stop();
-        this.recorder.store(out.readings, out.events);
-      } else await c.stop();
+      // A charger's session record goes to the outbox like any event (a streetlight has none).
+      const out = await c.stop();
+      if (out) this.recorder.store(out.readings, out.events);
     });
   }
 

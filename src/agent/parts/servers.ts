@@ -7,13 +7,14 @@ import type { Actuator, CommandRouter } from "../../control/commands.js";
 import type { CommandStatus } from "../../model/command.js";
 import type { Logger } from "../../model/logger.js";
 import type { AgentStatus } from "../../model/status.js";
-import { LiveFeed } from "../../ops/live-feed.js";
 import { VERSION } from "../../version.js";
 import type { Config } from "../config.js";
 import { type Part, part } from "../parts.js";
 import type { Recorder } from "../recorder.js";
 
-export function liveFeedPart(cfg: NonNullable<Config["live_feed"]>, recorder: Recorder, log: Logger, bound: (url: string) => void): Part {
+export async function liveFeedPart(cfg: NonNullable<Config["live_feed"]>, recorder: Recorder, log: Logger, bound: (url: string) => void): Promise<Part> {
+  // Loaded when configured (node:http with it), like the OPC UA server and the metrics below.
+  const { LiveFeed } = await import("../../ops/live-feed.js");
   const feed = new LiveFeed({ host: cfg.host, port: cfg.port });
   return part(
     "live feed",
