@@ -2,7 +2,7 @@ import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Agent } from "../agent/agent.js";
-import { checkConfigFile, loadConfig } from "../agent/config.js";
+import { checkConfigApart, loadConfigApart } from "../agent/config-apart.js";
 import { createLogger, type Logger, type LogLevel } from "../ops/logger.js";
 import { Notifier, Watchdog } from "../ops/systemd.js";
 
@@ -12,7 +12,7 @@ import { Notifier, Watchdog } from "../ops/systemd.js";
  * lost); an invalid one is rejected with its errors and the running agent carries on.
  */
 export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }): Promise<void> {
-  const config = loadConfig(configFile);
+  const config = await loadConfigApart(configFile);
   const log = createLogger({ level: opts.logLevel ?? config.log.level });
   const unguard = guardProcess(log);
   let current = config;
@@ -33,7 +33,7 @@ export async function runAgent(configFile: string, opts: { logLevel?: LogLevel }
   let stopping = false;
 
   const reload = async () => {
-    const result = checkConfigFile(configFile);
+    const result = await checkConfigApart(configFile);
     if (!result.ok) {
       log.error(`config reload rejected: ${configFile} has ${result.errors.length} error${result.errors.length === 1 ? "" : "s"}; the running config stays`);
       for (const e of result.errors) log.error(`  ${e}`);

@@ -1,7 +1,9 @@
 /**
  * What the daemon carries: `edge-agent run` on a field config loads the agent and nothing of the
- * technicians' tools (other commands, progress bars, simulators, OPC UA, the embedded broker).
- * Every module costs resident memory for years on a gateway (issue #6, footprint).
+ * technicians' tools (other commands, progress bars, simulators, OPC UA, the embedded broker),
+ * nor the config schema (zod) and the YAML parser, which check the file in a child process, nor
+ * the code of source kinds and actuators the config does not use. Every module costs resident
+ * memory for years on a gateway (issues #6 and #12, footprint).
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -104,8 +106,12 @@ sources:
     const cli = names.filter((n) => n.startsWith("dist/src/cli/") && n !== "dist/src/cli/main.js" && n !== "dist/src/cli/run.js");
     expect(cli).toEqual([]);
     // ws and socks: MQTT.js's WebSocket and SOCKS builders, loaded by its connect() (src/uplink/connect.ts).
-    const unwanted = names.filter((n) => /^dist\/src\/buses\/modbus\/sim\/|^node_modules\/(cli-progress|node-opcua[^/]*|aedes|prom-client|pino-pretty|ws|socks)\//.test(n));
+    // zod and yaml: the config is checked in a child process (src/agent/config-apart.ts).
+    const unwanted = names.filter((n) => /^dist\/src\/buses\/modbus\/sim\/|^node_modules\/(cli-progress|node-opcua[^/]*|aedes|prom-client|pino-pretty|ws|socks|zod|yaml)\//.test(n));
     expect(unwanted).toEqual([]);
+    // Of the source kinds, only those in the config (modbus, simulated); no config pieces, no actuators.
+    const ours = names.filter((n) => /^dist\/src\/(sources\/[^/]+\/type|sources\/(i2c|gpio|opcua)\/|config\/|control\/(charger|streetlight|command-check)|simulators\/)/.test(n));
+    expect(ours).toEqual([]);
   });
 
   it("the uplink does not build MQTT.js's cache of 65,536 number buffers (~7 MB kept for good)", { timeout: 30_000 }, async () => {
