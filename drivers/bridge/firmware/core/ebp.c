@@ -105,6 +105,7 @@ static void write_frame(ebp_ctx_t *ctx, uint8_t chan, uint8_t flags, uint16_t se
     h.flags |= EBP_F_ACK;
     h.ack = (uint16_t)(ctx->expected - 1);
     ctx->ack_due = 0;
+    ctx->unacked_in = 0;
   }
   if (busy_now(ctx)) h.flags |= EBP_F_BUSY;
   n = ebp_frame_encode(&h, payload, plen, ctx->frame, sizeof ctx->frame);
@@ -121,6 +122,16 @@ static void schedule_ack(ebp_ctx_t *ctx) {
     ctx->ack_due = 1;
     ctx->ack_deadline = ctx->now + EBP_ACK_DELAY_US;
   }
+}
+
+/* A REL frame was taken (delivered in order): acknowledged within 20 ms, or at once when half the
+ * session's window (rounded down, at least one) of taken frames is unacknowledged (spec section 4),
+ * so a peer with a full window never waits the 20 ms. */
+static void took_rel(ebp_ctx_t *ctx) {
+  unsigned half = ctx->window / 2u;
+  schedule_ack(ctx);
+  if (ctx->unacked_in < 255) ctx->unacked_in++;
+  if (ctx->unacked_in >= (half ? half : 1u)) write_frame(ctx, EBP_CH_LINK, 0, 0, NULL, 0);
 }
 
 static void send_nak(ebp_ctx_t *ctx);
@@ -169,6 +180,8 @@ static void send_rel(ebp_ctx_t *ctx, uint8_t chan, size_t plen) {
   s->chan = chan;
   s->seq = ctx->next_seq++;
   s->len = (uint16_t)plen;
+  s->resent = 0;
+  s->sent_us = ctx->now;
   memcpy(s->payload, ctx->payload, plen);
   if (ctx->n_out == 0) ctx->rto_deadline = ctx->now + ctx->rto_us;
   ctx->n_out++;
@@ -178,7 +191,8 @@ static void send_rel(ebp_ctx_t *ctx, uint8_t chan, size_t plen) {
 static void resend_all(ebp_ctx_t *ctx) {
   uint8_t i;
   for (i = 0; i < ctx->n_out; i++) {
-    const ebp_slot_t *s = &ctx->slots[(ctx->slot_head + i) % EBP_WINDOW];
+    ebp_slot_t *s = &ctx->slots[(ctx->slot_head + i) % EBP_WINDOW];
+    s->resent = 1;
     write_frame(ctx, s->chan, EBP_F_REL, s->seq, s->payload, s->len);
     ctx->c.retransmits++;
   }
@@ -511,6 +525,9 @@ static void reset_reliable(ebp_ctx_t *ctx) {
   ctx->slot_head = 0;
   ctx->next_seq = 1; /* the Hello is REL frame 0 */
   ctx->rto_us = EBP_RTO_INITIAL_US;
+  ctx->srtt_us = 0;
+  ctx->rttvar_us = 0;
+  ctx->rtt_samples = 0;
   ctx->timeouts = 0;
   ctx->nak_answered = 0;
   ctx->nak_sent = 0;
@@ -519,6 +536,7 @@ static void reset_reliable(ebp_ctx_t *ctx) {
   ctx->expected = 0;
   ctx->have_rel = 0;
   ctx->ack_due = 0;
+  ctx->unacked_in = 0;
 }
 
 static void send_hello_frame(ebp_ctx_t *ctx) {
@@ -590,14 +608,49 @@ static void session_up(ebp_ctx_t *ctx, const edge_agent_bridge_v1_HelloReply *r)
   emit(ctx, EBP_EV_SESSION_UP, w, mf, NULL);
 }
 
+/* One round-trip sample (RFC 6298 section 2, integer microseconds): the first sets SRTT = R and
+ * RTTVAR = R/2; then RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R| and SRTT = 7/8 SRTT + 1/8 R. */
+static void rtt_sample(ebp_ctx_t *ctx, uint64_t r64) {
+  uint32_t r = r64 > 60000000u ? 60000000u : (uint32_t)r64; /* keeps srtt + 4 rttvar within 32 bits */
+  if (ctx->rtt_samples == 0) {
+    ctx->srtt_us = r;
+    ctx->rttvar_us = r / 2u;
+  } else {
+    uint32_t d = ctx->srtt_us > r ? ctx->srtt_us - r : r - ctx->srtt_us;
+    ctx->rttvar_us = (uint32_t)(((uint64_t)ctx->rttvar_us * 3u + d) / 4u);
+    ctx->srtt_us = (uint32_t)(((uint64_t)ctx->srtt_us * 7u + r) / 8u);
+  }
+  ctx->rtt_samples++;
+}
+
+/* RTO after progress: SRTT + 4 RTTVAR, within 300 ms .. 3 s; 300 ms while nothing was measured. */
+static uint32_t rto_from_rtt(const ebp_ctx_t *ctx) {
+  uint64_t rto;
+  if (ctx->rtt_samples == 0) return EBP_RTO_INITIAL_US;
+  rto = (uint64_t)ctx->srtt_us + 4u * (uint64_t)ctx->rttvar_us;
+  if (rto < EBP_RTO_INITIAL_US) rto = EBP_RTO_INITIAL_US;
+  if (rto > EBP_RTO_MAX_US) rto = EBP_RTO_MAX_US;
+  return (uint32_t)rto;
+}
+
 static void handle_ack(ebp_ctx_t *ctx, const ebp_hdr_t *h) {
   if (ctx->n_out) {
     uint16_t una = ctx->slots[ctx->slot_head].seq;
     uint16_t k = (uint16_t)(h->ack - una + 1);
     if (k >= 1 && k <= ctx->n_out) {
+      uint16_t i;
+      /* The newest acknowledged frame sent only once gives the sample (Karn: a resent frame's
+       * ack does not say which sending it answers). */
+      for (i = k; i >= 1; i--) {
+        const ebp_slot_t *s = &ctx->slots[(ctx->slot_head + i - 1) % EBP_WINDOW];
+        if (!s->resent) {
+          rtt_sample(ctx, ctx->now - s->sent_us);
+          break;
+        }
+      }
       ctx->slot_head = (uint8_t)((ctx->slot_head + k) % EBP_WINDOW);
       ctx->n_out = (uint8_t)(ctx->n_out - k);
-      ctx->rto_us = EBP_RTO_INITIAL_US;
+      ctx->rto_us = rto_from_rtt(ctx);
       ctx->timeouts = 0;
       ctx->rto_deadline = ctx->now + ctx->rto_us;
     }
@@ -700,13 +753,13 @@ static void handle_link(ebp_ctx_t *ctx, const ebp_hdr_t *h, const uint8_t *paylo
       edge_agent_bridge_v1_HelloReply r = l->body.hello_reply;
       ctx->expected = 1;
       ctx->have_rel = 1;
-      schedule_ack(ctx);
       if (r.accepted) {
         session_up(ctx, &r);
       } else {
         ctx->state = EBP_S_REFUSED;
         emit(ctx, EBP_EV_REFUSED, 0, 0, r.reason);
       }
+      took_rel(ctx);
     } else if (ctx->have_rel && !seq_after(h->seq, (uint16_t)(ctx->expected - 1))) {
       ctx->c.duplicates++; /* our ack was lost: acknowledge again */
       schedule_ack(ctx);
@@ -754,8 +807,8 @@ static void handle_frame(ebp_ctx_t *ctx, const ebp_hdr_t *h, const uint8_t *payl
     }
     ctx->expected++;
     ctx->have_rel = 1;
-    schedule_ack(ctx);
     deliver(ctx, h, payload, plen);
+    took_rel(ctx);
   } else if (seq_after(h->seq, ctx->expected)) {
     ctx->c.out_of_order++;
     send_nak(ctx);

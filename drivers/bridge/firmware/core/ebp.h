@@ -250,8 +250,10 @@ typedef struct {
 
 typedef struct {
   uint8_t chan;
+  uint8_t resent;   /* sent more than once: its ack gives no round-trip sample (Karn) */
   uint16_t seq;
   uint16_t len;
+  uint64_t sent_us; /* first sending (port clock) */
   uint8_t payload[EBP_MAX_PAYLOAD];
 } ebp_slot_t;
 
@@ -282,7 +284,9 @@ struct ebp_ctx {
   uint16_t next_seq;              /* seq of the next new REL frame */
   ebp_slot_t slots[EBP_WINDOW];   /* unacknowledged REL frames, oldest at slot_head */
   uint8_t slot_head, n_out;
-  uint32_t rto_us;
+  uint32_t rto_us;                /* current RTO: from SRTT/RTTVAR on progress, doubled on timeout */
+  uint32_t srtt_us, rttvar_us;    /* RFC 6298 estimates, integer microseconds (valid when rtt_samples > 0) */
+  uint32_t rtt_samples;           /* round-trip samples this session */
   uint64_t rto_deadline;
   uint8_t timeouts;
   uint16_t nak_answered_ack;
@@ -293,6 +297,7 @@ struct ebp_ctx {
   uint16_t expected;              /* next REL seq expected from the peer */
   uint8_t have_rel;               /* a REL frame arrived this session: send ACK on everything */
   uint8_t ack_due;
+  uint8_t unacked_in;             /* REL frames taken since the last frame that carried our ACK */
   uint64_t ack_deadline;
   uint16_t nak_sent_ack;
   uint64_t nak_sent_at;

@@ -346,9 +346,17 @@ static void test_golden(void) {
 
 /* ---- loopback: board core against a minimal gateway over a lossy in-memory link ---------------- */
 #define QCAP 262144
+#define QCHUNKS 4096
 typedef struct {
   uint8_t buf[QCAP];
   size_t head, len;
+  /* A serial line (sim_t.ns_per_byte > 0): the bytes of each write go out one after another, each
+   * arriving when its last bit is on the wire; `hold_until_us`: nothing arrives before then. */
+  uint64_t pushed, popped, free_at_ns, hold_until_us;
+  struct {
+    uint64_t first, start_ns;
+  } chunk[QCHUNKS];
+  size_t ch_head, ch_len;
 } queue_t;
 
 typedef struct {
@@ -357,6 +365,7 @@ typedef struct {
   unsigned drop_pct, flip_pct; /* per frame written, both directions */
   int cut;                     /* link cut: everything is lost */
   uint32_t dropped, flipped;
+  uint32_t ns_per_byte;        /* 0: bytes arrive at once; 86806: 115200 baud 8N1 (10 bits a byte) */
 } sim_t;
 
 static void q_push(sim_t *s, queue_t *q, const uint8_t *b, size_t n) {
@@ -373,19 +382,43 @@ static void q_push(sim_t *s, queue_t *q, const uint8_t *b, size_t n) {
     tmp[1 + rnd() % (n - 2)] ^= (uint8_t)(1u << (rnd() % 8));
     s->flipped++;
   }
+  if (s->ns_per_byte) {
+    uint64_t now_ns = s->now_us * 1000u, start = q->free_at_ns > now_ns ? q->free_at_ns : now_ns;
+    if (q->len + n > QCAP || q->ch_len == QCHUNKS) {
+      fprintf(stderr, "FAIL: simulated line buffer full\n");
+      failures++;
+      return;
+    }
+    q->chunk[(q->ch_head + q->ch_len++) % QCHUNKS].first = q->pushed;
+    q->chunk[(q->ch_head + q->ch_len - 1) % QCHUNKS].start_ns = start;
+    q->free_at_ns = start + (uint64_t)n * s->ns_per_byte;
+  }
   for (i = 0; i < n && q->len < QCAP; i++) q->buf[(q->head + q->len++) % QCAP] = tmp[i];
+  q->pushed += i;
 }
-static size_t q_pop(queue_t *q, uint8_t *b, size_t n) {
+/* The byte at q->popped has arrived (always, without a line). */
+static int q_arrived(const sim_t *s, queue_t *q) {
+  if (s->now_us < q->hold_until_us) return 0;
+  if (!s->ns_per_byte) return 1;
+  while (q->ch_len > 1 && q->chunk[(q->ch_head + 1) % QCHUNKS].first <= q->popped) {
+    q->ch_head = (q->ch_head + 1) % QCHUNKS;
+    q->ch_len--;
+  }
+  if (q->ch_len == 0) return 0;
+  return q->chunk[q->ch_head].start_ns + (q->popped - q->chunk[q->ch_head].first + 1) * s->ns_per_byte <= s->now_us * 1000u;
+}
+static size_t q_pop(const sim_t *s, queue_t *q, uint8_t *b, size_t n) {
   size_t i;
-  for (i = 0; i < n && q->len; i++) {
+  for (i = 0; i < n && q->len && q_arrived(s, q); i++) {
     b[i] = q->buf[q->head];
     q->head = (q->head + 1) % QCAP;
     q->len--;
+    q->popped++;
   }
   return i;
 }
 
-static int b_read(void *u, uint8_t *b, size_t n) { return (int)q_pop(&((sim_t *)u)->to_board, b, n); }
+static int b_read(void *u, uint8_t *b, size_t n) { return (int)q_pop(u, &((sim_t *)u)->to_board, b, n); }
 static int b_write(void *u, const uint8_t *b, size_t n) {
   q_push(u, &((sim_t *)u)->to_gw, b, n);
   return (int)n;
@@ -404,8 +437,9 @@ static size_t b_uid(void *u, uint8_t *b, size_t m) {
 }
 
 /* The gateway side, as little as the spec allows. */
-#define MAXSEQ 4096
+#define MAXSEQ 16384
 static uint32_t lb_max_frame = 512; /* the gateway's HelloReply.max_frame */
+static uint32_t lb_window = 4;      /* the gateway's HelloReply.window */
 typedef struct {
   sim_t *sim;
   ebp_rx_t rx;
@@ -561,7 +595,7 @@ static void gw_frame(gw_t *g, const ebp_hdr_t *h, const uint8_t *p, size_t n) {
     l.body.hello_reply.accepted = true;
     l.body.hello_reply.utc_us = 1764547200000000ull;
     l.body.hello_reply.max_frame = lb_max_frame;
-    l.body.hello_reply.window = 4;
+    l.body.hello_reply.window = lb_window;
     l.body.hello_reply.heartbeat_ms = 1000;
     gw_send_rel(g, 0, edge_agent_bridge_v1_Link_fields, &l);
     memset(&l, 0, sizeof l);
@@ -584,7 +618,7 @@ static void gw_frame(gw_t *g, const ebp_hdr_t *h, const uint8_t *p, size_t n) {
 static void gw_step(gw_t *g) {
   uint8_t b[256];
   size_t n, i;
-  while ((n = q_pop(&g->sim->to_gw, b, sizeof b)) > 0)
+  while ((n = q_pop(g->sim, &g->sim->to_gw, b, sizeof b)) > 0)
     for (i = 0; i < n; i++)
       if (ebp_rx_byte(&g->rx, b[i]) == EBP_RX_FRAME) {
         ebp_hdr_t h = g->rx.hdr;
@@ -790,6 +824,165 @@ static int loopback(const char *label, unsigned drop, unsigned flip, int cut_at_
   return failures == fails0;
 }
 
+/* A board flooding a 115200-baud line with full windows of 1024-byte frames; once, the gateway's
+ * acks arrive 450 ms late (an agent busy for a moment). A window of eight such frames takes 0.7 s
+ * to go out, so a fixed 300 ms RTO (or one that returns to 300 ms on progress) resends whole
+ * windows; an RTO that follows the measured round trip (RFC 6298) resends nothing. The TypeScript
+ * twin is "on a slow line…" in test/unit/bridge-link.test.ts. */
+static void test_slow_line(void) {
+  static sim_t sim;
+  static gw_t gw;
+  static ebp_ctx_t ctx;
+  static ebp_reading_t ring[2048];
+  board_app_t app;
+  ebp_config_t cfg;
+  ebp_port_t port = {&sim, b_read, b_write, b_now, b_rand, b_uid};
+  const uint32_t total = 12000;
+  const uint64_t pause_at = 6000000u, pause_us = 450000u;
+  uint32_t recorded = 0, s, missing = 0, dup = 0, rto_before = 0;
+  int fails0 = failures, out_at_pause = -1;
+  uint64_t done_at = 0;
+
+  memset(&sim, 0, sizeof sim);
+  memset(&gw, 0, sizeof gw);
+  memset(&app, 0, sizeof app);
+  memset(&cfg, 0, sizeof cfg);
+  sim.ns_per_byte = 86806; /* 115200 baud, 8N1: 11,520 bytes/s */
+  gw.sim = &sim;
+  ebp_rx_init(&gw.rx, 1024);
+  lb_max_frame = 1024;
+  lb_window = 8;
+  cfg.hardware = "room-node/rev-c";
+  cfg.firmware = "1.0.0";
+  cfg.points = lb_points;
+  cfg.n_points = sizeof lb_points / sizeof lb_points[0];
+  cfg.ring = ring;
+  cfg.ring_cap = sizeof ring / sizeof ring[0];
+  cfg.on_command = lb_command;
+  cfg.on_event = lb_event;
+  cfg.user = &app;
+  CHECK(ebp_init(&ctx, &cfg, &port) == 0);
+  while (sim.now_us < 120000000u) {
+    /* more readings than the line carries: the ring never runs dry, every window is full */
+    while (recorded < total && ebp_ring_used(&ctx) < 1024) {
+      ebp_record(&ctx, 1 + recorded % 3, ebp_number(20.0 + recorded * 0.01), EBP_GOOD);
+      recorded++;
+    }
+    if (sim.now_us == pause_at) {
+      out_at_pause = ctx.n_out;
+      rto_before = ctx.rto_us;
+      sim.to_board.hold_until_us = sim.now_us + pause_us;
+    }
+    ebp_poll(&ctx);
+    gw_step(&gw);
+    if (recorded == total && ebp_ring_used(&ctx) == 0) {
+      done_at = sim.now_us;
+      break;
+    }
+    sim.now_us += 1000;
+  }
+  for (s = 1; s <= total; s++) {
+    if (gw.got[s] == 0) missing++;
+    if (gw.got[s] > 1) dup++;
+  }
+  CHECK(done_at > pause_at + pause_us);
+  CHECK(missing == 0 && dup == 0);
+  CHECK(out_at_pause == 8 && ctx.window == 8 && ctx.max_frame == 1024);
+  /* full frames: a numeric reading stamped at a few seconds takes 18 bytes, 55 fit in 1024 */
+  CHECK(gw.rd_count / gw.rd_frames >= 55 && gw.rd_max_frame + 18 > 1024);
+  CHECK(ctx.c.retransmits == 0 && ctx.c.timeouts == 0 && ctx.c.sessions == 1);
+  CHECK(ctx.rtt_samples > 100 && rto_before > EBP_RTO_INITIAL_US + 400000u && ctx.rto_us > EBP_RTO_INITIAL_US);
+  printf("slow line 115200, window 8 x 1024 B, acks paused 450 ms: %u readings in %u frames in %.1f s simulated "
+         "(%.0f readings/s), retransmits %u, timeouts %u, srtt %.0f ms, rttvar %.0f ms, rto %.0f ms (before the pause %.0f ms) %s\n",
+         total, gw.rd_frames, done_at / 1e6, total / (done_at / 1e6), ctx.c.retransmits, ctx.c.timeouts, ctx.srtt_us / 1e3,
+         ctx.rttvar_us / 1e3, ctx.rto_us / 1e3, rto_before / 1e3, failures == fails0 ? "ok" : "FAILED");
+  lb_max_frame = 512;
+  lb_window = 4;
+}
+
+/* Count the pure acks (channel 0, no payload, ACK) the board wrote since the last call. */
+static int pure_acks_out(sim_t *sim, ebp_rx_t *rx, uint16_t *last_ack) {
+  uint8_t b[256];
+  size_t n, i;
+  int acks = 0;
+  while ((n = q_pop(sim, &sim->to_gw, b, sizeof b)) > 0)
+    for (i = 0; i < n; i++)
+      if (ebp_rx_byte(rx, b[i]) == EBP_RX_FRAME && rx->hdr.chan == 0 && rx->plen == 0 && (rx->hdr.flags & EBP_F_ACK)) {
+        acks++;
+        *last_ack = rx->hdr.ack;
+      }
+  return acks;
+}
+
+/* A board that receives much acknowledges at once when half the session's window of REL frames
+ * is unacknowledged, and after 20 ms otherwise (spec section 4). */
+static void test_half_window_ack(uint32_t window) {
+  static sim_t sim;
+  static ebp_ctx_t ctx;
+  static ebp_reading_t ring[8];
+  static gw_t gw;
+  ebp_config_t cfg;
+  ebp_port_t port = {&sim, b_read, b_write, b_now, b_rand, b_uid};
+  ebp_rx_t rx;
+  uint16_t ack = 0;
+  uint32_t half = window / 2 ? window / 2 : 1, i;
+  int fails0 = failures;
+  memset(&sim, 0, sizeof sim);
+  memset(&gw, 0, sizeof gw);
+  memset(&cfg, 0, sizeof cfg);
+  gw.sim = &sim;
+  ebp_rx_init(&gw.rx, 1024);
+  ebp_rx_init(&rx, 1024);
+  cfg.points = lb_points;
+  cfg.n_points = 3;
+  cfg.ring = ring;
+  cfg.ring_cap = 8;
+  lb_window = window;
+  CHECK(ebp_init(&ctx, &cfg, &port) == 0);
+  /* handshake and Describe through the minimal gateway, until everything is acknowledged */
+  for (i = 0; i < 200; i++) {
+    ebp_poll(&ctx);
+    gw_step(&gw);
+    sim.now_us += 1000;
+  }
+  ebp_poll(&ctx); /* the board's clock is now the simulation's, and stays while frames come in */
+  CHECK(ctx.state == EBP_S_UP && ctx.window == window && ctx.n_out == 0 && !ctx.ack_due);
+  pure_acks_out(&sim, &rx, &ack);
+  /* the gateway sends ReadingsAck frames (nothing to answer but the ack), all in one read */
+  for (i = 0; i < half + 1; i++) {
+    edge_agent_bridge_v1_Telemetry t;
+    memset(&t, 0, sizeof t);
+    t.which_body = edge_agent_bridge_v1_Telemetry_ack_tag;
+    t.body.ack.boot_id = ctx.boot_id;
+    gw.n_out = 0;
+    gw_send_rel(&gw, 1, edge_agent_bridge_v1_Telemetry_fields, &t);
+    {
+      uint8_t b[256];
+      size_t n = q_pop(&sim, &sim.to_board, b, sizeof b);
+      uint16_t expect_before = ctx.expected;
+      ebp_input(&ctx, b, n);
+      CHECK(ctx.expected == (uint16_t)(expect_before + 1));
+    }
+    if (i + 1 < half) CHECK(pure_acks_out(&sim, &rx, &ack) == 0); /* not yet: within the 20 ms */
+    if (i + 1 == half) CHECK(pure_acks_out(&sim, &rx, &ack) == 1 && ack == (uint16_t)(ctx.expected - 1));
+  }
+  /* one more frame: its ack waits the 20 ms (no time passed: none now); with a window of 1 every
+   * frame is acknowledged at once */
+  if (half == 1)
+    CHECK(pure_acks_out(&sim, &rx, &ack) == 1 && !ctx.ack_due);
+  else
+    CHECK(pure_acks_out(&sim, &rx, &ack) == 0 && ctx.ack_due);
+  sim.now_us += 19000;
+  ebp_poll(&ctx);
+  CHECK(half == 1 || pure_acks_out(&sim, &rx, &ack) == 0);
+  sim.now_us += 1000;
+  ebp_poll(&ctx);
+  CHECK(half == 1 || (pure_acks_out(&sim, &rx, &ack) == 1 && ack == (uint16_t)(ctx.expected - 1)));
+  printf("half-window ack, window %u: a pure ack at once after %u REL frames, else after 20 ms %s\n", window, half,
+         failures == fails0 ? "ok" : "FAILED");
+  lb_window = 4;
+}
+
 /* multiple boards in one process: two contexts do not share state */
 static void test_two_contexts(void) {
   static ebp_ctx_t a, b;
@@ -826,6 +1019,10 @@ int main(void) {
   test_frames();
   test_golden();
   test_two_contexts();
+  test_half_window_ack(8);
+  test_half_window_ack(5);
+  test_half_window_ack(1);
+  test_slow_line();
   ok &= loopback("clean", 0, 0, 0, 600, 0);
   ok &= loopback("10% dropped", 10, 0, 0, 600, 0);
   ok &= loopback("5% dropped 5% flipped", 5, 5, 0, 600, 0);
