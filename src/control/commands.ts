@@ -10,7 +10,6 @@
  * answered with the first result again. Nothing from outside can make `handle()` reject: what
  * goes wrong below it (an actuator, the store, a logger) becomes an `error` answer.
  */
-import type { z } from "zod";
 import { COMMAND_ID, type CommandResult } from "../model/command.js";
 import type { Logger } from "../model/logger.js";
 
