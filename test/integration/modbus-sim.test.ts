@@ -325,7 +325,9 @@ describe("RTU on a socat pty pair", () => {
   it("modbus-serial and mbpoll read the same values; bad CRC and wrong unit are refused; the client recovers", async () => {
     const { a, b } = await ptyPair();
     const sim = simulator({ 1: "sdm630", 2: "epever" }, { freeze: true });
-    await sim.openSerial({ path: a, baudRate: 9600 });
+    // A pty has no line timing: a request socat hands over in two pieces on a loaded machine must
+    // not be cut by the 4 ms silence of 9600 baud.
+    await sim.openSerial({ path: a, baudRate: 9600, silenceMs: 50 });
     const sdm = profile("sdm630");
     const volts = [0, 2, 4].map((addr) => sim.device(1)!.get(pointAt(sdm, "input", addr).name) as number);
 
@@ -336,7 +338,7 @@ describe("RTU on a socat pty pair", () => {
 
     const c = new ModbusRTU();
     await c.connectRTUBuffered(b, { baudRate: 9600 });
-    c.setTimeout(250);
+    c.setTimeout(5_000);
     cleanups.push(() => closeClient(c));
     for (const [i, addr] of [0, 2, 4].entries()) expect(await read(c, 1, pointAt(sdm, "input", addr))).toBe(volts[i]);
     const battery = pointAt(profile("epever"), "input", 0x3104);
@@ -347,7 +349,9 @@ describe("RTU on a socat pty pair", () => {
     expect((await failure(read(c, 1, voltage))).message).toBe("CRC error");
     sim.setFault(1, { kind: "wrong-unit" });
     // The buffered RTU port skips frames from other units: the request just times out.
+    c.setTimeout(250);
     expect((await failure(read(c, 1, voltage))).errno).toBe("ETIMEDOUT");
+    c.setTimeout(5_000);
     sim.setFault(1, { kind: "exception", code: 2 });
     expect((await failure(read(c, 1, voltage))).modbusCode).toBe(2);
     sim.setFault(1, { kind: "none" });
