@@ -94,6 +94,15 @@ describe("CRC-32", () => {
 });
 
 describe("golden frames (drivers/bridge/golden.json)", () => {
+  it("are the ones the spec prints, byte for byte (docs/firmware-bridge.md, section 12)", () => {
+    const doc = readFileSync("docs/firmware-bridge.md", "utf8");
+    const section = doc.slice(doc.indexOf("<!-- golden frames:"), doc.indexOf("<!-- end of golden frames -->"));
+    const inDoc = new Map([...section.matchAll(/\*\*([a-z0-9_]+)\*\* —[^\n]*\n\n```\n([0-9a-f \n]+)```/g)].map((m) => [m[1]!, m[2]!.replace(/\s+/g, "")]));
+    const golden = JSON.parse(readFileSync("drivers/bridge/golden.json", "utf8")) as Array<{ name: string; wire_hex: string }>;
+    expect(inDoc.size).toBe(golden.length);
+    for (const g of golden) expect(inDoc.get(g.name), g.name).toBe(g.wire_hex.replace(/\s+/g, "").toLowerCase());
+  });
+
   it("cover what the spec lists", () => {
     const names = golden.map((g) => g.name);
     for (const n of ["pure_ack", "hello_request", "hello", "hello_reply_accepted", "hello_reply_refused", "heartbeat", "time_request", "time_reply", "describe", "readings", "readings_ack", "command_write_number", "command_result", "log", "nak_busy", "readings_zeros", "describe_long", "management_smp", "cobs_exact_block"]) {
