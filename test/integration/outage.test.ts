@@ -32,7 +32,9 @@ describe("broker outage", () => {
         url: broker.url,
         reconnect: { min: "200ms", max: "1s" },
         batch: { max_readings: 100, linger: "20ms" },
-        backlog: { rate: 3000, max_inflight: 2 },
+        // Slower than a burst: the store commits live readings every 100 ms (Recorder), so a
+        // backlog drained in one burst would be over before the first live message.
+        backlog: { rate: 1000, max_inflight: 2 },
       },
       store: { path: join(dir, "outbox.db") },
       sources: [
