@@ -354,7 +354,8 @@ describe("RTU on a socat pty pair", () => {
     // On a loaded machine that (ignored) reply may still be on its way when the client gives up;
     // a device answers one request at a time, so the next one waits until it has left.
     await until(() => sim.counters.replies > replies, "the wrong unit's reply sent");
-    await sleep(50);
+    // …and out of the simulator's port (its write drains through socat, slow on a loaded machine).
+    await sleep(1000);
     sim.setFault(1, { kind: "exception", code: 2 });
     expect((await failure(read(c, 1, voltage))).modbusCode).toBe(2);
     sim.setFault(1, { kind: "none" });
