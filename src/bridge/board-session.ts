@@ -147,6 +147,7 @@ export class BoardSession {
   private hello: Hello | null = null;
   private lastHeard = 0;
   private framesSeen = 0;
+  private problemsSeen = 0;
   private nextHelloRequest = 0;
   private nextHeartbeat = 0;
   private nextTimeSync = 0;
@@ -245,11 +246,16 @@ export class BoardSession {
   receive(bytes: Uint8Array): void {
     try {
       this.link.receive(bytes);
-      const l = this.link.stats();
-      if (l.framesIn !== this.framesSeen) {
-        this.framesSeen = l.framesIn;
+      const framesIn = this.link.framesIn;
+      if (framesIn !== this.framesSeen) {
+        this.framesSeen = framesIn;
         this.lastHeard = this.clock.now();
       }
+      // The full snapshot only when something went wrong (not per chunk on a busy link).
+      const problems = this.link.problems;
+      if (problems === this.problemsSeen) return;
+      this.problemsSeen = problems;
+      const l = this.link.stats();
       // Once per kind in the log (the counts are in the status and the metrics).
       if (l.unknownChannel > 0) this.warnOnce("unknown-channel", `${this.o.name}: frames on a channel this gateway does not know (counted as unknown channel)`);
       if (l.oversized > 0) this.warnOnce("oversized", `${this.o.name}: a chunk longer than the largest frame (${this.o.maxFrame ?? GATEWAY_MAX_FRAME} bytes) was dropped (counted as oversized)`);

@@ -57,6 +57,12 @@ export class FrameDecoder {
     this.onGarbage = options.onGarbage;
   }
 
+  /** Chunks discarded so far, of every kind: a cheap check that something went wrong. */
+  get discarded(): number {
+    const c = this.counts;
+    return c.garbage + c.oversized + c.crcErrors + c.badVersion;
+  }
+
   /** Counters so far (a copy). */
   stats(): DecoderStats {
     return { ...this.counts };

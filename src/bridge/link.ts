@@ -210,6 +210,16 @@ export class Link {
     this.decoder = new FrameDecoder({ maxFrame, onGarbage: (text) => this.call("garbage", () => this.events.garbage?.(text)) });
   }
 
+  /** Valid frames received so far (without building a stats snapshot). */
+  get framesIn(): number {
+    return this.counts.framesIn;
+  }
+
+  /** Chunks discarded and frames on unknown channels so far: changes when something went wrong. */
+  get problems(): number {
+    return this.decoder.discarded + this.counts.unknownChannel;
+  }
+
   /** A session is up: REL frames can be sent and are taken. */
   get inSession(): boolean {
     return this.active;
