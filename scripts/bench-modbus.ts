@@ -19,6 +19,8 @@
  *     counting what arrives; a URL uses that broker; without, the uplink points at a closed port
  *     (readings stored, never sent).
  *   --compare-flags: the same run again without any node flag.
+ *   --node-flags="--trace-gc" (alone or with others): also prints the agent's allocation rate over
+ *     the measured window, from V8's GC trace (heap before each GC minus heap after the one before).
  *   --compare-node-red DIR: the same poll by Node-RED installed in DIR (README "Performance"),
  *     sampled the same way, with a flow built here (nodeRedFlow) or --node-red-flow FILE.
  *   The footprint run of issue 12: --only poll --connections 50 --points 21 --broker mosquitto
@@ -220,6 +222,52 @@ interface Sampled {
 }
 
 /** CPU and RSS of process `pid` for `seconds`, read from /proc every second. */
+/**
+ * Reads a child's --trace-gc lines ("… 1234 ms: Scavenge 9.8 (12.0) -> 8.1 (12.0) MB, …"): what
+ * it allocated between start() and stop() is the sum of each GC's heap before minus the heap after
+ * the GC before it (V8's MB are MiB; reported here in 10^6 bytes like the rest of the bench).
+ */
+function gcTrace(child: ChildProcess): { start(): void; stop(): { mbPerSecond: number; seconds: number; scavenges: number; full: number; heapAfter: number } | null } {
+  const LINE = /(\d+) ms: ([A-Za-z -]+?)(?: \([^)]*\))? ([\d.]+) \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/;
+  let on = false;
+  let prevAfter: number | null = null;
+  let t0: number | null = null;
+  let t1 = 0;
+  let allocated = 0;
+  let scavenges = 0;
+  let full = 0;
+  let buf = "";
+  child.stdout!.on("data", (b: Buffer) => {
+    buf += b.toString();
+    const lines = buf.split("\n");
+    buf = lines.pop()!;
+    for (const line of lines) {
+      const m = LINE.exec(line);
+      if (!m) continue;
+      const [t, kind, before, after] = [Number(m[1]), m[2]!, Number(m[3]), Number(m[4])];
+      if (on && prevAfter !== null) {
+        if (t0 === null) t0 = t;
+        else allocated += Math.max(0, before - prevAfter);
+        t1 = t;
+        if (t0 !== t) {
+          if (kind.startsWith("Scavenge")) scavenges++;
+          else full++;
+        }
+      }
+      prevAfter = after;
+    }
+  });
+  return {
+    start: () => void (on = true),
+    stop: () => {
+      on = false;
+      if (t0 === null || t1 <= t0) return null;
+      const seconds = (t1 - t0) / 1000;
+      return { mbPerSecond: (allocated * 1024 * 1024) / 1e6 / seconds, seconds, scavenges, full, heapAfter: prevAfter ?? 0 };
+    },
+  };
+}
+
 async function sampleProcess(pid: number | undefined, seconds: number): Promise<Sampled> {
   const t0 = performance.now();
   const cpu0 = childCpuSeconds(pid) ?? 0;
@@ -400,8 +448,10 @@ async function runAgent(env: PollEnv, seconds: number, flags: string[], nodeEnv:
 
     const childEnv: NodeJS.ProcessEnv = { ...process.env, ...nodeEnv };
     if (!("NODE_OPTIONS" in nodeEnv)) delete childEnv.NODE_OPTIONS;
-    const child = track(spawn(process.execPath, [...flags, MAIN, "run", "--config", file], { stdio: ["ignore", "ignore", "pipe"], env: childEnv }));
+    const traceGc = flags.includes("--trace-gc");
+    const child = track(spawn(process.execPath, [...flags, MAIN, "run", "--config", file], { stdio: ["ignore", traceGc ? "pipe" : "ignore", "pipe"], env: childEnv }));
     agent = child;
+    const gc = traceGc ? gcTrace(child) : null;
     let stderr = "";
     child.stderr!.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
     const socket = controlSocketPath(config)!;
@@ -423,7 +473,9 @@ async function runAgent(env: PollEnv, seconds: number, flags: string[], nodeEnv:
     const first = await ask();
     const simCpu0 = childCpuSeconds(env.sim.pid);
     const delivered0 = env.delivered ? { ...env.delivered } : null;
+    gc?.start();
     const sampled = await sampleProcess(child.pid, seconds);
+    const alloc = gc?.stop() ?? null;
     const simCpu1 = childCpuSeconds(env.sim.pid);
     const last = await ask();
     const wallMs = sampled.wallMs;
@@ -467,6 +519,12 @@ async function runAgent(env: PollEnv, seconds: number, flags: string[], nodeEnv:
         `  note: ticks were skipped: each connection is one queue (one request at a time) and answered ${fmt(perLine)} requests/s ` +
           `(${(1000 / perLine).toFixed(2)} ms each, the simulator's 2 ms turnaround included), so a cycle of ${fmt(planned / groups.length)} requests per connection ` +
           `takes ~${(planned / groups.length / perLine).toFixed(2)} s; try --connections to spread the meters over several connections`,
+      );
+    }
+    if (alloc) {
+      console.log(
+        `  allocation (--trace-gc): ${alloc.mbPerSecond.toFixed(2)} MB/s over ${alloc.seconds.toFixed(0)} s; ` +
+          `${alloc.scavenges} scavenges (${(alloc.scavenges / alloc.seconds).toFixed(2)}/s), ${alloc.full} full GCs; heap after the last GC ${alloc.heapAfter.toFixed(1)} MB`,
       );
     }
     const shown = [...Object.entries(childEnv).filter(([k]) => k === "NODE_OPTIONS" || k.startsWith("MALLOC_")).map(([k, v]) => `${k}=${v}`), "node", ...flags].join(" ");
