@@ -107,7 +107,9 @@ sources:
     expect(cli).toEqual([]);
     // ws and socks: MQTT.js's WebSocket and SOCKS builders, loaded by its connect() (src/uplink/connect.ts).
     // zod and yaml: the config is checked in a child process (src/agent/config-apart.ts).
-    const unwanted = names.filter((n) => /^dist\/src\/buses\/modbus\/sim\/|^node_modules\/(cli-progress|node-opcua[^/]*|aedes|prom-client|pino-pretty|ws|socks|zod|yaml)\//.test(n));
+    // serialport and its native binding: this config has Modbus TCP only; modbus-serial's own
+    // serial classes would load them, and are kept from doing so (src/buses/modbus/modbus-serial.ts).
+    const unwanted = names.filter((n) => /^dist\/src\/buses\/modbus\/sim\/|^node_modules\/(cli-progress|node-opcua[^/]*|aedes|prom-client|pino-pretty|ws|socks|zod|yaml|serialport|@serialport\/[^/]+)\//.test(n));
     expect(unwanted).toEqual([]);
     // Of the source kinds, only those in the config (modbus, simulated); no config pieces, no actuators.
     const ours = names.filter((n) => /^dist\/src\/(sources\/[^/]+\/type|sources\/(i2c|gpio|opcua)\/|config\/|control\/(charger|streetlight|command-check)|simulators\/)/.test(n));

@@ -19,7 +19,7 @@
  */
 import { EventEmitter } from "node:events";
 import { Socket } from "node:net";
-import { SerialPort } from "serialport";
+import type { SerialPort } from "serialport";
 import { crc16, findRtuReply, MAX_RTU_FRAME, mbapFrame, parseMbap, rtuReplyLength } from "./frames.js";
 import type { ModbusTransport } from "./link.js";
 
@@ -157,6 +157,8 @@ function serialStream(t: Extract<ModbusTransport, { kind: "rtu" }>): Stream {
       return port?.isOpen ?? false;
     },
     async open(onData, onClose) {
+      // Loaded on first use: a gateway with TCP devices only never pays for the native binding.
+      const { SerialPort } = await import("serialport");
       const p = new SerialPort({ path: t.device, baudRate: t.baud, parity: t.parity, dataBits: t.dataBits, stopBits: t.stopBits, autoOpen: false });
       await new Promise<void>((resolve, reject) => p.open((err) => (err ? reject(err) : resolve())));
       port = p;

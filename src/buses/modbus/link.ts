@@ -7,7 +7,7 @@
  * Every failure becomes a ModbusError of a kind a technician can act on: timeout, CRC error,
  * exception (with its code), reply from the wrong unit, truncated frame, disconnected.
  */
-import modbusSerial from "modbus-serial";
+import { modbusSerial } from "./modbus-serial.js";
 
 // A CommonJS module whose class is also its `default` property: the one form both TypeScript
 // (NodeNext) and Node agree on.
