@@ -178,7 +178,7 @@ export class TwoSlotFlash {
     const s = this.s;
     const off = body.get("off");
     const data = body.get("data");
-    if (typeof off !== "number" || !Number.isInteger(off) || off < 0 || !(data instanceof Uint8Array)) return rc(RC.EINVAL);
+    if (typeof off !== "number" || !Number.isSafeInteger(off) || off < 0 || off > this.slotSize || !(data instanceof Uint8Array)) return rc(RC.EINVAL);
     if (off === 0) {
       const len = body.get("len");
       const sha = body.get("sha");
