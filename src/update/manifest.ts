@@ -9,7 +9,8 @@
  * order, UTF-8, each line ending in "\n" — reproducible with any ed25519 tool
  * (`openssl pkeyutl -sign -rawin`), no JSON canonicalisation to get wrong.
  */
-import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
+import { createPrivateKey, type KeyObject, sign, verify } from "node:crypto";
+import { ed25519PublicKey } from "../model/ed25519.js";
 import { compareVersions, parseVersion, readImageHeader, sha256 } from "./image.js";
 
 export const MANIFEST_FORMAT = "edge-agent-manifest/1";
@@ -116,19 +117,8 @@ export function parseManifest(text: string | Uint8Array): Manifest {
   };
 }
 
-/** A public key from the config: base64 of the raw 32 bytes, base64 SPKI DER, or PEM. Throws on anything else. */
-export function publicKey(text: string): KeyObject {
-  const t = text.trim();
-  let key: KeyObject;
-  if (t.startsWith("-----BEGIN")) key = createPublicKey(t);
-  else {
-    const der = Buffer.from(t, "base64");
-    if (der.length === 32) key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: der.toString("base64url") }, format: "jwk" });
-    else key = createPublicKey({ key: der, format: "der", type: "spki" });
-  }
-  if (key.asymmetricKeyType !== "ed25519") throw new Error(`an ${key.asymmetricKeyType} key, not ed25519`);
-  return key;
-}
+/** A public key from the config (base64 raw, base64 SPKI or PEM). */
+export const publicKey = ed25519PublicKey;
 
 /** Checks the signature with the trusted keys (by name). Throws ManifestError. */
 export function checkSignature(m: Manifest, keys: ReadonlyMap<string, KeyObject>): void {

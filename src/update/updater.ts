@@ -138,19 +138,7 @@ export class Updater {
       return existing;
     }
     const { manifest: m, image } = request;
-    const board = this.boardOf(request.board);
-    if (!board) throw new UpdateRefused(`no board named '${request.board}' (bridge sources: see \`edge-agent bridge list\`)`, "unknown-board");
-    try {
-      checkSignature(m, this.settings.keys);
-      checkImage(m, image);
-      const hello = board.helloInfo();
-      if (hello) this.checkBoard(m, board, hello);
-    } catch (err) {
-      if (err instanceof ManifestError) throw new UpdateRefused(err.message, err.code);
-      throw err;
-    }
-    const active = this.store.active(request.board);
-    if (active) throw new UpdateRefused(`board '${request.board}' has an update in progress (${active.id}, ${active.state})`, "busy");
+    this.check(request);
     let path: string;
     try {
       path = this.images.put(image, this.store.imagesInUse());
@@ -178,6 +166,27 @@ export class Updater {
     this.emit(job, `update to ${m.image.version} accepted`);
     if (this.started) this.launch(job);
     return job;
+  }
+
+  /**
+   * Every check submit() makes, without submitting: the manifest's signature, the image, the
+   * board (when it has said hello), and no update in progress on it. Throws UpdateRefused.
+   */
+  check(request: { board: string; manifest: Manifest; image: Uint8Array }): void {
+    const { manifest: m, image } = request;
+    const board = this.boardOf(request.board);
+    if (!board) throw new UpdateRefused(`no board named '${request.board}' (bridge sources: see \`edge-agent bridge list\`)`, "unknown-board");
+    try {
+      checkSignature(m, this.settings.keys);
+      checkImage(m, image);
+      const hello = board.helloInfo();
+      if (hello) this.checkBoard(m, board, hello);
+    } catch (err) {
+      if (err instanceof ManifestError) throw new UpdateRefused(err.message, err.code);
+      throw err;
+    }
+    const active = this.store.active(request.board);
+    if (active) throw new UpdateRefused(`board '${request.board}' has an update in progress (${active.id}, ${active.state})`, "busy");
   }
 
   /** Resolves when the job is finished (or the updater stops). */
@@ -255,7 +264,7 @@ export class Updater {
 
   /** An SMP request that gives up when the updater stops (its job stays where it is on disk). */
   private request(board: UpdatableBoard, req: SmpRequest): Promise<Map<string, unknown>> {
-    this.check();
+    this.alive();
     const signal = this.abort.signal;
     return new Promise((resolve, reject) => {
       const onAbort = () => reject(new Aborted());
@@ -273,13 +282,13 @@ export class Updater {
     });
   }
 
-  private check(): void {
+  private alive(): void {
     if (this.abort.signal.aborted) throw new Aborted();
   }
 
   /** The board's hello once it is online (now or within offlineTimeoutMs). */
   private async waitOnline(board: UpdatableBoard, timeoutMs = this.settings.offlineTimeoutMs): Promise<HelloInfo> {
-    this.check();
+    this.alive();
     const now = board.helloInfo();
     if (board.online && now) return now;
     return new Promise<HelloInfo>((resolve, reject) => {
@@ -327,7 +336,7 @@ export class Updater {
     let off = 0; // every (re)start asks the board first (off 0 with len and sha): it says how far it got
     let first = true;
     while (!(matched === true)) {
-      this.check();
+      this.alive();
       try {
         if (!board.online) await this.waitOnline(board);
         const packet = board.maxManagementPacket;
@@ -473,7 +482,7 @@ export class Updater {
    * session counts only if `current` accepts it (the board may not have reset yet).
    */
   private nextHello(board: UpdatableBoard, timeoutMs: number, accept: (h: HelloInfo) => boolean, current: (h: HelloInfo) => boolean = () => false): Promise<HelloInfo | null> {
-    this.check();
+    this.alive();
     const cur = board.helloInfo();
     if (board.online && cur && current(cur)) return Promise.resolve(cur);
     return new Promise((resolve, reject) => {
@@ -493,7 +502,7 @@ export class Updater {
   }
 
   private watch(board: UpdatableBoard, ms: number, want: string): Promise<{ heartbeats: number; readings: number; reset: string | null; resetTo: string | null }> {
-    this.check();
+    this.alive();
     return new Promise((resolve, reject) => {
       const v = { heartbeats: 0, readings: 0, reset: null as string | null, resetTo: null as string | null };
       const done = (f: () => void) => {

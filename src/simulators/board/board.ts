@@ -98,6 +98,8 @@ export interface SimBoardOptions {
    * hash, and a test image's behaviour (`crash`, `silent`) is acted out. Default none (no updates).
    */
   flash?: TwoSlotFlash;
+  /** Called after anything changed the flash (an SMP write, a boot): where a board process persists it. */
+  flashChanged?: () => void;
 }
 
 export type SimBoardState = "off" | "hello" | "session" | "refused";
@@ -246,6 +248,7 @@ export class SimBoard {
   private imageHash: Uint8Array;
   private firmware: string;
   readonly flash: TwoSlotFlash | undefined;
+  private readonly flashChanged: () => void;
   private schemaHash: number;
   private faults: SimBoardFaults;
 
@@ -329,6 +332,7 @@ export class SimBoard {
     this.imageHash = createHash("sha256").update(`${this.profile.hardware} ${this.profile.firmware}`).digest();
     this.firmware = this.profile.firmware;
     this.flash = options.flash;
+    this.flashChanged = options.flashChanged ?? (() => undefined);
     let id = 1;
     const add = (spec: SimPointSpec, child: string) => {
       const p: PointState = { id: id++, spec, child, phase: this.values() * 2 * Math.PI, value: spec.writable?.initial ?? (spec.type === "bool" ? false : 0) };
@@ -548,6 +552,7 @@ export class SimBoard {
     let behaviour = "ok";
     if (this.flash) {
       this.flash.boot();
+      this.flashChanged();
       this.firmware = this.flash.running.version;
       this.imageHash = this.flash.running.hash;
       behaviour = this.flash.behaviour;
@@ -701,6 +706,7 @@ export class SimBoard {
     } else if (chan === CHANNEL.MANAGEMENT && this.flash) {
       const { response, reset } = this.flash.handle(payload);
       this.counts.smpRequests++;
+      if (response) this.flashChanged();
       if (response) this.sendReliable(CHANNEL.MANAGEMENT, response);
       // As MCUmgr: the reset comes a moment after its response has left.
       if (reset) this.timer("smpReset", SMP_RESET_DELAY_MS, () => this.reboot(ResetReason.RESET_SOFTWARE));

@@ -71,6 +71,11 @@ export class TwoSlotFlash {
     };
   }
 
+  /** A flash whose slot 0 holds a test image of this version. */
+  static withVersion(version: string, options: Omit<FlashOptions, "initial"> = {}): TwoSlotFlash {
+    return new TwoSlotFlash({ ...options, initial: buildTestImage({ version }) });
+  }
+
   get running(): Slot {
     return this.s.primary;
   }
