@@ -136,7 +136,10 @@ export class Agent {
       for (const c of cfg.chargers) controllers.push(createCharger(c, control));
     }
     this.actuators.push(...controllers);
-    for (const s of sources) this.actuators.push(...(s.source.actuators?.() ?? []));
+    // Firmware updates (loaded only with `updates:`): an `update` action on each board's target.
+    const updates = cfg.updates ? (await import("./parts/updates.js")).createUpdates(cfg, sources, (events) => this.recorder.store([], events), log) : null;
+    const boardTargets = sources.flatMap((s) => s.source.actuators?.() ?? []);
+    this.actuators.push(...(updates ? updates.wrap(boardTargets) : boardTargets));
     this.processors.push(...controllers);
     this.polling = new Polling(sources, this.processors, this.scheduler, this.recorder, log);
     const outbox = this.store_.outbox!;
@@ -162,11 +165,18 @@ export class Agent {
 
     const socketPath = controlSocketPath(cfg);
     if (socketPath) {
-      const socket = new ControlSocket(socketPath, async (req) => (req.op === "status" ? this.status() : req.op === "dead-letters" ? this.deadLetters(req) : command(req.target, req.payload, "local")));
+      const socket = new ControlSocket(socketPath, async (req) => {
+        if (req.op === "status") return this.status();
+        if (req.op === "dead-letters") return this.deadLetters(req);
+        if (req.op === "command") return command(req.target, req.payload, "local");
+        if (!updates) throw new Error("firmware updates are off in this agent's config (no `updates:` section)");
+        return updates.control(req);
+      });
       if (!(await parts.start(part("control socket", () => socket.start(), () => socket.stop())))) {
         log.warn(`no control socket at ${socketPath} (edge-agent status and local commands will not reach this agent)`);
       }
     }
+    if (updates) await parts.start(updates.part);
     await parts.start(this.polling);
     await parts.start(safety, { safety: true });
     await parts.start(this.loops());

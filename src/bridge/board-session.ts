@@ -17,6 +17,7 @@ import { BoardClock } from "./clock.js";
 import { CHANNEL, GATEWAY_MAX_FRAME, PROTOCOL_VERSION } from "./frame.js";
 import { Link, type LinkClock, systemClock } from "./link.js";
 import {
+  Capability,
   type CommandResult as BoardCommandResult,
   CommandStatus,
   decodeCommands,
@@ -33,6 +34,7 @@ import {
   type Reading as BoardReading,
   ResetReason,
 } from "./messages.js";
+import { SmpClient } from "./management.js";
 import { formatSchemaHash, SCHEMA_HASH } from "./schema.js";
 
 export interface BoardSessionOptions {
@@ -91,7 +93,18 @@ export interface HelloInfo {
   schemaHash: string;
   /** Built from the same bridge.proto as this gateway. */
   schemaOk: boolean;
+  /** SHA-256 of the running image (hex), "" if the board does not say. */
+  imageHash: string;
+  /** The board answers SMP on the management channel (firmware updates; CAP_MANAGEMENT). */
+  management: boolean;
 }
+
+/** What the firmware update's health gate watches (src/update/). */
+export type BoardEvent =
+  | { kind: "online"; hello: HelloInfo }
+  | { kind: "heartbeat" }
+  | { kind: "readings"; count: number }
+  | { kind: "offline"; reason: string };
 
 export interface BoardLogLine {
   ts: number;
@@ -110,6 +123,21 @@ const TICK_MS = 100;
 const BOOTS_KEPT = 4;
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+function helloInfo(h: Hello): HelloInfo {
+  return {
+    id: hex(h.boardId),
+    hardware: h.hardware.slice(0, 64),
+    firmware: h.firmware.slice(0, 64),
+    bootId: hex32(h.bootId),
+    resetReason: RESET_NAMES[h.resetReason] ?? `code ${h.resetReason}`,
+    protocol: h.protocol,
+    schemaHash: formatSchemaHash(h.schemaHash),
+    schemaOk: h.schemaHash === SCHEMA_HASH,
+    imageHash: h.imageHash.length === 32 ? hex(h.imageHash) : "",
+    management: (h.capabilities & Capability.CAP_MANAGEMENT) !== 0,
+  };
+}
 const hex32 = (n: number): string => (n >>> 0).toString(16).padStart(8, "0");
 
 const RESET_NAMES: Record<number, string> = {
@@ -181,6 +209,9 @@ export class BoardSession {
   private ringDropped: number | null = null;
   private lastOkTs: number | null = null;
   private lastError: string | null = null;
+  private readonly observers = new Set<(ev: BoardEvent) => void>();
+  /** The board's SMP server on the management channel (firmware updates). */
+  readonly smp: SmpClient;
 
   constructor(
     options: BoardSessionOptions,
@@ -199,6 +230,39 @@ export class BoardSession {
       },
       { role: "gateway", maxFrame: options.maxFrame ?? GATEWAY_MAX_FRAME, window: options.window ?? 8, clock: this.clock },
     );
+    const sent = new Set(["sent", "queued"]);
+    this.smp = new SmpClient({ send: (p) => this.online && sent.has(this.link.send(CHANNEL.MANAGEMENT, p, { reliable: true })) }, 5000, this.clock);
+  }
+
+  /** Watches the board's sessions, heartbeats and readings; returns the function that stops watching. */
+  observe(listener: (ev: BoardEvent) => void): () => void {
+    this.observers.add(listener);
+    return () => this.observers.delete(listener);
+  }
+
+  /** The accepted hello of the current (or last) session, as a technician reads it. */
+  helloInfo(): HelloInfo | null {
+    return this.hello ? helloInfo(this.hello) : null;
+  }
+
+  /** The largest management (SMP) packet one frame carries in this session. */
+  get maxManagementPacket(): number {
+    return this.link.maxPayload;
+  }
+
+  private emit(ev: BoardEvent): void {
+    for (const l of this.observers) {
+      try {
+        l(ev);
+      } catch (err) {
+        this.warnOnce("observer", `${this.o.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** The board's name in the config. */
+  get name(): string {
+    return this.o.name;
   }
 
   get state(): BoardStatus["state"] {
@@ -235,6 +299,8 @@ export class BoardSession {
     this.timer = undefined;
     this.link.endSession();
     this.failCommands(`board ${this.o.name} ${reason}`);
+    this.smp.fail(`board ${this.o.name} ${reason}`);
+    if (this.state_ === "online") this.emit({ kind: "offline", reason });
     if (this.state_ === "online") {
       this.markOffline();
       this.o.log.warn({ board: this.o.name }, `board offline: ${reason}`);
@@ -464,8 +530,10 @@ export class BoardSession {
         return this.onCommands(payload);
       case CHANNEL.LOG:
         return this.onLog(payload);
+      case CHANNEL.MANAGEMENT:
+        if (this.online) this.smp.receive(payload);
+        return;
       default:
-        // Management (SMP) is the next issue's: counted, not used.
         this.warnOnce(`chan-${chan}`, `${this.o.name}: frames on channel ${chan} ignored (not used by this gateway)`);
     }
   }
@@ -487,6 +555,7 @@ export class BoardSession {
         if (this.online) {
           this.ringUsed = body.value.ringUsed;
           this.ringDropped = body.value.ringDropped;
+          this.emit({ kind: "heartbeat" });
         }
         return;
       case "timeReply": {
@@ -506,17 +575,7 @@ export class BoardSession {
   private onHello(h: Hello): void {
     const id = hex(h.boardId);
     if (this.o.heard) {
-      const info: HelloInfo = {
-        id,
-        hardware: h.hardware.slice(0, 64),
-        firmware: h.firmware.slice(0, 64),
-        bootId: hex32(h.bootId),
-        resetReason: RESET_NAMES[h.resetReason] ?? `code ${h.resetReason}`,
-        protocol: h.protocol,
-        schemaHash: formatSchemaHash(h.schemaHash),
-        schemaOk: h.schemaHash === SCHEMA_HASH,
-      };
-      if (!this.o.heard(info)) {
+      if (!this.o.heard(helloInfo(h))) {
         this.link.endSession();
         return;
       }
@@ -558,6 +617,7 @@ export class BoardSession {
     const c = this.clockOf(h.bootId);
     c.coarseOffsetUs = Number(h.uptimeUs) - this.utcMs() * 1000;
     if (!sameBoot) {
+      this.smp.fail(`board ${this.o.name} restarted`);
       this.points.clear();
       this.describing.clear();
       for (const child of this.children) this.push(`${child}/online`, false, "good", this.utcMs());
@@ -583,6 +643,7 @@ export class BoardSession {
       was === "online" ? "board session restarted" : "board online",
     );
     this.updateBusy();
+    this.emit({ kind: "online", hello: helloInfo(h) });
   }
 
   private clockOf(boot: number): { clock: BoardClock; coarseOffsetUs: number | null } {
@@ -679,6 +740,7 @@ export class BoardSession {
       added++;
     });
     if (added > 0) {
+      this.emit({ kind: "readings", count: added });
       this.received.set(key, last);
       this.pendingAcks.set(key, { boot, upto: last });
       if (this.received.size > 64) this.received.delete(this.received.keys().next().value!);
@@ -808,6 +870,8 @@ export class BoardSession {
     if (this.stopped) return;
     this.link.endSession();
     this.failCommands(`board ${this.o.name}: ${reason}`);
+    this.smp.fail(`board ${this.o.name}: ${reason}`);
+    this.emit({ kind: "offline", reason });
     if (this.state_ === "online") {
       this.markOffline();
       this.o.log.warn({ board: this.o.name }, `board offline: ${reason}`);

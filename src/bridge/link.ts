@@ -210,6 +210,11 @@ export class Link {
     this.decoder = new FrameDecoder({ maxFrame, onGarbage: (text) => this.call("garbage", () => this.events.garbage?.(text)) });
   }
 
+  /** The largest payload one frame carries in this session. */
+  get maxPayload(): number {
+    return this.maxFrame - FRAME_OVERHEAD;
+  }
+
   /** Valid frames received so far (without building a stats snapshot). */
   get framesIn(): number {
     return this.counts.framesIn;

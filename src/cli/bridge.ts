@@ -11,6 +11,7 @@ import { SerialLink } from "../buses/serial/serial-link.js";
 import { UserError } from "../model/errors.js";
 import type { AgentStatus, BoardStatus } from "../model/status.js";
 import { candidatePorts } from "../sources/bridge/finder.js";
+import { registerBridgeUpdate } from "./bridge-update.js";
 import { sendCommand } from "./control.js";
 import { formatAge, parseDuration, printJson, table } from "./output.js";
 import { agentStatus, boardLine } from "./status.js";
@@ -61,6 +62,11 @@ With the agent running (it owns the boards' ports):
   edge-agent bridge read room-node -c agent.yaml its last values
   edge-agent bridge log room-node -c agent.yaml  its last log lines
   edge-agent bridge send room-node setpoint 21 -c agent.yaml
+  edge-agent bridge update room-node --image fw.bin --manifest fw.json -c agent.yaml
+  edge-agent bridge images room-node -c agent.yaml its firmware slots and last updates
+For the firmware engineer:
+  edge-agent bridge keygen --out release.pem    a signing key (public part for updates.keys)
+  edge-agent bridge sign --key release.pem --image fw.bin --hardware room-node/rev-c --out fw.json
 With the agent stopped:
   edge-agent bridge probe                        who answers on /dev/ttyACM*, /dev/ttyUSB*…`,
     );
@@ -161,6 +167,8 @@ With the agent stopped:
       if (result.status === "rejected") process.exitCode = 2;
       else if (result.status === "error") process.exitCode = 1;
     });
+
+  registerBridgeUpdate(bridge);
 
   bridge
     .command("probe")

@@ -5,6 +5,7 @@
  * `edge-agent simulate board`: a firmware-bridge board (docs/firmware-bridge.md) on a serial
  * device, with scriptable faults, for trying a gateway's bridge config without the board.
  */
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import type { ModbusProfile } from "../../drivers/modbus/types.js";
@@ -34,7 +35,9 @@ import {
   type SimBoardStats,
   toHex,
 } from "../simulators/board/board.js";
+import { TwoSlotFlash } from "../simulators/board/flash.js";
 import { boardProfile, boardProfileNames } from "../simulators/board/profiles.js";
+import { buildTestImage, parseVersion } from "../update/image.js";
 import type { TargetFlags } from "./modbus-target.js";
 import { parseDuration } from "./output.js";
 
@@ -244,6 +247,8 @@ export interface SimulateBoardFlags {
   ring?: string;
   maxFrame?: string;
   window?: string;
+  flash?: string;
+  firmwareVersion?: string;
   json?: boolean;
 }
 
@@ -266,6 +271,31 @@ export interface BoardPlan {
   scripted: ScriptedBoardFaults;
   /** The --faults text as given, for the start line. */
   faultsText: string;
+  /** Where the flash is kept between runs (--flash). */
+  flashFile?: string | undefined;
+}
+
+/** The board's flash from its file, or a new one whose slot 0 holds a test image of `version`. */
+function loadFlash(path: string, version: string): TwoSlotFlash {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new UserError(`--flash ${path}: ${(err as Error).message}`);
+    return new TwoSlotFlash({ initial: buildTestImage({ version }) });
+  }
+  try {
+    return TwoSlotFlash.load(text);
+  } catch (err) {
+    throw new UserError(`--flash ${path}: not a simulated board's flash (${(err as Error).message})`);
+  }
+}
+
+/** Writes the flash so a kill (a power cut) keeps what was written, as real flash does. */
+function saveFlash(path: string, flash: TwoSlotFlash): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, flash.save());
+  renameSync(tmp, path);
 }
 
 const BOARD_FAULT_HELP = "bitflip=P, drop=P, dup=P (P a probability, 0-1), short, spam=DUR, flood, reset=DUR, dtr=DUR, wrongbaud=DUR, vanish=DUR";
@@ -378,7 +408,10 @@ export function planBoard(flags: SimulateBoardFlags): BoardPlan {
   }
   const { faults, scripted } = parseBoardFaults(flags.faults ?? "");
   board.faults = faults;
-  return { port: flags.port, baudRate, board, scripted, faultsText: flags.faults ?? "" };
+  if (flags.firmwareVersion !== undefined && !parseVersion(flags.firmwareVersion)) throw new UserError(`--firmware-version: expected a version like 1.0.0, got '${flags.firmwareVersion}'`);
+  if (flags.flash !== undefined) board.flash = loadFlash(flags.flash, flags.firmwareVersion ?? "1.0.0");
+  else if (flags.firmwareVersion !== undefined) throw new UserError("--firmware-version: give --flash FILE too (the version is that of the image in the board's flash)");
+  return { port: flags.port, baudRate, board, scripted, faultsText: flags.faults ?? "", flashFile: flags.flash };
 }
 
 export interface RunningBoard {
@@ -395,7 +428,9 @@ export interface RunningBoard {
  */
 export async function startBoard(plan: BoardPlan, onEvent: BoardEventSink, opts: { port?: ByteLink; announce?: (board: SimBoard) => void } = {}): Promise<RunningBoard> {
   const link = opts.port ?? new SerialLink({ path: plan.port, baudRate: plan.baudRate });
-  const board = new SimBoard({ ...plan.board, port: link });
+  const flash = plan.board.flash;
+  const file = plan.flashFile;
+  const board = new SimBoard({ ...plan.board, port: link, ...(flash && file ? { flashChanged: () => saveFlash(file, flash) } : {}) });
   const opened = !link.isOpen;
   try {
     if (opened) await link.open();
@@ -437,7 +472,7 @@ export async function startBoard(plan: BoardPlan, onEvent: BoardEventSink, opts:
 
 export type BoardEventSink = <K extends keyof SimBoardEvents>(event: K, e: SimBoardEvents[K]) => void;
 
-const BOARD_EVENTS = ["hello", "session", "refused", "sessionLost", "acked", "command", "reboot", "child", "wrongBaud", "closed", "error"] as const;
+const BOARD_EVENTS = ["hello", "session", "refused", "sessionLost", "acked", "command", "reboot", "image", "child", "wrongBaud", "closed", "error"] as const;
 
 const hex32 = (n: number) => formatSchemaHash(n);
 const STATUS_NAMES = new Map<CommandStatus, string>([
@@ -458,6 +493,11 @@ export function formatBoardEvent<K extends keyof SimBoardEvents>(event: K, e: Si
     case "session": {
       const s = v as SimBoardEvents["session"];
       return `session up: max frame ${s.maxFrame} B, window ${s.window}, heartbeat ${s.heartbeatMs} ms`;
+    }
+    case "image": {
+      const i = v as SimBoardEvents["image"];
+      const what = { normal: "", "test-swap": " (test boot of a new image)", "permanent-swap": " (new image, permanent)", revert: " (REVERTED: the test image was not confirmed)" }[i.boot];
+      return `running firmware ${i.version}${what}, image ${i.hash.slice(0, 16)}…`;
     }
     case "refused":
       return `refused by the gateway: ${(v as SimBoardEvents["refused"]).reason} (quiet until it asks again)`;
@@ -545,6 +585,8 @@ function registerSimulateBoard(simulate: Command, deps: SimulateDeps): void {
     .option("--ring <n>", "readings the board buffers until the gateway acknowledges them (default 1000)")
     .option("--max-frame <bytes>", `largest frame the board offers in its Hello, ${MIN_MAX_FRAME} to 65535 (default ${MIN_MAX_FRAME}); the session uses the smaller of this and the gateway's`)
     .option("--window <n>", `reliable frames the board lets out unacknowledged, 1 to ${MAX_WINDOW} (default 8); the session uses the smaller of this and the gateway's`)
+    .option("--flash <file>", "give the board two image slots and a bootloader, kept in this file: it then takes firmware updates (SMP on the management channel); a kill is a power cut")
+    .option("--firmware-version <version>", "the version of the image a new --flash file starts with (default 1.0.0)")
     .option("--json", "one JSON line per event instead of text")
     .addHelpText(
       "after",

@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { getProfile, profileIds } from "../../drivers/modbus/registry.js";
 import { chargerConfig, type RelayConfig, streetlightConfig } from "./control-schema.js";
+import { ed25519PublicKey } from "../model/ed25519.js";
 import { OPCUA_POLICIES } from "../model/opcua.js";
 import { name, type Path, pointRef, type Report } from "./fields.js";
 import { formatPath } from "../model/path.js";
@@ -186,6 +187,42 @@ const liveFeed = z
   .optional()
   .meta({ description: "Read-only HTTP feed of the latest values (/points) and their changes (/stream, Server-Sent Events)." });
 
+const updateKey = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: "expected a key name of letters, digits, '_', '.' or '-' (the manifests' `key`)" })
+    .meta({ description: "The name manifests signed with this key carry in their `key` field." }),
+  key: z
+    .string()
+    .min(1)
+    .max(4096)
+    .superRefine((text, ctx) => {
+      try {
+        ed25519PublicKey(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: `expected an ed25519 public key (base64 of its 32 bytes, base64 SPKI, or PEM): ${(err as Error).message}` });
+      }
+    })
+    .meta({ description: "ed25519 public key: base64 of the raw 32 bytes (as `edge-agent bridge keygen` prints it), base64 SPKI DER, or PEM." }),
+});
+
+const updates = z
+  .strictObject({
+    keys: z.array(updateKey).min(1, { error: "an update needs at least one trusted key" }).meta({ description: "Keys whose signed manifests this gateway accepts." }),
+    allow_downgrade: z.boolean().default(false).meta({ description: "Accept an image older than the board's firmware." }),
+    images_max: size().default(64 * 1024 * 1024).meta({ description: "Disk kept for firmware images (<data dir>/images)." }),
+    health: z
+      .strictObject({
+        heartbeats: z.int().min(1).max(1000).default(5).meta({ description: "Heartbeats the new image must send within the window." }),
+        window: duration({ min: SECOND, max: HOUR, description: "How long the new image is watched (heartbeats, telemetry, no reset) before it is confirmed." }).default(30 * SECOND),
+        boot_timeout: duration({ min: SECOND, max: HOUR, description: "How long a board may take to come back after its reset." }).default(2 * MINUTE),
+      })
+      .prefault({}),
+    offline_timeout: duration({ min: SECOND, max: 30 * DAY, description: "How long an update waits for an offline board before it fails." }).default(HOUR),
+  })
+  .optional()
+  .meta({ description: "Firmware updates of bridged boards (docs/firmware-updates.md); off unless present." });
+
 /** The sections that do not depend on the kinds of source. */
 const core = {
   site: name("site id"),
@@ -202,6 +239,7 @@ const core = {
     .strictObject({ server: opcuaServer.optional() })
     .optional()
     .meta({ description: "OPC UA; node-opcua is loaded only when this is present." }),
+  updates,
   log,
 };
 

@@ -330,7 +330,7 @@ export class CommandRouter {
       return result;
     }
     try {
-      const state = await actuator.execute(action, args, this.now());
+      const state = await actuator.execute(action, args, this.now(), id);
       result = { id, target: actuator.name, action, status: "ok", state, ts };
     } catch (err) {
       result = { id, target: actuator.name, action, status: "error", reason: messageOf(err), state: this.stateOf(actuator), ts };

@@ -19,8 +19,8 @@ export interface Actuator {
   readonly kind: string;
   /** The actions it takes, each with the schema (and bounds) of its arguments. A Map: action names come from outside. */
   readonly actions: ReadonlyMap<string, z.ZodType>;
-  /** Carries out a validated action; resolves with the state after it. Throws when it failed. */
-  execute(action: string, args: unknown, now: number): Promise<Record<string, unknown>>;
+  /** Carries out a validated action; resolves with the state after it. Throws when it failed. `id`: the command's. */
+  execute(action: string, args: unknown, now: number, id?: string): Promise<Record<string, unknown>>;
   state(): Record<string, unknown>;
 }
 

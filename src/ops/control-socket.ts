@@ -18,7 +18,17 @@ export interface DeadLetterRequest {
   seq?: [number, number];
 }
 
-export type ControlRequest = { op: "status" } | { op: "command"; target: string; payload: string } | DeadLetterRequest;
+/** Firmware updates (src/agent/parts/updates.ts): a piece of an image to stage; the jobs, or a board's slots. */
+export type UpdatesRequest =
+  | { op: "image"; sha256: string; size: number; offset: number; data: string }
+  | { op: "updates"; board?: string; job?: string; slots?: boolean };
+
+export type ControlRequest = { op: "status" } | { op: "command"; target: string; payload: string } | DeadLetterRequest | UpdatesRequest;
+
+/** Bytes of image data in one `image` request (its line stays well under MAX_LINE). */
+export const IMAGE_PIECE = 32 * 1024;
+const IMAGE_MAX_BYTES = 16 * 1024 * 1024;
+const HEX64 = /^[0-9a-f]{64}$/;
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
@@ -108,6 +118,28 @@ function checkRequest(req: unknown): ControlRequest | null {
       const seq = r.seq;
       if (!Array.isArray(seq) || seq.length !== 2 || !seq.every((n) => Number.isSafeInteger(n) && (n as number) >= 0) || (seq[0] as number) > (seq[1] as number)) return null;
       out.seq = [seq[0] as number, seq[1] as number];
+    }
+    return out;
+  }
+  if (r.op === "image") {
+    const { sha256, size, offset, data } = r;
+    if (typeof sha256 !== "string" || !HEX64.test(sha256)) return null;
+    if (!Number.isSafeInteger(size) || (size as number) <= 0 || (size as number) > IMAGE_MAX_BYTES) return null;
+    if (!Number.isSafeInteger(offset) || (offset as number) < 0 || (offset as number) > (size as number)) return null;
+    if (typeof data !== "string" || data.length > Math.ceil(IMAGE_PIECE / 3) * 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) return null;
+    return { op: "image", sha256, size: size as number, offset: offset as number, data };
+  }
+  if (r.op === "updates") {
+    const out: UpdatesRequest = { op: "updates" };
+    for (const k of ["board", "job"] as const) {
+      const v = r[k];
+      if (v === undefined) continue;
+      if (typeof v !== "string" || v.length > 64) return null;
+      out[k] = v;
+    }
+    if (r.slots !== undefined) {
+      if (typeof r.slots !== "boolean") return null;
+      out.slots = r.slots;
     }
     return out;
   }

@@ -14,8 +14,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   model: [],
   buses: ["model"],
   drivers: ["model", "buses"],
-  simulators: ["model", "buses", "drivers", "bridge"],
+  simulators: ["model", "buses", "drivers", "bridge", "update"],
   bridge: ["model", "buses"],
+  update: ["model", "config", "store", "bridge"],
   config: ["model", "drivers"],
   store: ["model"],
   uplink: ["model", "store", "config"],
@@ -24,8 +25,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   opcua: ["model", "config", "control", "store"],
   sources: ["model", "config", "buses", "drivers", "simulators", "opcua", "bridge"],
   ops: ["model", "config", "store"],
-  agent: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "bridge"],
-  cli: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "agent", "bridge"],
+  agent: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "bridge", "update"],
+  cli: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "agent", "bridge", "update"],
 };
 
 interface Edge {

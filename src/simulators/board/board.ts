@@ -38,6 +38,7 @@ import {
 } from "../../bridge/messages.js";
 import { SCHEMA_HASH } from "../../bridge/schema.js";
 import { prng } from "../prng.js";
+import { TwoSlotFlash } from "./flash.js";
 import { type BoardProfile, ROOM_NODE, type SimPointSpec, type Waveform } from "./profiles.js";
 
 export { ResetReason, CommandStatus } from "../../bridge/messages.js";
@@ -91,6 +92,14 @@ export interface SimBoardOptions {
   faults?: SimBoardFaults;
   /** Time; default the system clock. Tests pass one on fake timers. */
   clock?: LinkClock;
+  /**
+   * Two image slots and a bootloader (flash.ts): the board answers SMP on the management channel
+   * and runs the image in slot 0 — its version is the firmware it reports, its SHA-256 the image
+   * hash, and a test image's behaviour (`crash`, `silent`) is acted out. Default none (no updates).
+   */
+  flash?: TwoSlotFlash;
+  /** Called after anything changed the flash (an SMP write, a boot): where a board process persists it. */
+  flashChanged?: () => void;
 }
 
 export type SimBoardState = "off" | "hello" | "session" | "refused";
@@ -104,6 +113,8 @@ export interface SimBoardEvents {
   acked: { bootId: number; uptoSeq: number; removed: number; ringUsed: number };
   command: { id: number; point: string; value: number | boolean | string | undefined; status: CommandStatus; message: string };
   reboot: { bootId: number; reason: ResetReason };
+  /** What the bootloader did and which image runs now (boards with a flash only). */
+  image: { version: string; hash: string; boot: TwoSlotFlash["boots"][number] };
   child: { child: string; present: boolean };
   time: { t1Us: bigint; t2Us: bigint; t3Us: bigint };
   wrongBaud: { active: boolean };
@@ -171,6 +182,10 @@ const HELLO_RETRY_MS = 1000;
 const DEFAULT_HEARTBEAT_MS = 1000;
 /** A board that hears nothing valid for this many heartbeats says Hello again (spec section 5). */
 const SILENT_HEARTBEATS = 3;
+/** A crashing test image lives this long after its boot. */
+const CRASH_AFTER_MS = 300;
+/** An SMP reset waits this long for its response to leave. */
+const SMP_RESET_DELAY_MS = 50;
 
 function varintLen(n: number): number {
   let len = 1;
@@ -230,7 +245,10 @@ export class SimBoard {
   private readonly driftPpm: number;
   private readonly logEveryMs: number;
   private readonly bootBanner: string | undefined;
-  private readonly imageHash: Uint8Array;
+  private imageHash: Uint8Array;
+  private firmware: string;
+  readonly flash: TwoSlotFlash | undefined;
+  private readonly flashChanged: () => void;
   private schemaHash: number;
   private faults: SimBoardFaults;
 
@@ -274,6 +292,7 @@ export class SimBoard {
     ringDropped: 0,
     commands: 0,
     commandsRefused: 0,
+    smpRequests: 0,
     timeReplies: 0,
     logLines: 0,
     framesDropped: 0,
@@ -311,6 +330,9 @@ export class SimBoard {
       this.boardId = Uint8Array.from({ length: 8 }, () => Math.floor(this.ids() * 256));
     }
     this.imageHash = createHash("sha256").update(`${this.profile.hardware} ${this.profile.firmware}`).digest();
+    this.firmware = this.profile.firmware;
+    this.flash = options.flash;
+    this.flashChanged = options.flashChanged ?? (() => undefined);
     let id = 1;
     const add = (spec: SimPointSpec, child: string) => {
       const p: PointState = { id: id++, spec, child, phase: this.values() * 2 * Math.PI, value: spec.writable?.initial ?? (spec.type === "bool" ? false : 0) };
@@ -527,9 +549,20 @@ export class SimBoard {
     this.framesHeard = 0;
     if (this.counts.boots > 1) this.emit("reboot", { bootId: this.bootId, reason });
     if (this.bootBanner) this.spam(this.bootBanner);
+    let behaviour = "ok";
+    if (this.flash) {
+      this.flash.boot();
+      this.flashChanged();
+      this.firmware = this.flash.running.version;
+      this.imageHash = this.flash.running.hash;
+      behaviour = this.flash.behaviour;
+      this.emit("image", { version: this.firmware, hash: toHex(this.imageHash), boot: this.flash.boots.at(-1)! });
+    }
+    // A test image that crashes at boot: it says hello, then the watchdog resets the board.
+    if (behaviour === "crash") this.timer("crash", CRASH_AFTER_MS, () => this.reboot(ResetReason.RESET_CRASH));
     // The writable points report their state once per boot, so the gateway knows it.
-    for (const p of this.points) if (p.spec.writable) this.record(p);
-    this.every("readings", this.intervalMs, () => this.measure());
+    if (behaviour !== "silent") for (const p of this.points) if (p.spec.writable) this.record(p);
+    if (behaviour !== "silent") this.every("readings", this.intervalMs, () => this.measure());
     this.scheduleSpam();
     if (this.logEveryMs > 0) this.every("log", this.logEveryMs, () => this.logLine());
     this.sayHello();
@@ -548,12 +581,16 @@ export class SimBoard {
           schemaHash: this.schemaHash,
           boardId: this.boardId,
           hardware: this.profile.hardware,
-          firmware: this.profile.firmware,
+          firmware: this.firmware,
           imageHash: this.imageHash,
           bootId: this.bootId,
           resetReason: this.resetReason,
           capabilities:
-            Capability.CAP_TIME | Capability.CAP_CHILDREN | Capability.CAP_COMMANDS | (this.persistent ? Capability.CAP_PERSISTENT_RING : 0),
+            Capability.CAP_TIME |
+            Capability.CAP_CHILDREN |
+            Capability.CAP_COMMANDS |
+            (this.persistent ? Capability.CAP_PERSISTENT_RING : 0) |
+            (this.flash ? Capability.CAP_MANAGEMENT : 0),
           maxFrame: this.maxFrame,
           window: this.window,
           uptimeUs: uptime,
@@ -666,6 +703,13 @@ export class SimBoard {
     } else if (chan === CHANNEL.COMMANDS) {
       const r = decodeCommands(payload);
       if (r.ok && r.message.body.case === "command") this.onCommand(r.message.body.value);
+    } else if (chan === CHANNEL.MANAGEMENT && this.flash) {
+      const { response, reset } = this.flash.handle(payload);
+      this.counts.smpRequests++;
+      if (response) this.flashChanged();
+      if (response) this.sendReliable(CHANNEL.MANAGEMENT, response);
+      // As MCUmgr: the reset comes a moment after its response has left.
+      if (reset) this.timer("smpReset", SMP_RESET_DELAY_MS, () => this.reboot(ResetReason.RESET_SOFTWARE));
     }
   }
 

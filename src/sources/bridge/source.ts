@@ -313,8 +313,10 @@ export function createBridgeSource(cfg: BridgeSourceConfig, deps: SourceDeps, si
 const simulatedBoard: SimulatedBoardFactory = async (end, cfg) => {
   const { SimBoard } = await import("../../simulators/board/board.js");
   const { ROOM_NODE } = await import("../../simulators/board/profiles.js");
+  const { TwoSlotFlash } = await import("../../simulators/board/flash.js");
   const seed = [...cfg.name].reduce((h, c) => (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0, 7);
-  return new SimBoard({ port: end, profile: ROOM_NODE, seed, intervalMs: 2000, logEveryMs: 30_000 });
+  // Two image slots: the simulated board takes firmware updates too (in memory, for this run).
+  return new SimBoard({ port: end, profile: ROOM_NODE, seed, intervalMs: 2000, logEveryMs: 30_000, flash: TwoSlotFlash.withVersion(ROOM_NODE.firmware) });
 };
 
 /** The agent's factory for `type: bridge` (SourceModule): one source per board. */

@@ -59,6 +59,11 @@ const schema = z
       }, z.record(name("point name"), limit))
       .default({})
       .meta({ description: "Tighter write bounds per point than the board's own: the two are intersected." }),
+    bootloader: z
+      .string()
+      .regex(/^\d{1,3}\.\d{1,3}\.\d{1,5}(\+\d{1,10})?$/, { error: "expected a version like 1.10.0" })
+      .optional()
+      .meta({ description: "The board's bootloader version, for update manifests that need a minimum one (SMP does not report it)." }),
   })
   .meta({ description: "A custom board on the firmware bridge protocol (docs/firmware-bridge.md): points <name>/<point>." });
 
