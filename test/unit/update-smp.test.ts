@@ -5,6 +5,7 @@
  */
 import { generateKeyPairSync, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { parseConfigText } from "../../src/agent/config.js";
 import type { LinkClock } from "../../src/bridge/link.js";
 import { SmpClient, SmpError } from "../../src/bridge/management.js";
 import { decodeSmp, encodeSmp, parseImageState, SMP_GROUP, SMP_IMAGE, SMP_OP, smpError, uploadBody, uploadOverhead } from "../../src/bridge/smp.js";
@@ -271,5 +272,35 @@ describe("images and manifests", () => {
     const other = buildTestImage({ version: "1.5.0", size: 2048 });
     const m = signManifest(other, { version: "1.6.0", hardware: "h" }, { name: "release", privatePem: pem });
     expect(() => checkImage(m, other)).toThrow(/header says version 1\.5\.0/);
+  });
+});
+
+describe("the `updates:` config section", () => {
+  const base = `site: s
+gateway: g
+uplink: { url: "mqtt://127.0.0.1:1883" }
+`;
+  const raw = Buffer.from(generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" }).x!, "base64url").toString("base64");
+
+  it("takes trusted keys (raw base64, SPKI, PEM) with defaults for the rest", () => {
+    const r = parseConfigText(`${base}updates:\n  keys: [{ name: release, key: "${raw}" }]\n`, "/etc/edge-agent");
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.config.updates).toMatchObject({ allow_downgrade: false, images_max: 64 * 1024 * 1024, health: { heartbeats: 5, window: 30_000, boot_timeout: 120_000 }, offline_timeout: 3_600_000 });
+  });
+
+  it("refuses a key that is not ed25519, an empty key list, unknown and prototype keys, each naming the place", () => {
+    const errors = (text: string) => {
+      const r = parseConfigText(`${base}${text}`, "/etc/edge-agent");
+      return r.ok ? [] : r.errors;
+    };
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ format: "der", type: "spki" }).toString("base64");
+    expect(errors(`updates:\n  keys: [{ name: a, key: "${rsa}" }]\n`).join("\n")).toMatch(/updates\.keys\[0\]\.key: expected an ed25519 public key.*not ed25519/);
+    expect(errors(`updates:\n  keys: [{ name: a, key: "AAAA" }]\n`).join("\n")).toMatch(/updates\.keys\[0\]\.key: .*3 bytes after base64/);
+    expect(errors(`updates:\n  keys: []\n`).join("\n")).toMatch(/updates\.keys: an update needs at least one trusted key/);
+    expect(errors(`updates:\n  keys: [{ name: "a b", key: "${raw}" }]\n`).join("\n")).toMatch(/updates\.keys\[0\]\.name/);
+    expect(errors(`updates:\n  keys: [{ name: a, key: "${raw}" }]\n  __proto__: { polluted: 1 }\n`).join("\n")).toMatch(/updates/);
+    expect(errors(`updates:\n  keys: [{ name: a, key: "${raw}" }]\n  health: { window: -5s }\n`).join("\n")).toMatch(/updates\.health\.window/);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });
