@@ -1,6 +1,6 @@
 /**
  * Firmware bridge benchmarks for the README (issue 13, "Speed"; timing claims live here, not in tests).
- * Usage: npm run bench:bridge [-- --only line|flood|command] [--seconds 25] [--commands 200] [--node-flags="..."]
+ * Usage: npm run bench:bridge [-- --only line|flood|command|update] [--seconds 25] [--commands 200] [--node-flags="..."]
  * (--seconds is per phase; each line run takes at least 12 s of line.)
  *
  * Every phase runs the real agent (`edge-agent run`, its own process, with the node flags and
@@ -26,6 +26,11 @@
  * command: N writes of a board point (setpoint of ebp-host) through the agent's control socket,
  *   as `edge-agent bridge send` sends them (command path, board, read-back), one after another,
  *   at 115200 (line emulator) and unthrottled; with the link's own round trip (srtt) from status.
+ * update: a firmware update (issue 14) of the board simulator with two slots (`simulate board
+ *   --flash`) through the line emulator at 115200 (128 KiB image) and 921600 (512 KiB): the
+ *   upload's throughput as a share of the line's raw rate (image bytes / upload time, the time
+ *   from the job's `uploading` to its `testing`, sampled every 20 ms), and the time from the
+ *   command to `confirmed`, with the health gate (window 3 s here) shown apart.
  * Needs socat and the C host (make -C drivers/bridge/firmware). Every child and temp dir is
  * removed on exit, error or Ctrl-C.
  */
@@ -438,11 +443,12 @@ async function openPort(path: string): Promise<SerialPort> {
 }
 
 async function runRelay(spec: string): Promise<void> {
-  const [boardSide, agentSide] = spec.split(",");
+  const [boardSide, agentSide, baud] = spec.split(",");
   const board = await openPort(boardSide!);
   const agent = await openPort(agentSide!);
-  const up = new Pacer(agent, LINE_BYTES_PER_S); // board → gateway
-  const down = new Pacer(board, LINE_BYTES_PER_S); // gateway → board
+  const rate = baud ? Number(baud) / 10 : LINE_BYTES_PER_S;
+  const up = new Pacer(agent, rate); // board → gateway
+  const down = new Pacer(board, rate); // gateway → board
   board.on("data", (b: Buffer) => up.push(b));
   agent.on("data", (b: Buffer) => down.push(b));
   // 1 ms ticks: bytes leave in chunks of ~12 (a USB-serial bridge delivers in 1 ms frames too).
@@ -481,10 +487,10 @@ interface RelayReport {
 }
 
 /** The line emulator between two pty pairs: board on `board`, agent on `agent`. */
-async function startLine(dir: string): Promise<{ board: string; agent: string; ask(cmd: "reset" | "stats"): Promise<RelayReport>; stop(): Promise<void> }> {
+async function startLine(dir: string, baud = BAUD): Promise<{ board: string; agent: string; ask(cmd: "reset" | "stats"): Promise<RelayReport>; stop(): Promise<void> }> {
   const p1 = await ptyPair(dir, "board");
   const p2 = await ptyPair(dir, "agent");
-  const { child } = await spawnJson(process.execPath, [SELF, "--relay", `${p1.b},${p2.a}`], "the line emulator");
+  const { child } = await spawnJson(process.execPath, [SELF, "--relay", `${p1.b},${p2.a},${baud}`], "the line emulator");
   const lines = createInterface({ input: child.stdout! });
   const waiting: Array<(r: RelayReport) => void> = [];
   lines.on("line", (l) => waiting.shift()?.(JSON.parse(l) as RelayReport));
@@ -554,7 +560,7 @@ interface Agent {
   ask(req: Parameters<typeof askAgent>[1]): Promise<unknown>;
 }
 
-async function startAgent(dir: string, port: string, source: Record<string, unknown> = {}, nodeFlags?: string): Promise<Agent> {
+async function startAgent(dir: string, port: string, source: Record<string, unknown> = {}, nodeFlags?: string, extra: Record<string, unknown> = {}): Promise<Agent> {
   const raw = {
     site: "bench",
     gateway: "gw-bench",
@@ -562,6 +568,7 @@ async function startAgent(dir: string, port: string, source: Record<string, unkn
     store: { path: join(dir, "outbox.db"), quota: "2GB" },
     log: { level: "warn" },
     sources: [{ type: "bridge", name: BOARD, port, boot_delay: "100ms", writable: ["setpoint"], ...source }],
+    ...extra,
   };
   const cfg = validateConfig(raw);
   if (!cfg.ok) throw new Error(cfg.errors.join("\n"));
@@ -921,8 +928,8 @@ async function commandRun(paced: boolean, n: number): Promise<CommandResultRow> 
 
 async function main(): Promise<void> {
   const only = values.only;
-  if (only !== undefined && !["line", "flood", "command"].includes(only)) {
-    console.error(`bench-bridge: --only expects line, flood or command, got '${only}'`);
+  if (only !== undefined && !["line", "flood", "command", "update"].includes(only)) {
+    console.error(`bench-bridge: --only expects line, flood, command or update, got '${only}'`);
     process.exit(2);
   }
   const seconds = Number(values.seconds);
@@ -991,9 +998,78 @@ async function main(): Promise<void> {
     }
   }
 
+  if (only === undefined || only === "update") {
+    console.log("\n4. Firmware update over the emulated line: the board simulator with two slots (simulate board --flash), the agent's updater, 1024-byte frames");
+    for (const [baud, size] of [
+      [115_200, 128 * 1024],
+      [921_600, 512 * 1024],
+    ] as const) {
+      const r = await updateRun(baud, size);
+      table.push([
+        `update ${baud}`,
+        `${fmt(size)} B image, simulated board`,
+        `upload ${pct(r.share)} of the line`,
+        `${fmt(r.bytesPerS)} B/s of ${fmt(baud / 10)} B/s raw; upload ${r.uploadS.toFixed(1)} s`,
+        `command → confirmed ${r.totalS.toFixed(1)} s, of which the health gate ${r.gateS.toFixed(1)} s (window ${UPDATE_WINDOW_S} s)`,
+      ]);
+    }
+  }
+
   console.log("\nsummary");
   const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((r) => r[i]!.length)));
   for (const r of table) console.log(`  ${r.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join("  ")}  ${r[4]}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firmware update: upload throughput and time to confirmed.
+
+const UPDATE_WINDOW_S = 3;
+
+async function updateRun(baud: number, size: number): Promise<{ share: number; bytesPerS: number; uploadS: number; gateS: number; totalS: number }> {
+  const { generateKeyPairSync } = await import("node:crypto");
+  const { buildTestImage, sha256 } = await import("../src/update/image.js");
+  const { signManifest } = await import("../src/update/manifest.js");
+  const { IMAGE_PIECE } = await import("../src/ops/control-socket.js");
+  const dir = tempDir("edge-bench-update-");
+  const line = await startLine(dir, baud);
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const key = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url").toString("base64");
+  const board = track(spawn(process.execPath, [MAIN, "simulate", "board", "--port", line.board, "--id", "5eed000000000002", "--max-frame", "1024", "--flash", join(dir, "flash.json"), "--baud", String(baud)], { stdio: ["ignore", "ignore", "pipe"] }));
+  board.stderr!.resume();
+  const agent = await startAgent(dir, line.agent, { baud }, undefined, {
+    updates: { keys: [{ name: "bench", key }], health: { heartbeats: 2, window: `${UPDATE_WINDOW_S}s`, boot_timeout: "60s" } },
+  });
+  try {
+    await untilFlowing(agent, "the board online", false);
+    const image = buildTestImage({ version: "2.0.0", size, seed: baud });
+    const manifest = signManifest(image, { version: "2.0.0", hardware: "room-node/rev-c" }, { name: "bench", privatePem: privateKey.export({ format: "pem", type: "pkcs8" }).toString() });
+    const sha = sha256(image).toString("hex");
+    for (let off = 0; off < size; off += IMAGE_PIECE) {
+      await agent.ask({ op: "image", sha256: sha, size, offset: off, data: Buffer.from(image.subarray(off, off + IMAGE_PIECE)).toString("base64") });
+    }
+    const t0 = performance.now();
+    const res = (await agent.ask({ op: "command", target: BOARD, payload: JSON.stringify({ id: `bench-${baud}`, action: "update", args: { manifest, image: { sha256: sha } } }) })) as { status: string; reason?: string };
+    if (res.status !== "ok") throw new Error(`update ${res.status}: ${res.reason}`);
+    let uploadFrom = 0;
+    let uploadTo = 0;
+    for (;;) {
+      const job = (await agent.ask({ op: "updates", job: `bench-${baud}` })) as { state: string; reason: string } | null;
+      const now = performance.now();
+      if (job?.state === "uploading" && !uploadFrom) uploadFrom = now;
+      if (job && ["testing", "confirmed", "rolled-back", "failed"].includes(job.state) && !uploadTo) uploadTo = now;
+      if (job && ["confirmed", "rolled-back", "failed"].includes(job.state)) {
+        if (job.state !== "confirmed") throw new Error(`the update ended ${job.state}: ${job.reason}`);
+        const uploadS = (uploadTo - uploadFrom) / 1000;
+        return { share: size / uploadS / (baud / 10), bytesPerS: size / uploadS, uploadS, gateS: (now - uploadTo) / 1000, totalS: (now - t0) / 1000 };
+      }
+      if (now - t0 > 600_000) throw new Error("the update took over 10 minutes");
+      await sleep(20);
+    }
+  } finally {
+    await stopChild(agent.child);
+    await stopChild(board);
+    await line.stop();
+  }
 }
 
 if (values.relay) {

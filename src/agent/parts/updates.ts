@@ -60,7 +60,7 @@ export function createUpdates(cfg: Config, sources: ReadonlyArray<{ source: Sour
       allowDowngrade: u.allow_downgrade,
       health: { heartbeats: u.health.heartbeats, windowMs: u.health.window, bootTimeoutMs: u.health.boot_timeout },
       offlineTimeoutMs: u.offline_timeout,
-      pipeline: 2,
+      pipeline: 4,
       requestTimeoutMs: 5000,
       maxRetries: 20,
       bootloaderOf: (name) => bootloaders.get(name) ?? null,
