@@ -1,18 +1,20 @@
 /**
- * Firmware updates with real processes: `edge-agent run` owns one end of a socat pty pair, the
- * board simulator (`edge-agent simulate board --flash FILE`, two slots and a bootloader kept in a
- * file) the other, and the technician's `edge-agent bridge update` drives it. Kills are real
+ * Firmware updates with real processes: `edge-agent run` owns one end of a socat pty pair, a
+ * board with two image slots and a bootloader kept in a file the other — the C reference firmware
+ * (`ebp-host --flash FILE`, built with gcc) and the board simulator (`edge-agent simulate board
+ * --flash FILE`), the same tests for both — and the technician's `edge-agent bridge update` drives it. Kills are real
  * SIGKILLs: the gateway's in the middle of the upload and of the health check (its job resumes
  * from its SQLite file), the board's in the middle of the upload (a power cut: its flash file is
  * what comes back, and the upload resumes from the offset it reports).
  */
+import { execFileSync, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildTestImage, type Behaviour } from "../../src/update/image.js";
 import { signManifest } from "../../src/update/manifest.js";
-import { agentReady, exited, runCli, startCli } from "../helpers/cli.js";
+import { agentReady, CLI, exited, runCli, startCli } from "../helpers/cli.js";
 import { PtyPair } from "../helpers/socat.js";
 import { tempDir } from "../helpers/tmp.js";
 import { WaitAborted, waitFor } from "../helpers/wait.js";
@@ -20,6 +22,55 @@ import { WaitAborted, waitFor } from "../helpers/wait.js";
 const { privateKey, publicKey } = generateKeyPairSync("ed25519");
 const PEM = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
 const PUBLIC = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url").toString("base64");
+const FIRMWARE = resolve("drivers/bridge/firmware");
+const HOST = join(FIRMWARE, "build/ebp-host");
+
+/** A board with two slots: how to start it, where its upload stands in its flash file, what its lines say. */
+interface BoardKind {
+  name: string;
+  args(port: string, flash: string): { cmd: string; args: string[] };
+  started: RegExp;
+  /** The offset of the upload in progress, from the flash file; null when none. */
+  uploadOff(flash: string): number | null;
+  testBoot(version: string): RegExp;
+  reverted: RegExp;
+}
+
+const KINDS: BoardKind[] = [
+  {
+    name: "the C reference firmware (ebp-host)",
+    args: (port, flash) => ({ cmd: HOST, args: ["--port", port, "--id", "240ac45f9e10", "--interval-ms", "200", "--max-frame", "1024", "--flash", flash] }),
+    started: /ebp-host: start /,
+    uploadOff(flash) {
+      // host/flash.h: magic[8], len[2] (u32), pending, testing, has_upload, pad, upload_len, upload_off
+      const b = Buffer.alloc(28);
+      try {
+        const fd = openSync(flash, "r");
+        readSync(fd, b, 0, 28, 0);
+        closeSync(fd);
+      } catch {
+        return null;
+      }
+      return b[18] ? b.readUInt32LE(24) : null;
+    },
+    testBoot: (v) => new RegExp(`boot image=test-swap version=${v.replace(/\./g, "\\.")} `),
+    reverted: /boot image=revert /,
+  },
+  {
+    name: "the board simulator (simulate board --flash)",
+    args: (port, flash) => ({ cmd: process.execPath, args: [CLI, "simulate", "board", "--port", port, "--id", "240ac45f9e10", "--interval", "200ms", "--max-frame", "1024", "--flash", flash] }),
+    started: /board simulator:/,
+    uploadOff(flash) {
+      try {
+        return (JSON.parse(readFileSync(flash, "utf8")) as { upload: { off: number } | null }).upload?.off ?? null;
+      } catch {
+        return null;
+      }
+    },
+    testBoot: (v) => new RegExp(`running firmware ${v.replace(/\./g, "\\.")} \\(test boot`),
+    reverted: /REVERTED/,
+  },
+];
 
 type Proc = ReturnType<typeof startCli>;
 const cleanups: Array<() => Promise<void>> = [];
@@ -43,12 +94,12 @@ interface Rig {
   board: Proc | null;
   startAgent(): Promise<Proc>;
   startBoard(): Promise<Proc>;
-  /** The board's flash file as the simulator last wrote it. */
-  flashState(): { upload: { off: number } | null; primary: string } | null;
+  /** The offset of the board's upload in progress (from its flash file), or null. */
+  uploadOff(): number | null;
   image(version: string, size: number, behaviour?: Behaviour): { image: string; manifest: string };
 }
 
-async function rig(): Promise<Rig> {
+async function rig(kind: BoardKind): Promise<Rig> {
   const dir = tempDir();
   const pty = new PtyPair(dir);
   await pty.plug();
@@ -81,22 +132,20 @@ updates:
       return a;
     },
     async startBoard() {
-      const b = startCli(["simulate", "board", "--port", pty.b, "--id", "240ac45f9e10", "--interval", "200ms", "--max-frame", "1024", "--flash", r.flash]);
+      const { cmd, args } = kind.args(pty.b, r.flash);
+      const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+      const b = Object.assign(child, { out: () => out });
       r.board = b;
-      await waitFor("the board simulator started", () => {
+      await waitFor("the board started", () => {
         if (b.exitCode !== null) throw new WaitAborted(b.out());
-        return /board simulator:/.test(b.out()) || undefined;
+        return kind.started.test(b.out()) || undefined;
       }, { timeoutMs: 15_000 });
       return b;
     },
-    flashState() {
-      try {
-        const j = JSON.parse(readFileSync(r.flash, "utf8")) as { upload: { off: number } | null; primary: string };
-        return j;
-      } catch {
-        return null;
-      }
-    },
+    uploadOff: () => kind.uploadOff(r.flash),
     image(version, size, behaviour = "ok") {
       const img = buildTestImage({ version, size, behaviour, seed: size });
       const m = signManifest(img, { version, hardware: "room-node/rev-c" }, { name: "release", privatePem: PEM });
@@ -129,9 +178,14 @@ const job = (r: Rig, id: string) => {
   return (JSON.parse(s.stdout) as { jobs: Array<{ id: string; state: string; offset: number; reason: string }> }).jobs.find((j) => j.id === id) ?? null;
 };
 
-describe("firmware update over a real serial line (pty), the board simulator and the CLI", () => {
+beforeAll(() => {
+  // The C board: built here if `make -C drivers/bridge/firmware` has not run (gcc, nanopb: .ci/run installs them).
+  if (!existsSync(HOST)) execFileSync("make", ["-C", FIRMWARE], { stdio: "ignore" });
+});
+
+describe.each(KINDS)("firmware update over a real serial line (pty): $name and the CLI", (kind) => {
   it("updates a board: signed image → upload → test boot → health check → confirmed; `bridge images` shows it", { timeout: 120_000 }, async () => {
-    const r = await rig();
+    const r = await rig(kind);
     await r.startBoard();
     await r.startAgent();
     expect((await online(r)).firmware).toBe("1.0.0");
@@ -144,7 +198,7 @@ describe("firmware update over a real serial line (pty), the board simulator and
     expect(images.stdout).toMatch(/slot 1\s+1\.0\.0/);
     expect(images.stdout).toMatch(/update first\s+1\.1\.0 · confirmed/);
     // (runCli blocked this process: the board's lines are read now.)
-    await waitFor("the board's test boot line", () => /running firmware 1\.1\.0 \(test boot of a new image\)/.test(r.board!.out()) || undefined, { timeoutMs: 5000 });
+    await waitFor("the board's test boot line", () => kind.testBoot("1.1.0").test(r.board!.out()) || undefined, { timeoutMs: 5000 });
     // The same id again is the same update, not a second one.
     const again = runCli(["bridge", "update", "node-1", "--image", fw.image, "--manifest", fw.manifest, "-c", r.config, "--id", "first"], { timeoutMs: 30_000 });
     expect(again.code).toBe(0);
@@ -152,7 +206,7 @@ describe("firmware update over a real serial line (pty), the board simulator and
   });
 
   it("a crashing image is rolled back: the CLI says so and exits 1, the board runs the old firmware", { timeout: 120_000 }, async () => {
-    const r = await rig();
+    const r = await rig(kind);
     await r.startBoard();
     await r.startAgent();
     await online(r);
@@ -160,12 +214,12 @@ describe("firmware update over a real serial line (pty), the board simulator and
     const out = runCli(["bridge", "update", "node-1", "--image", fw.image, "--manifest", fw.manifest, "-c", r.config], { timeoutMs: 90_000 });
     expect(out.stdout).toMatch(/node-1: ROLLED BACK to 1\.0\.0/);
     expect(out.code).toBe(1);
-    await waitFor("the board's revert line", () => /REVERTED/.test(r.board!.out()) || undefined, { timeoutMs: 5000 });
+    await waitFor("the board's revert line", () => kind.reverted.test(r.board!.out()) || undefined, { timeoutMs: 5000 });
     expect((await online(r)).firmware).toBe("1.0.0");
   });
 
   it("refuses an unsigned or foreign-signed manifest and a downgrade before a byte reaches the board (exit 2)", { timeout: 60_000 }, async () => {
-    const r = await rig();
+    const r = await rig(kind);
     await r.startBoard();
     await r.startAgent();
     await online(r);
@@ -185,13 +239,13 @@ describe("firmware update over a real serial line (pty), the board simulator and
     const g = runCli(["bridge", "update", "node-1", "--image", fw.image, "--manifest", garbage, "-c", r.config], { timeoutMs: 30_000 });
     expect(g.stderr).toMatch(/--manifest .*garbage\.json: manifest __proto__: unknown field/);
     expect(g.code).toBe(2);
-    expect(r.flashState()!.upload).toBeNull();
+    expect(r.uploadOff()).toBeNull();
     await new Promise((res) => setTimeout(res, 200));
-    expect(r.board!.out()).not.toMatch(/running firmware 1\.1\.0/);
+    expect(r.board!.out()).not.toMatch(kind.testBoot("1.1.0"));
   });
 
   it("survives a gateway SIGKILL during the upload and during the health check, and a board power cut during the upload", { timeout: 180_000 }, async () => {
-    const r = await rig();
+    const r = await rig(kind);
     await r.startBoard();
     await r.startAgent();
     await online(r);
@@ -199,20 +253,20 @@ describe("firmware update over a real serial line (pty), the board simulator and
     const cli = startCli(["bridge", "update", "node-1", "--image", fw.image, "--manifest", fw.manifest, "-c", r.config, "--id", "big", "--no-wait"]);
     expect(await exited(cli)).toBe(0);
     // 1. The gateway dies mid-upload.
-    await waitFor("a third of the image on the board", () => ((r.flashState()?.upload?.off ?? 0) > 300_000 ? true : undefined), { timeoutMs: 60_000, everyMs: 50 });
+    await waitFor("a third of the image on the board", () => ((r.uploadOff() ?? 0) > 300_000 ? true : undefined), { timeoutMs: 60_000, everyMs: 5 });
     await kill(r.agent, "SIGKILL");
-    const atKill = r.flashState()!.upload!.off;
+    const atKill = r.uploadOff()!;
     await r.startAgent();
     let lowest = Infinity;
     // 2. The board loses power mid-upload (after the gateway resumed it: further along than before).
     await waitFor("the upload resumed past where the gateway died", () => {
-      const off = r.flashState()?.upload?.off ?? 0;
+      const off = r.uploadOff() ?? 0;
       lowest = Math.min(lowest, off || Infinity);
       return off > atKill + 100_000 ? true : undefined;
-    }, { timeoutMs: 60_000, everyMs: 20 });
+    }, { timeoutMs: 60_000, everyMs: 5 });
     expect(lowest).toBeGreaterThanOrEqual(atKill);
     await kill(r.board, "SIGKILL");
-    const atCut = r.flashState()!.upload!.off;
+    const atCut = r.uploadOff()!;
     await r.startBoard();
     // 3. The health check is under way: the gateway dies again.
     await waitFor("the job in its health check", () => (job(r, "big")?.state === "testing" ? true : undefined), { timeoutMs: 90_000, everyMs: 200 });
@@ -226,6 +280,6 @@ describe("firmware update over a real serial line (pty), the board simulator and
     expect(atCut).toBeGreaterThan(atKill);
     expect((await online(r)).firmware).toBe("2.0.0");
     // The board never went back to zero: one test boot, no second upload from scratch.
-    await waitFor("the board's test boot line", () => /running firmware 2\.0\.0 \(test boot/.test(r.board!.out()) || undefined, { timeoutMs: 5000 });
+    await waitFor("the board's test boot line", () => kind.testBoot("2.0.0").test(r.board!.out()) || undefined, { timeoutMs: 5000 });
   });
 });

@@ -77,7 +77,12 @@ static void emit(ebp_ctx_t *ctx, ebp_event_t ev, uint32_t a, uint32_t b, const c
 
 static size_t payload_cap(const ebp_ctx_t *ctx) { return (size_t)ctx->max_frame - EBP_MIN_FRAME; }
 
-static int busy_now(const ebp_ctx_t *ctx) { return ctx->busy || ctx->n_results >= EBP_RESULT_QUEUE; }
+#if EBP_MGMT_QUEUE > 0
+#define MGMT_FULL(ctx) ((ctx)->n_mgmt >= EBP_MGMT_QUEUE)
+#else
+#define MGMT_FULL(ctx) 0
+#endif
+static int busy_now(const ebp_ctx_t *ctx) { return ctx->busy || ctx->n_results >= EBP_RESULT_QUEUE || MGMT_FULL(ctx); }
 
 /* ---- sending ---------------------------------------------------------------------------------- */
 static void write_wire(ebp_ctx_t *ctx, const uint8_t *frame, size_t flen) {
@@ -504,10 +509,29 @@ static int pump_result(ebp_ctx_t *ctx) {
   return 1;
 }
 
-/* Send new REL frames while the window and the peer allow: results, Describe, readings. */
+#if EBP_MGMT_QUEUE > 0
+static void pump_mgmt(ebp_ctx_t *ctx) {
+  size_t len = ctx->mgmt_len[0];
+  if (len <= payload_cap(ctx)) {
+    memcpy(ctx->payload, ctx->mgmt_rsp[0], len);
+    send_rel(ctx, EBP_CH_MANAGEMENT, len);
+  }
+  ctx->n_mgmt--;
+  memmove(&ctx->mgmt_rsp[0], &ctx->mgmt_rsp[1], sizeof ctx->mgmt_rsp[0] * ctx->n_mgmt);
+  memmove(&ctx->mgmt_len[0], &ctx->mgmt_len[1], sizeof ctx->mgmt_len[0] * ctx->n_mgmt);
+}
+#else
+static void pump_mgmt(ebp_ctx_t *ctx) { ctx->n_mgmt = 0; }
+#endif
+
+/* Send new REL frames while the window and the peer allow: management and command answers, Describe, readings. */
 static void pump(ebp_ctx_t *ctx) {
   while (can_send_rel(ctx)) {
-    if (ctx->n_results) {
+    if (ctx->n_mgmt) {
+      int was_busy = busy_now(ctx);
+      pump_mgmt(ctx);
+      if (was_busy && !busy_now(ctx)) busy_cleared(ctx);
+    } else if (ctx->n_results) {
       int was_busy = busy_now(ctx);
       pump_result(ctx);
       if (was_busy && !busy_now(ctx)) busy_cleared(ctx);
@@ -604,6 +628,7 @@ static void session_up(ebp_ctx_t *ctx, const edge_agent_bridge_v1_HelloReply *r)
   ctx->describe_group = 0;
   ctx->describe_own_sent = 0;
   ctx->n_results = 0;
+  ctx->n_mgmt = 0; /* answers to the last session's requests: the gateway asks again */
   for (i = 0; i < ctx->ring_count; i++) ring_at(ctx, i)->sent = 0;
   emit(ctx, EBP_EV_SESSION_UP, w, mf, NULL);
 }
@@ -727,8 +752,14 @@ static void deliver(ebp_ctx_t *ctx, const ebp_hdr_t *h, const uint8_t *payload, 
     if (c->which_body != edge_agent_bridge_v1_Commands_command_tag) return;
     cmd = c->body.command;
     handle_command(ctx, &cmd);
+#if EBP_MGMT_QUEUE > 0
+  } else if (h->chan == EBP_CH_MANAGEMENT && ctx->cfg.on_management) {
+    /* Taken only when there is room for its answer (busy_now refuses the frame otherwise). */
+    size_t n = ctx->cfg.on_management(ctx->cfg.user, payload, plen, ctx->mgmt_rsp[ctx->n_mgmt], EBP_MGMT_RSP_MAX);
+    if (n > 0 && n <= EBP_MGMT_RSP_MAX) ctx->mgmt_len[ctx->n_mgmt++] = (uint16_t)n;
+#endif
   } else {
-    ctx->c.unknown_channel++; /* log (3) from the gateway, management without CAP, reserved */
+    ctx->c.unknown_channel++; /* log (3) from the gateway, management without a handler, reserved */
   }
 }
 
@@ -924,6 +955,9 @@ int ebp_init(ebp_ctx_t *ctx, const ebp_config_t *config, const ebp_port_t *port)
   if (ctx->cfg.max_frame < 256) ctx->cfg.max_frame = 256;
   if (ctx->cfg.window == 0 || ctx->cfg.window > EBP_WINDOW) ctx->cfg.window = EBP_WINDOW;
   ctx->cfg.capabilities |= EBP_CAP_TIME | EBP_CAP_COMMANDS;
+#if EBP_MGMT_QUEUE > 0
+  if (ctx->cfg.on_management) ctx->cfg.capabilities |= EBP_CAP_MANAGEMENT;
+#endif
   if (port->unique_id) ctx->board_id_len = (uint8_t)port->unique_id(port->user, ctx->board_id, sizeof ctx->board_id);
   if (ctx->board_id_len > 16) ctx->board_id_len = 16;
   ctx->boot_id = config->boot_id;

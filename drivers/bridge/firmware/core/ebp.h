@@ -34,6 +34,12 @@ extern "C" {
 #define EBP_RESULT_QUEUE 4 /* command results waiting for a window slot; full => BUSY */
 #endif
 
+#ifndef EBP_MGMT_QUEUE
+#define EBP_MGMT_QUEUE 4 /* management (SMP) responses waiting for a window slot; full => BUSY; 0: none (no updates) */
+#endif
+#ifndef EBP_MGMT_RSP_MAX
+#define EBP_MGMT_RSP_MAX 384 /* largest management response (an image state list of two slots: ~260 bytes) */
+#endif
 #ifndef EBP_SCRATCH_SIZE
 #define EBP_SCRATCH_SIZE 896 /* room for the largest nanopb envelope struct, Telemetry (checked in ebp.c) */
 #endif
@@ -218,6 +224,11 @@ typedef struct ebp_ctx ebp_ctx_t;
 typedef ebp_cmd_status_t (*ebp_command_cb)(void *user, const ebp_point_t *pt, const ebp_value_t *value,
                                            ebp_value_t *readback, char *msg, size_t msg_size);
 typedef void (*ebp_event_cb)(void *user, ebp_event_t ev, uint32_t a, uint32_t b, const char *text);
+/* Management callback (channel 7, docs/firmware-bridge.md section 13): `req` is one SMP packet
+ * from the gateway, delivered once and in order; write the response packet into `rsp` (at most
+ * `cap` bytes) and return its length, or 0 for none. The core sends it on the reliable channel.
+ * Setting it announces CAP_MANAGEMENT. */
+typedef size_t (*ebp_mgmt_cb)(void *user, const uint8_t *req, size_t len, uint8_t *rsp, size_t cap);
 
 typedef struct {
   const char *hardware;           /* "room-node/rev-c" */
@@ -238,6 +249,7 @@ typedef struct {
   ebp_command_cb on_command;
   ebp_event_cb on_event;
   void *user;                     /* passed to the callbacks */
+  ebp_mgmt_cb on_management;      /* NULL: no firmware updates over the bridge */
 } ebp_config_t;
 
 typedef enum { EBP_S_HELLO = 0, EBP_S_UP = 1, EBP_S_REFUSED = 2 } ebp_state_t;
@@ -311,6 +323,12 @@ struct ebp_ctx {
   size_t describe_next, describe_group;
   ebp_result_t results[EBP_RESULT_QUEUE];
   uint8_t n_results;
+  /* management responses waiting for a window slot (EBP_MGMT_QUEUE 0: no management at all) */
+#if EBP_MGMT_QUEUE > 0
+  uint8_t mgmt_rsp[EBP_MGMT_QUEUE][EBP_MGMT_RSP_MAX];
+  uint16_t mgmt_len[EBP_MGMT_QUEUE];
+#endif
+  uint8_t n_mgmt;
   /* reading ring */
   size_t ring_head, ring_count;
   uint32_t next_reading_seq;

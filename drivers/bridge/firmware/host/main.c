@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ebp.h"
 #include "ebp_posix.h"
 #include "ebp_schema.h"
+#include "flash.h"
 
 #define PI 3.14159265358979323846
 
@@ -43,6 +45,13 @@ typedef struct {
   unsigned long count, recorded;
   uint32_t last_seq;
   int all_acked_said;
+  /* --flash: two image slots, a bootloader and the SMP server (firmware updates) */
+  host_flash_t flash;
+  int has_flash;
+  char version[32], behaviour[16];
+  uint8_t image_hash[32];
+  uint64_t reset_at;     /* an SMP reset (or a crash) due at this time; 0: none */
+  int reset_reason_next; /* the reset reason the next boot reports */
 } app_t;
 
 static volatile sig_atomic_t stop_flag;
@@ -168,6 +177,52 @@ static void on_event(void *user, ebp_event_t ev, uint32_t x, uint32_t y, const c
   }
 }
 
+static size_t on_management(void *user, const uint8_t *req, size_t len, uint8_t *rsp, size_t cap) {
+  app_t *a = user;
+  int reset = 0;
+  size_t n = flash_smp(&a->flash, req, len, rsp, cap, &reset);
+  if (len >= 8 && (req[7] == 1 && req[5] == 1)) { /* upload: one line per 64 KiB, for tests to follow */
+    static uint32_t said;
+    if (a->flash.h.has_upload && a->flash.h.upload_off / 65536u != said / 65536u) {
+      said = a->flash.h.upload_off;
+      fprintf(stderr, "ebp-host: upload off=%u len=%u\n", a->flash.h.upload_off, a->flash.h.upload_len);
+    }
+  }
+  if (reset && !a->reset_at) {
+    a->reset_at = a->ctx.port.now_us(a->ctx.port.user) + 50000u; /* once the answer has left */
+    a->reset_reason_next = 3 /* RESET_SOFTWARE */;
+    fprintf(stderr, "ebp-host: reset requested\n");
+  }
+  return n;
+}
+
+/* A reset: the program starts again (the bootloader runs first), telling the new boot why. */
+static void reboot(app_t *a, char **argv, int argc) {
+  char **args = calloc((size_t)argc + 3, sizeof *args);
+  char reason[8];
+  int i, n = 0;
+  if (!args) exit(1);
+  for (i = 0; i < argc; i++) {
+    if ((!strcmp(argv[i], "--reset-reason") || !strcmp(argv[i], "--boot-id")) && i + 1 < argc) {
+      i++;
+      continue;
+    }
+    args[n++] = argv[i];
+  }
+  snprintf(reason, sizeof reason, "%d", a->reset_reason_next);
+  args[n++] = "--reset-reason";
+  args[n++] = reason;
+  args[n] = NULL;
+  fprintf(stderr, "ebp-host: rebooting reason=%d\n", a->reset_reason_next);
+  fflush(stderr);
+  persist_save(a);
+  ebp_posix_close(&a->px);
+  flash_close(&a->flash);
+  execv("/proc/self/exe", args);
+  fprintf(stderr, "ebp-host: cannot restart: %s\n", strerror(errno));
+  exit(1);
+}
+
 /* ---- the room node ---------------------------------------------------------------------------- */
 static double round2(double x) { return floor(x * 100.0 + 0.5) / 100.0; }
 
@@ -209,7 +264,7 @@ static void usage(void) {
           "                [--interval-ms 1000] [--count N] [--points temperature,humidity,co2,setpoint,led]\n"
           "                [--ring 256] [--log-every N] [--seed N] [--boot-id HEX] [--persist FILE]\n"
           "                [--reset-reason N] [--max-frame N] [--window N] [--baud 115200]\n"
-          "                [--batch-ms 0]\n");
+          "                [--batch-ms 0] [--flash FILE]\n");
 }
 
 int main(int argc, char **argv) {
@@ -217,7 +272,7 @@ int main(int argc, char **argv) {
   app_t *a = &app;
   ebp_config_t cfg;
   ebp_port_t port;
-  const char *path = NULL, *id_hex = NULL, *points = "temperature,humidity,co2,setpoint,led";
+  const char *path = NULL, *id_hex = NULL, *points = "temperature,humidity,co2,setpoint,led", *flash_path = NULL;
   unsigned long interval_ms = 1000, ring_n = 256, log_every = 0, seed = 1, boot_id = 0, baud = 115200;
   unsigned long max_frame = 0, window = 0, reset_reason = 1, batch_ms = 0;
   ebp_reading_t *ring;
@@ -258,6 +313,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(o, "--window")) window = strtoul(v, NULL, 10);
     else if (!strcmp(o, "--baud")) baud = strtoul(v, NULL, 10);
     else if (!strcmp(o, "--batch-ms")) batch_ms = strtoul(v, NULL, 10);
+    else if (!strcmp(o, "--flash")) flash_path = v;
     else {
       fprintf(stderr, "ebp-host: unknown option %s\n", o);
       usage();
@@ -297,7 +353,11 @@ int main(int argc, char **argv) {
   snprintf(a->cmd_value, sizeof a->cmd_value, "none");
   snprintf(a->cmd_readback, sizeof a->cmd_readback, "none");
   a->px.fd = -1;
-  a->px.rng = (uint32_t)(seed * 2654435761u) ^ (uint32_t)getpid() ^ 0x9e3779b9u;
+  { /* a new boot id at every start, also after a reset (execv keeps the pid): the clock's nanoseconds too */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    a->px.rng = (uint32_t)(seed * 2654435761u) ^ (uint32_t)getpid() ^ 0x9e3779b9u ^ (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 40503u;
+  }
   if (a->px.rng == 0) a->px.rng = 1;
   if (ebp_posix_open(&a->px, path, (unsigned)baud) != 0) {
     fprintf(stderr, "ebp-host: cannot open %s: %s\n", path, strerror(errno));
@@ -319,6 +379,22 @@ int main(int argc, char **argv) {
   cfg.on_command = on_command;
   cfg.on_event = on_event;
   cfg.user = a;
+  if (flash_path) { /* the bootloader runs, then the image in slot 0: its version and hash are ours */
+    const char *boot;
+    if (flash_open(&a->flash, flash_path, cfg.firmware) != 0) {
+      fprintf(stderr, "ebp-host: --flash %s: %s\n", flash_path, strerror(errno));
+      return 1;
+    }
+    a->has_flash = 1;
+    boot = flash_boot(&a->flash);
+    flash_running(&a->flash, a->version, sizeof a->version, a->image_hash, a->behaviour, sizeof a->behaviour);
+    cfg.firmware = a->version;
+    cfg.image_hash = a->image_hash;
+    cfg.on_management = on_management;
+    fprintf(stderr, "ebp-host: boot image=%s version=%s behaviour=%s hash=%02x%02x%02x%02x%02x%02x%02x%02x\n", boot, a->version,
+            a->behaviour, a->image_hash[0], a->image_hash[1], a->image_hash[2], a->image_hash[3], a->image_hash[4],
+            a->image_hash[5], a->image_hash[6], a->image_hash[7]);
+  }
   if (ebp_init(&a->ctx, &cfg, &port) != 0) return 1;
 
   memset(&sa, 0, sizeof sa);
@@ -348,7 +424,15 @@ int main(int argc, char **argv) {
         }
       }
     }
-    if (now >= next_tick) {
+    if (a->reset_at && now >= a->reset_at) reboot(a, argv, argc);
+    if (a->has_flash && !strcmp(a->behaviour, "crash") && a->ctx.state == EBP_S_UP && !a->reset_at) {
+      /* a test image that crashes: it comes up, then the watchdog resets the board */
+      a->reset_at = now + 300000u;
+      a->reset_reason_next = 6 /* RESET_CRASH */;
+    }
+    if (now >= next_tick && a->has_flash && !strcmp(a->behaviour, "silent")) {
+      next_tick = now + (uint64_t)interval_ms * 1000u; /* a silent image measures nothing */
+    } else if (now >= next_tick) {
       if (a->count == 0 || a->recorded < a->count) {
         record_tick(a, k + seed);
         if (log_every && (++logs % log_every) == 0)
@@ -374,6 +458,7 @@ int main(int argc, char **argv) {
           (unsigned long)ebp_ring_used(&a->ctx), a->ctx.c.ring_dropped);
   persist_save(a);
   ebp_posix_close(&a->px);
+  if (a->has_flash) flash_close(&a->flash);
   free(ring);
   return 0;
 }
