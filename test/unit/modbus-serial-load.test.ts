@@ -17,6 +17,8 @@ describe("modbus-serial without serialport", () => {
       const fromModbusSerial = createRequire(require.resolve("modbus-serial"));
       const viaCjs = fromModbusSerial("serialport");
       const viaEsm = await import("serialport");
+      // modbus-serial's own serial port (tests and tools use it): a real SerialPort underneath.
+      const buffered = new modbusSerial.RTUBufferedPort("/nonexistent/tty", { autoOpen: false, baudRate: 9600 });
       console.log(JSON.stringify({
         loadedEarly,
         client: typeof client.readHoldingRegisters,
@@ -25,9 +27,10 @@ describe("modbus-serial without serialport", () => {
         esm: typeof viaEsm.SerialPort,
         same: viaCjs.SerialPort === viaEsm.SerialPort,
         getPorts: typeof modbusSerial.getPorts,
+        bufferedIsReal: buffered._client instanceof viaEsm.SerialPort,
       }));
     `;
     const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
-    expect(JSON.parse(out)).toEqual({ loadedEarly: 0, client: "function", tcpPort: "function", cjs: "function", esm: "function", same: true, getPorts: "function" });
+    expect(JSON.parse(out)).toEqual({ loadedEarly: 0, client: "function", tcpPort: "function", cjs: "function", esm: "function", same: true, getPorts: "function", bufferedIsReal: true });
   });
 });

@@ -6,10 +6,10 @@
  * stream stack cost ~4 MiB of resident memory at import. We use neither: our client hands
  * ModbusRTU a port of its own (client-port.ts), which opens serialport itself, lazily, only for
  * an RTU line. So while modbus-serial's index.js runs, `serialport` resolves (for modbus-serial
- * alone) to an empty stand-in, taken out of the require cache as soon as it has loaded: every
- * later `require`/`import` of serialport, including modbus-serial's own `getPorts()`, gets the
- * real module. The stand-in's `SerialPort` is undefined, so modbus-serial's two serial classes
- * would fail at once if anything ever constructed them; nothing here does.
+ * alone) to a stand-in, taken out of the require cache as soon as it has loaded: every later
+ * `require`/`import` of serialport, including modbus-serial's own `getPorts()`, gets the real
+ * module. The stand-in's `SerialPort` loads the real one when something constructs it (a test, a
+ * tool using modbus-serial's own serial port in the same process) and returns a real instance.
  *
  * If serialport is already loaded (a process that opened an RTU line first), it is left alone.
  */
@@ -25,7 +25,18 @@ function load(): typeof ModbusSerial {
     const path = fromModbusSerial.resolve("serialport");
     if (!require.cache[path]) {
       standIn = path;
-      const stub = { id: path, filename: path, loaded: true, exports: {}, children: [], paths: [] };
+      /** Constructs the real SerialPort (loaded then, not now); `new` returns that instance. */
+      const real = () => (require(path) as typeof import("serialport")).SerialPort;
+      class SerialPortOnDemand {
+        constructor(...args: unknown[]) {
+          const SerialPort = real() as unknown as new (...a: unknown[]) => object;
+          return new SerialPort(...args);
+        }
+        static list() {
+          return real().list();
+        }
+      }
+      const stub = { id: path, filename: path, loaded: true, exports: { SerialPort: SerialPortOnDemand }, children: [], paths: [] };
       require.cache[path] = stub as unknown as NodeJS.Module;
     }
   } catch {
