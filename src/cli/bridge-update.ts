@@ -14,7 +14,7 @@ import { UserError } from "../model/errors.js";
 import { IMAGE_PIECE } from "../ops/control-socket.js";
 import { readImageHeader, sha256 } from "../update/image.js";
 import type { Job } from "../update/jobs.js";
-import { ManifestError, parseManifest, signManifest } from "../update/manifest.js";
+import { type Manifest, ManifestError, parseManifest, signManifest } from "../update/manifest.js";
 import { askRunningAgent } from "./agent-socket.js";
 import { formatAge, printJson, table } from "./output.js";
 
@@ -42,13 +42,14 @@ async function stage(config: string, image: Buffer, onProgress: (sent: number) =
   return sha;
 }
 
-async function updateOne(config: string, board: string, image: Buffer, manifest: unknown, o: { id?: string; wait: boolean; json?: boolean }): Promise<Job | null> {
+async function updateOne(config: string, board: string, source: { image: Buffer } | { url: string }, manifest: Manifest, o: { id?: string; wait: boolean; json?: boolean }): Promise<Job | null> {
+  const size = manifest.image.size;
   const bar = !o.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${board} [{bar}] {percentage}% · {phase}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : null;
-  bar?.start(image.length * 2, 0, { phase: "sending to the gateway" });
+  bar?.start(size * 2, 0, { phase: "url" in source ? "the gateway downloads it" : "sending to the gateway" });
   try {
-    const sha = await stage(config, image, (n) => bar?.update(n, { phase: "sending to the gateway" }));
+    const image = "url" in source ? { url: source.url } : { sha256: await stage(config, source.image, (n) => bar?.update(n, { phase: "sending to the gateway" })) };
     const id = o.id ?? `cli-update-${randomUUID()}`;
-    const payload = JSON.stringify({ id, action: "update", args: { manifest, image: { sha256: sha } } });
+    const payload = JSON.stringify({ id, action: "update", args: { manifest, image } });
     const result = (await askRunningAgent(config, { op: "command", target: board, payload })) as { status: string; reason?: string };
     if (result.status !== "ok") {
       bar?.stop();
@@ -58,8 +59,9 @@ async function updateOne(config: string, board: string, image: Buffer, manifest:
     for (;;) {
       const job = (await askRunningAgent(config, { op: "updates", job: id })) as Job | null;
       if (!job) throw new UserError(`the agent has no job '${id}'`);
-      const phase = job.state === "uploading" ? `uploading to the board (${job.offset} of ${job.manifest.image.size} bytes)` : job.state === "testing" ? "test boot and health check" : job.state;
-      bar?.update(image.length + (job.state === "uploading" ? job.offset : job.state === "verified" ? 0 : image.length), { phase });
+      const phase =
+        job.state === "uploading" ? `uploading to the board (${job.offset} of ${size} bytes)` : job.state === "testing" ? "test boot and health check" : job.state === "downloading" ? "the gateway downloads it" : job.state;
+      bar?.update(job.state === "downloading" ? 0 : size + (job.state === "uploading" ? job.offset : job.state === "verified" ? 0 : size), { phase });
       if (FINISHED.has(job.state)) {
         bar?.stop();
         return job;
@@ -84,7 +86,8 @@ export function registerBridgeUpdate(bridge: Command): void {
     .command("update")
     .description("update boards' firmware: signed image → upload → test boot → health check → confirmed, or rolled back (one board after the other; stops at the first that does not confirm)")
     .argument("<boards...>", "the boards' names in the config")
-    .requiredOption("--image <file>", "the firmware image (an MCUboot image for Zephyr boards)")
+    .option("--image <file>", "the firmware image (an MCUboot image for Zephyr boards), sent to the gateway")
+    .option("--url <url>", "or: where the gateway downloads it (https, a host in updates.download.hosts)")
     .requiredOption("--manifest <file>", "its signed manifest (edge-agent bridge sign)")
     .requiredOption("-c, --config <file>", "the agent's configuration file")
     .option("--id <id>", "the update's id (one board only; the same id again is the same update)")
@@ -99,9 +102,10 @@ keeps running its image until the new one passed the health check; a failed upda
 the old image ("rolled back"). Exit codes: 0 every board confirmed, 1 one failed or rolled back,
 2 refused.`,
     )
-    .action(async (boards: string[], o: { image: string; manifest: string; config: string; id?: string; wait: boolean; json?: boolean }) => {
+    .action(async (boards: string[], o: { image?: string; url?: string; manifest: string; config: string; id?: string; wait: boolean; json?: boolean }) => {
       if (o.id !== undefined && boards.length > 1) throw new UserError("--id names one update: give one board with it");
-      const image = readFile(o.image, "--image");
+      if ((o.image === undefined) === (o.url === undefined)) throw new UserError("give the image: --image FILE (sent to the gateway) or --url URL (the gateway downloads it)", 2);
+      const source = o.url !== undefined ? { url: o.url } : { image: readFile(o.image!, "--image") };
       const text = readFile(o.manifest, "--manifest");
       let manifest;
       try {
@@ -111,7 +115,7 @@ the old image ("rolled back"). Exit codes: 0 every board confirmed, 1 one failed
       }
       const jobs: Job[] = [];
       for (const board of boards) {
-        const job = await updateOne(o.config, board, image, manifest, o);
+        const job = await updateOne(o.config, board, source, manifest, o);
         if (job) jobs.push(job);
         if (!o.json && job) process.stdout.write(`${describe(job)}\n`);
         if (o.wait && job && job.state !== "confirmed") {

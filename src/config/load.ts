@@ -18,6 +18,7 @@ interface WithPaths {
   store: { path: string };
   uplink: { tls?: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined };
   opcua?: { server?: { pki_dir?: string | undefined } | undefined } | undefined;
+  updates?: { download: { ca?: string | undefined } } | undefined;
 }
 
 export interface ConfigLoader<C> {
@@ -55,6 +56,8 @@ export function configLoader<C extends WithPaths>(schema: z.ZodType<C>, resolveM
       if (tls.cert) tls.cert = at(tls.cert);
       if (tls.key) tls.key = at(tls.key);
     }
+    const dl = config.updates?.download;
+    if (dl?.ca) dl.ca = at(dl.ca);
     resolveMore(config, at);
     return { ok: true, config };
   };

@@ -219,6 +219,16 @@ const updates = z
       })
       .prefault({}),
     offline_timeout: duration({ min: SECOND, max: 30 * DAY, description: "How long an update waits for an offline board before it fails." }).default(HOUR),
+    download: z
+      .strictObject({
+        hosts: z
+          .array(z.string().min(1).max(253).regex(/^[A-Za-z0-9.:-]+$/, { error: "expected a host name or an IP address" }))
+          .default([])
+          .meta({ description: "Hosts images may be downloaded from (https only); none by default: images are then staged with `edge-agent bridge update`." }),
+        ca: z.string().optional().meta({ description: "PEM file of a private CA the image server's certificate is signed by (besides the system's)." }),
+        timeout: duration({ min: SECOND, max: HOUR, description: "A download with no data for this long is retried (three times without progress, then the update fails)." }).default(30 * SECOND),
+      })
+      .prefault({}),
   })
   .optional()
   .meta({ description: "Firmware updates of bridged boards (docs/firmware-updates.md); off unless present." });

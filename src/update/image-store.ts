@@ -20,6 +20,7 @@ export class ImageStore {
     readonly maxBytes: number,
   ) {}
 
+
   /** Where an image with this SHA-256 is (or would be) kept. */
   pathOf(sha: string): string {
     return join(this.dir, `${sha}.bin`);

@@ -3,7 +3,7 @@
  * a gateway restart finds every job where it was — uploading at an offset, in the health gate —
  * and resumes it. A board has at most one job that is not finished.
  *
- * States: verified → uploading (offset) → testing → confirmed | rolled-back | failed (reason).
+ * States: [downloading →] verified → uploading (offset) → testing → confirmed | rolled-back | failed (reason).
  * The image file stays in the image store until its job is finished.
  */
 import { mkdirSync } from "node:fs";
@@ -11,7 +11,7 @@ import { dirname } from "node:path";
 import { Database } from "../store/sqlite.js";
 import type { Manifest } from "./manifest.js";
 
-export type JobState = "verified" | "uploading" | "testing" | "confirmed" | "rolled-back" | "failed";
+export type JobState = "downloading" | "verified" | "uploading" | "testing" | "confirmed" | "rolled-back" | "failed";
 export const FINISHED: ReadonlySet<JobState> = new Set(["confirmed", "rolled-back", "failed"]);
 
 export interface Job {
@@ -20,8 +20,10 @@ export interface Job {
   board: string;
   state: JobState;
   manifest: Manifest;
-  /** Path of the image file in the image store. */
+  /** Path of the image file in the image store (once downloaded). */
   imagePath: string;
+  /** Where the image comes from (https), or "" when it was staged on the gateway. */
+  url: string;
   /** Bytes the board has confirmed it holds. */
   offset: number;
   /** The firmware the board ran when the job began (what a rollback returns to). */
@@ -58,6 +60,7 @@ export class JobStore {
           state TEXT NOT NULL,
           manifest TEXT NOT NULL,
           image_path TEXT NOT NULL,
+          url TEXT NOT NULL DEFAULT '',
           offset INTEGER NOT NULL DEFAULT 0,
           from_version TEXT NOT NULL DEFAULT '',
           from_hash TEXT NOT NULL DEFAULT '',
@@ -105,8 +108,8 @@ export class JobStore {
   insert(job: Job): void {
     this.db
       .prepare(
-        `INSERT INTO jobs (id, board, state, manifest, image_path, offset, from_version, from_hash, reason, observed, rollout, created, updated, test_started)
-         VALUES (@id, @board, @state, @manifest, @imagePath, @offset, @fromVersion, @fromHash, @reason, @observed, @rollout, @created, @updated, @testStarted)`,
+        `INSERT INTO jobs (id, board, state, manifest, image_path, url, offset, from_version, from_hash, reason, observed, rollout, created, updated, test_started)
+         VALUES (@id, @board, @state, @manifest, @imagePath, @url, @offset, @fromVersion, @fromHash, @reason, @observed, @rollout, @created, @updated, @testStarted)`,
       )
       .run({ ...job, manifest: JSON.stringify(job.manifest) });
   }
@@ -136,6 +139,7 @@ interface Row {
   state: JobState;
   manifest: string;
   image_path: string;
+  url: string;
   offset: number;
   from_version: string;
   from_hash: string;
@@ -154,6 +158,7 @@ function fromRow(r: Row): Job {
     state: r.state,
     manifest: JSON.parse(r.manifest) as Manifest,
     imagePath: r.image_path,
+    url: r.url,
     offset: r.offset,
     fromVersion: r.from_version,
     fromHash: r.from_hash,

@@ -13,10 +13,13 @@
  * image crashed before the gateway heard it) is reported the same way.
  */
 import type { KeyObject } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
 import type { BoardEvent, HelloInfo } from "../bridge/board-session.js";
 import { SmpError, type SmpClient, type SmpRequest } from "../bridge/management.js";
 import { parseImageState, SMP_GROUP, SMP_IMAGE, SMP_OS, uploadBody, uploadOverhead, type ImageSlot } from "../bridge/smp.js";
 import type { Logger } from "../model/logger.js";
+import { download, type DownloadSettings, refuseUrl } from "./download.js";
 import { sha256 } from "./image.js";
 import { ImageStore } from "./image-store.js";
 import { FINISHED, type Job, type JobState, JobStore } from "./jobs.js";
@@ -54,6 +57,8 @@ export interface UpdateSettings {
   maxRetries: number;
   /** The board's bootloader version, if the config says (SMP does not). */
   bootloaderOf(board: string): string | null;
+  /** Images from HTTPS URLs (allowed hosts, CA, timeouts). */
+  download: DownloadSettings;
 }
 
 export interface UpdateEvent {
@@ -129,7 +134,7 @@ export class Updater {
    * A new update: the manifest and image are checked (signature, image, and the board if it is
    * online) before anything is stored or sent. Idempotent: a job with this id is returned as it is.
    */
-  submit(request: { id: string; board: string; manifest: Manifest; image: Uint8Array; rollout?: string }): Job {
+  submit(request: { id: string; board: string; manifest: Manifest; image?: Uint8Array; url?: string; rollout?: string }): Job {
     const existing = this.store.get(request.id);
     if (existing) {
       if (existing.board !== request.board || existing.manifest.image.sha256 !== request.manifest.image.sha256) {
@@ -137,21 +142,26 @@ export class Updater {
       }
       return existing;
     }
-    const { manifest: m, image } = request;
+    const { manifest: m, image, url } = request;
     this.check(request);
-    let path: string;
-    try {
-      path = this.images.put(image, this.store.imagesInUse());
-    } catch (err) {
-      throw new UpdateRefused((err as Error).message, "no-room");
+    let path = this.images.pathOf(m.image.sha256);
+    if (image) {
+      try {
+        path = this.images.put(image, this.store.imagesInUse());
+      } catch (err) {
+        throw new UpdateRefused((err as Error).message, "no-room");
+      }
+    } else if (m.image.size > this.images.maxBytes) {
+      throw new UpdateRefused(`image of ${m.image.size} bytes exceeds the image store's limit of ${this.images.maxBytes} bytes (updates.images_max)`, "no-room");
     }
     const now = this.now();
     const job: Job = {
       id: request.id,
       board: request.board,
-      state: "verified",
+      state: image ? "verified" : "downloading",
       manifest: m,
       imagePath: path,
+      url: image ? "" : (url ?? ""),
       offset: 0,
       fromVersion: "",
       fromHash: "",
@@ -163,7 +173,7 @@ export class Updater {
       testStarted: 0,
     };
     this.store.insert(job);
-    this.emit(job, `update to ${m.image.version} accepted`);
+    this.emit(job, image ? `update to ${m.image.version} accepted` : `update to ${m.image.version} accepted; downloading from ${new URL(job.url).host}`);
     if (this.started) this.launch(job);
     return job;
   }
@@ -172,13 +182,18 @@ export class Updater {
    * Every check submit() makes, without submitting: the manifest's signature, the image, the
    * board (when it has said hello), and no update in progress on it. Throws UpdateRefused.
    */
-  check(request: { board: string; manifest: Manifest; image: Uint8Array }): void {
-    const { manifest: m, image } = request;
+  check(request: { board: string; manifest: Manifest; image?: Uint8Array; url?: string }): void {
+    const { manifest: m, image, url } = request;
+    if (!image === !url) throw new UpdateRefused("an update names its image: staged on the gateway, or an https URL", "image");
+    if (url) {
+      const refused = refuseUrl(url, this.settings.download.hosts);
+      if (refused) throw new UpdateRefused(refused, "url");
+    }
     const board = this.boardOf(request.board);
     if (!board) throw new UpdateRefused(`no board named '${request.board}' (bridge sources: see \`edge-agent bridge list\`)`, "unknown-board");
     try {
       checkSignature(m, this.settings.keys);
-      checkImage(m, image);
+      if (image) checkImage(m, image);
       const hello = board.helloInfo();
       if (hello) this.checkBoard(m, board, hello);
     } catch (err) {
@@ -237,6 +252,7 @@ export class Updater {
     if (!job || FINISHED.has(job.state)) return;
     try {
       const m = job.manifest;
+      if (job.state === "downloading") await this.fetch(job);
       const image = this.images.read(job.imagePath);
       // Checked again: the file may have been damaged on disk, or the keys changed, since.
       checkSignature(m, this.settings.keys);
@@ -280,6 +296,31 @@ export class Updater {
         },
       );
     });
+  }
+
+  /** Downloads the job's image (resuming a partial file), checks it against the manifest, keeps it. */
+  private async fetch(job: Job): Promise<void> {
+    const m = job.manifest;
+    const partial = `${job.imagePath.replace(/\.bin$/, "")}.download`;
+    mkdirSync(dirname(partial), { recursive: true });
+    let lastSaid = 0;
+    const bytes = await download(job.url, partial, m.image.size, this.settings.download, this.abort.signal, (n) => {
+      if (this.now() - lastSaid < PROGRESS_EVERY_MS && n < m.image.size) return;
+      lastSaid = this.now();
+      this.emit({ ...job, offset: n }, `downloaded ${n} of ${m.image.size} bytes`);
+    });
+    try {
+      checkImage(m, bytes);
+    } catch (err) {
+      rmSync(partial, { force: true });
+      throw new Error(`the downloaded image does not match its manifest: ${(err as Error).message}`);
+    }
+    try {
+      job.imagePath = this.images.put(bytes, this.store.imagesInUse());
+    } finally {
+      rmSync(partial, { force: true });
+    }
+    this.set(job, { state: "verified" }, `downloaded and verified ${m.image.size} bytes`);
   }
 
   private alive(): void {

@@ -10,10 +10,13 @@
 import { execFileSync, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildTestImage, type Behaviour } from "../../src/update/image.js";
 import { signManifest } from "../../src/update/manifest.js";
+import { makePki } from "../helpers/certs.js";
 import { agentReady, CLI, exited, runCli, startCli } from "../helpers/cli.js";
 import { PtyPair } from "../helpers/socat.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -99,7 +102,7 @@ interface Rig {
   image(version: string, size: number, behaviour?: Behaviour): { image: string; manifest: string };
 }
 
-async function rig(kind: BoardKind): Promise<Rig> {
+async function rig(kind: BoardKind, download?: { ca: string }): Promise<Rig> {
   const dir = tempDir();
   const pty = new PtyPair(dir);
   await pty.plug();
@@ -116,7 +119,7 @@ sources:
 updates:
   keys: [{ name: release, key: "${PUBLIC}" }]
   health: { heartbeats: 4, window: 2s, boot_timeout: 30s }
-`,
+${download ? `  download: { hosts: [127.0.0.1], ca: ${download.ca}, timeout: 2s }\n` : ""}`,
   );
   const r: Rig = {
     dir,
@@ -281,5 +284,45 @@ describe.each(KINDS)("firmware update over a real serial line (pty): $name and t
     expect((await online(r)).firmware).toBe("2.0.0");
     // The board never went back to zero: one test boot, no second upload from scratch.
     await waitFor("the board's test boot line", () => kind.testBoot("2.0.0").test(r.board!.out()) || undefined, { timeoutMs: 5000 });
+  });
+});
+
+describe("firmware update from an HTTPS URL (the gateway downloads the image)", () => {
+  it("downloads from an allowed host with the private CA, resumes a cut download, and updates the C board; other hosts are refused", { timeout: 120_000 }, async () => {
+    const pki = makePki(tempDir());
+    const r = await rig(KINDS[0]!, { ca: pki.ca });
+    await r.startBoard();
+    await r.startAgent();
+    await online(r);
+    const fw = r.image("1.3.0", 200_000);
+    const bytes = readFileSync(fw.image);
+    const ranges: Array<string | undefined> = [];
+    const server = createHttpsServer({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (req, res) => {
+      ranges.push(req.headers.range);
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+      const from = m ? Number(m[1]) : 0;
+      res.writeHead(m ? 206 : 200, m ? { "content-range": `bytes ${from}-${bytes.length - 1}/${bytes.length}` } : {});
+      // The first answer is cut after 64 KiB: the gateway asks for the rest with a Range.
+      if (ranges.length === 1) res.write(bytes.subarray(0, 65_536), () => setTimeout(() => res.destroy(), 50));
+      else res.end(bytes.subarray(from));
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    cleanups.push(async () => {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    });
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/fw/room-node-1.3.0.bin`;
+    // The test's HTTPS server runs in this process: the CLI must not block it (no runCli here).
+    const cli = startCli(["bridge", "update", "node-1", "--url", url, "--manifest", fw.manifest, "-c", r.config, "--id", "from-url"]);
+    expect(await exited(cli)).toBe(0);
+    expect(cli.out()).toMatch(/node-1: 1\.3\.0 confirmed/);
+    expect(ranges[0]).toBeUndefined();
+    expect(ranges[1]).toMatch(/^bytes=\d+-$/);
+    const other = startCli(["bridge", "update", "node-1", "--url", "https://firmware.example.org/fw.bin", "--manifest", fw.manifest, "-c", r.config]);
+    expect(await exited(other)).toBe(2);
+    expect(other.out()).toMatch(/rejected — .*'firmware\.example\.org' is not in updates\.download\.hosts/);
+    const plain = startCli(["bridge", "update", "node-1", "--url", url.replace("https:", "http:"), "--manifest", fw.manifest, "-c", r.config]);
+    expect(await exited(plain)).toBe(2);
+    expect(plain.out()).toMatch(/only https/);
   });
 });

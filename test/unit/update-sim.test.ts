@@ -56,6 +56,7 @@ const settings = (over: Partial<UpdateSettings> = {}): UpdateSettings => ({
   requestTimeoutMs: 2000,
   maxRetries: 20,
   bootloaderOf: () => null,
+  download: { hosts: [], ca: null, idleTimeoutMs: 1000, attempts: 2 },
   ...over,
 });
 

@@ -64,6 +64,7 @@ export function createUpdates(cfg: Config, sources: ReadonlyArray<{ source: Sour
       requestTimeoutMs: 5000,
       maxRetries: 20,
       bootloaderOf: (name) => bootloaders.get(name) ?? null,
+      download: { hosts: u.download.hosts, ca: u.download.ca ? readFileSync(u.download.ca, "utf8") : null, idleTimeoutMs: u.download.timeout, attempts: 3 },
     },
     ulog,
   );
@@ -86,13 +87,16 @@ export function createUpdates(cfg: Config, sources: ReadonlyArray<{ source: Sour
     z
       .strictObject({
         manifest: z.unknown(),
-        image: z.strictObject({ sha256: z.string().regex(HEX64, { error: "expected the image's SHA-256 (64 lower-case hex digits)" }) }),
+        image: z.union([
+          z.strictObject({ sha256: z.string().regex(HEX64, { error: "expected the image's SHA-256 (64 lower-case hex digits)" }) }),
+          z.strictObject({ url: z.string().min(1).max(2048) }),
+        ]),
       })
       .superRefine((a, ctx) => {
         // The whole check before anything runs: a refusal is `rejected`, the board untouched.
         try {
           const m = parseManifest(JSON.stringify(a.manifest ?? null));
-          updater.check({ board, manifest: m, image: stagedImage(a.image.sha256) });
+          updater.check({ board, manifest: m, ...("url" in a.image ? { url: a.image.url } : { image: stagedImage(a.image.sha256) }) });
         } catch (err) {
           ctx.addIssue({ code: "custom", message: (err as Error).message, path: err instanceof ManifestError ? ["manifest"] : [] });
         }
@@ -111,9 +115,11 @@ export function createUpdates(cfg: Config, sources: ReadonlyArray<{ source: Sour
         state: () => a.state(),
         async execute(action, args, now, id) {
           if (action !== "update") return a.execute(action, args, now, id);
-          const { manifest, image } = args as { manifest: unknown; image: { sha256: string } };
-          const job = updater.submit({ id: id ?? `update-${now}`, board: a.name, manifest: parseManifest(JSON.stringify(manifest)), image: stagedImage(image.sha256) });
-          rmSync(join(staging, `${image.sha256}.bin`), { force: true });
+          const { manifest, image } = args as { manifest: unknown; image: { sha256: string } | { url: string } };
+          const m = parseManifest(JSON.stringify(manifest));
+          const source = "url" in image ? { url: image.url } : { image: stagedImage(image.sha256) };
+          const job = updater.submit({ id: id ?? `update-${now}`, board: a.name, manifest: m, ...source });
+          if ("sha256" in image) rmSync(join(staging, `${image.sha256}.bin`), { force: true });
           return { job: job.id, state: job.state, version: job.manifest.image.version };
         },
       } satisfies Actuator;
