@@ -73,6 +73,27 @@ async function updateOne(config: string, board: string, source: { image: Buffer 
   }
 }
 
+async function rollout(config: string, boards: string[], source: { image: Buffer } | { url: string }, manifest: Manifest, o: { id?: string; wait: boolean; json?: boolean }): Promise<Job[]> {
+  const image = "url" in source ? { url: source.url } : { sha256: await stage(config, source.image, () => {}) };
+  const id = o.id ?? `cli-rollout-${randomUUID()}`;
+  const payload = JSON.stringify({ id, action: "rollout", args: { boards, manifest, image } });
+  const result = (await askRunningAgent(config, { op: "command", target: "updates", payload })) as { status: string; reason?: string };
+  if (result.status !== "ok") throw new UserError(`rollout ${result.status} — ${result.reason ?? "no reason given"}`, result.status === "rejected" ? 2 : 1);
+  if (!o.json) process.stdout.write(`rollout ${id}: ${boards.join(" → ")}, one at a time; stops at the first that does not confirm\n`);
+  const said = new Set<string>();
+  for (;;) {
+    const jobs = await Promise.all(boards.map(async (b) => (await askRunningAgent(config, { op: "updates", job: `${id}/${b}` })) as Job));
+    for (const j of jobs) {
+      if (FINISHED.has(j.state) && !said.has(j.id)) {
+        said.add(j.id);
+        if (!o.json) process.stdout.write(`${describe(j)}\n`);
+      }
+    }
+    if (!o.wait || jobs.every((j) => FINISHED.has(j.state))) return jobs;
+    await sleep(500);
+  }
+}
+
 function describe(job: Job): string {
   const v = job.manifest.image.version;
   if (job.state === "confirmed") return `${job.board}: ${v} confirmed${job.observed ? ` (${job.observed})` : ""}`;
@@ -90,7 +111,7 @@ export function registerBridgeUpdate(bridge: Command): void {
     .option("--url <url>", "or: where the gateway downloads it (https, a host in updates.download.hosts)")
     .requiredOption("--manifest <file>", "its signed manifest (edge-agent bridge sign)")
     .requiredOption("-c, --config <file>", "the agent's configuration file")
-    .option("--id <id>", "the update's id (one board only; the same id again is the same update)")
+    .option("--id <id>", "the update's (or, for several boards, the rollout's) id: the same id again is the same update")
     .option("--no-wait", "return once the agent accepted the update")
     .option("--json", "print the jobs as JSON")
     .addHelpText(
@@ -103,7 +124,6 @@ the old image ("rolled back"). Exit codes: 0 every board confirmed, 1 one failed
 2 refused.`,
     )
     .action(async (boards: string[], o: { image?: string; url?: string; manifest: string; config: string; id?: string; wait: boolean; json?: boolean }) => {
-      if (o.id !== undefined && boards.length > 1) throw new UserError("--id names one update: give one board with it");
       if ((o.image === undefined) === (o.url === undefined)) throw new UserError("give the image: --image FILE (sent to the gateway) or --url URL (the gateway downloads it)", 2);
       const source = o.url !== undefined ? { url: o.url } : { image: readFile(o.image!, "--image") };
       const text = readFile(o.manifest, "--manifest");
@@ -113,18 +133,17 @@ the old image ("rolled back"). Exit codes: 0 every board confirmed, 1 one failed
       } catch (err) {
         throw new UserError(`--manifest ${o.manifest}: ${(err as ManifestError).message}`, 2);
       }
-      const jobs: Job[] = [];
-      for (const board of boards) {
-        const job = await updateOne(o.config, board, source, manifest, o);
-        if (job) jobs.push(job);
-        if (!o.json && job) process.stdout.write(`${describe(job)}\n`);
-        if (o.wait && job && job.state !== "confirmed") {
-          if (boards.length > 1 && !o.json) process.stdout.write(`stopped: ${boards.slice(boards.indexOf(board) + 1).join(", ") || "no boards"} not updated\n`);
-          process.exitCode = 1;
-          break;
-        }
+      if (boards.length === 1) {
+        const job = await updateOne(o.config, boards[0]!, source, manifest, o);
+        if (o.json) printJson(job ? [job] : []);
+        else if (job) process.stdout.write(`${describe(job)}\n`);
+        if (o.wait && job && job.state !== "confirmed") process.exitCode = 1;
+        return;
       }
+      // Several boards: one staged rollout in the agent (it goes on if this command is interrupted).
+      const jobs = await rollout(o.config, boards, source, manifest, o);
       if (o.json) printJson(jobs);
+      if (o.wait && jobs.some((j) => j.state !== "confirmed")) process.exitCode = 1;
     });
 
   bridge

@@ -3,7 +3,8 @@
  * a gateway restart finds every job where it was — uploading at an offset, in the health gate —
  * and resumes it. A board has at most one job that is not finished.
  *
- * States: [downloading →] verified → uploading (offset) → testing → confirmed | rolled-back | failed (reason).
+ * States: [queued (a rollout's next boards) →] [downloading →] verified → uploading (offset) →
+ * testing → confirmed | rolled-back | failed (reason).
  * The image file stays in the image store until its job is finished.
  */
 import { mkdirSync } from "node:fs";
@@ -11,7 +12,7 @@ import { dirname } from "node:path";
 import { Database } from "../store/sqlite.js";
 import type { Manifest } from "./manifest.js";
 
-export type JobState = "downloading" | "verified" | "uploading" | "testing" | "confirmed" | "rolled-back" | "failed";
+export type JobState = "queued" | "downloading" | "verified" | "uploading" | "testing" | "confirmed" | "rolled-back" | "failed";
 export const FINISHED: ReadonlySet<JobState> = new Set(["confirmed", "rolled-back", "failed"]);
 
 export interface Job {
@@ -125,6 +126,11 @@ export class JobStore {
       args[k] = v;
     }
     this.db.prepare(`UPDATE jobs SET ${[...cols, "updated = @updated"].join(", ")} WHERE id = @id`).run(args);
+  }
+
+  /** A rollout's jobs, in their order. */
+  byRollout(rollout: string): Job[] {
+    return (this.db.prepare("SELECT * FROM jobs WHERE rollout = ? ORDER BY created, rowid").all(rollout) as Row[]).map(fromRow);
   }
 
   /** Image paths still needed by an unfinished job. */

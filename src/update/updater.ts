@@ -13,7 +13,7 @@
  * image crashed before the gateway heard it) is reported the same way.
  */
 import type { KeyObject } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BoardEvent, HelloInfo } from "../bridge/board-session.js";
 import { SmpError, type SmpClient, type SmpRequest } from "../bridge/management.js";
@@ -101,13 +101,17 @@ export class Updater {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Resumes every unfinished job (a gateway restart). */
+  /** Resumes every unfinished job (a gateway restart), and every rollout where it was. */
   async start(): Promise<void> {
     this.started = true;
+    const rollouts = new Set<string>();
     for (const job of this.store.unfinished()) {
+      if (job.rollout) rollouts.add(job.rollout);
+      if (job.state === "queued") continue;
       this.log.info({ board: job.board, job: job.id, state: job.state, offset: job.offset }, "resuming firmware update");
       this.launch(job);
     }
+    for (const r of rollouts) this.advance(r);
   }
 
   /** Stops the jobs where they are; their state is on disk for the next start. */
@@ -204,6 +208,66 @@ export class Updater {
     if (active) throw new UpdateRefused(`board '${request.board}' has an update in progress (${active.id}, ${active.state})`, "busy");
   }
 
+  /**
+   * A staged rollout: the same image to several boards of this gateway, one at a time, in the
+   * order given; the next starts only when the one before is confirmed, and the first that is not
+   * stops the rest (they end `failed`, "rollout stopped"). Every board is checked first; one
+   * refusal refuses the rollout. Idempotent by id.
+   */
+  submitRollout(request: { id: string; boards: readonly string[]; manifest: Manifest; image?: Uint8Array; url?: string }): Job[] {
+    const existing = this.store.byRollout(request.id);
+    if (existing.length > 0) return existing;
+    this.checkRollout(request);
+    const boards = request.boards;
+    const first = this.submit({ id: `${request.id}/${boards[0]}`, board: boards[0]!, manifest: request.manifest, ...(request.image ? { image: request.image } : { url: request.url ?? "" }), rollout: request.id });
+    const now = this.now();
+    const jobs = [first];
+    for (const board of boards.slice(1)) {
+      const job: Job = { ...first, id: `${request.id}/${board}`, board, state: "queued", offset: 0, fromVersion: "", fromHash: "", reason: "", observed: "", created: now, updated: now, testStarted: 0 };
+      this.store.insert(job);
+      this.emit(job, `queued in rollout ${request.id} (after ${jobs.at(-1)!.board})`);
+      jobs.push(job);
+    }
+    return jobs;
+  }
+
+  /** Every check submitRollout() makes, without submitting. Throws UpdateRefused naming the board. */
+  checkRollout(request: { boards: readonly string[]; manifest: Manifest; image?: Uint8Array; url?: string }): void {
+    const boards = request.boards;
+    if (boards.length === 0 || boards.length > 100) throw new UpdateRefused("a rollout names 1 to 100 boards", "boards");
+    if (new Set(boards).size !== boards.length) throw new UpdateRefused("a rollout names each board once", "boards");
+    for (const board of boards) {
+      try {
+        this.check({ board, manifest: request.manifest, ...(request.image ? { image: request.image } : { url: request.url ?? "" }) });
+      } catch (err) {
+        throw new UpdateRefused(`${board}: ${(err as Error).message}`, err instanceof UpdateRefused ? err.code : "refused");
+      }
+    }
+  }
+
+  /** A rollout's next step: nothing while one of its jobs runs; the next board after a confirm; stop after anything else. */
+  private advance(rollout: string): void {
+    const jobs = this.store.byRollout(rollout);
+    if (jobs.some((j) => !FINISHED.has(j.state) && j.state !== "queued")) return;
+    const queued = jobs.filter((j) => j.state === "queued");
+    if (queued.length === 0) return;
+    const bad = jobs.find((j) => FINISHED.has(j.state) && j.state !== "confirmed");
+    if (bad) {
+      for (const j of queued) this.set(j, { state: "failed", reason: `rollout stopped: ${bad.board} ${bad.state}${bad.reason ? ` (${bad.reason})` : ""}` }, "not started: the rollout stopped");
+      return;
+    }
+    const next = queued[0]!;
+    let have = false;
+    try {
+      have = statSync(next.imagePath).size === next.manifest.image.size;
+    } catch {
+      // not kept (any more): downloaded again
+    }
+    if (!have && !next.url) return this.set(next, { state: "failed", reason: "the rollout's image is no longer on the gateway" }, "failed: image gone");
+    this.set(next, { state: have ? "verified" : "downloading" }, `rollout ${rollout}: ${next.board} is next`);
+    this.launch(next);
+  }
+
   /** Resolves when the job is finished (or the updater stops). */
   async settled(id: string): Promise<Job | null> {
     await this.running.get(id);
@@ -224,7 +288,10 @@ export class Updater {
     if (this.running.has(job.id)) return;
     const p = this.run(job.id)
       .catch((err: unknown) => this.log.error({ job: job.id, err }, "firmware update stopped by an unexpected error"))
-      .finally(() => this.running.delete(job.id));
+      .finally(() => {
+        this.running.delete(job.id);
+        if (job.rollout && !this.abort.signal.aborted) this.advance(job.rollout);
+      });
     this.running.set(job.id, p);
   }
 
@@ -249,7 +316,7 @@ export class Updater {
 
   private async run(id: string): Promise<void> {
     const job = this.store.get(id);
-    if (!job || FINISHED.has(job.state)) return;
+    if (!job || FINISHED.has(job.state) || job.state === "queued") return;
     try {
       const m = job.manifest;
       if (job.state === "downloading") await this.fetch(job);

@@ -326,3 +326,62 @@ describe("firmware update from an HTTPS URL (the gateway downloads the image)", 
     expect(plain.out()).toMatch(/only https/);
   });
 });
+
+describe("a staged rollout from the CLI", () => {
+  it("`bridge update a b` updates two C boards one after the other through the agent's rollout", { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    const ptys = [new PtyPair(join(dir, "a")), new PtyPair(join(dir, "b"))];
+    const { mkdirSync } = await import("node:fs");
+    for (const [i, p] of ptys.entries()) {
+      mkdirSync(join(dir, i === 0 ? "a" : "b"), { recursive: true });
+      await p.plug();
+    }
+    const boards: Proc[] = [];
+    cleanups.push(async () => {
+      for (const b of boards) await kill(b);
+      for (const p of ptys) await p.unplug();
+    });
+    for (const [i, p] of ptys.entries()) {
+      const child = spawn(HOST, ["--port", p.b, "--id", `240ac45f9e1${i}`, "--interval-ms", "200", "--max-frame", "1024", "--flash", join(dir, `flash-${i}.bin`)], { stdio: ["ignore", "ignore", "pipe"] });
+      let out = "";
+      child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+      boards.push(Object.assign(child, { out: () => out }));
+    }
+    const config = join(dir, "edge-agent.yaml");
+    writeFileSync(
+      config,
+      `site: s
+gateway: g
+uplink: { url: "mqtt://127.0.0.1:1" }
+store: { path: ./outbox.db }
+log: { status_interval: 500ms }
+sources:
+  - { type: bridge, name: node-a, port: ${ptys[0]!.a}, heartbeat: 200ms, offline_after: 2s }
+  - { type: bridge, name: node-b, port: ${ptys[1]!.a}, heartbeat: 200ms, offline_after: 2s }
+updates:
+  keys: [{ name: release, key: "${PUBLIC}" }]
+  health: { heartbeats: 4, window: 2s, boot_timeout: 30s }
+`,
+    );
+    const agent = startCli(["run", "-c", config]);
+    cleanups.push(() => kill(agent));
+    await agentReady(agent, 30_000);
+    await waitFor("both boards online", () => {
+      const s = runCli(["bridge", "list", "-c", config, "--json"], { timeoutMs: 10_000 });
+      return s.code === 0 && (JSON.parse(s.stdout) as Array<{ online: boolean }>).filter((b) => b.online).length === 2 ? true : undefined;
+    }, { timeoutMs: 30_000, everyMs: 300 });
+    const img = buildTestImage({ version: "1.4.0", size: 60_000 });
+    writeFileSync(join(dir, "fw.bin"), img);
+    writeFileSync(join(dir, "fw.json"), JSON.stringify(signManifest(img, { version: "1.4.0", hardware: "room-node/rev-c" }, { name: "release", privatePem: PEM })));
+    const out = runCli(["bridge", "update", "node-a", "node-b", "--image", join(dir, "fw.bin"), "--manifest", join(dir, "fw.json"), "-c", config, "--id", "wave-1"], { timeoutMs: 90_000 });
+    expect(out.stdout).toMatch(/rollout wave-1: node-a → node-b/);
+    expect(out.stdout).toMatch(/node-a: 1\.4\.0 confirmed[\s\S]*node-b: 1\.4\.0 confirmed/);
+    expect(out.code).toBe(0);
+    // One after the other: b's test boot came after a's confirm.
+    const jobs = JSON.parse(runCli(["bridge", "images", "node-b", "-c", config, "--json"]).stdout) as { jobs: Array<{ id: string; created: number; updated: number }> };
+    const a = JSON.parse(runCli(["bridge", "images", "node-a", "-c", config, "--json"]).stdout) as { jobs: Array<{ id: string; updated: number }> };
+    expect(jobs.jobs[0]!.id).toBe("wave-1/node-b");
+    expect(a.jobs[0]!.updated).toBeLessThanOrEqual(jobs.jobs[0]!.updated);
+    await waitFor("b's test boot line", () => /boot image=test-swap version=1\.4\.0/.test(boards[1]!.out()) || undefined, { timeoutMs: 5000 });
+  });
+});

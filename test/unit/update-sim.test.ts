@@ -292,3 +292,100 @@ describe("firmware update against the simulated board", () => {
     expect(r.updater.jobs().length).toBe(1);
   });
 });
+
+/** Several boards, each on its own pipe and session, one updater: for rollouts. */
+async function fleet(names: string[], flashes: Record<string, TwoSlotFlash> = {}) {
+  const dir = tempDir();
+  const boards = new Map<string, { session: BoardSession; sim: SimBoard; flash: TwoSlotFlash }>();
+  for (const [i, name] of names.entries()) {
+    const pipe = new MemoryPipe(name);
+    const flash = flashes[name] ?? new TwoSlotFlash({ initial: buildTestImage({ version: "1.0.0", size: 8192 }) });
+    const session = new BoardSession(
+      { name, expectId: null, heartbeatMs: 500, offlineAfterMs: 3000, timeSyncMs: 60_000, commandTimeoutMs: 1000, maxPending: 10_000, writable: [], limits: new Map(), log: silentLogger(), cursor: () => undefined, clock: fakeClock },
+      (b) => void pipe.a.write(b),
+    );
+    await pipe.a.open();
+    pipe.a.onData((c) => session.receive(c));
+    const sim = new SimBoard({ port: pipe.b, clock: fakeClock, seed: 11 + i, logEveryMs: 0, intervalMs: 500, maxFrame: 1024, flash });
+    session.start();
+    await sim.start();
+    boards.set(name, { session, sim, flash });
+  }
+  const drain = setInterval(() => {
+    for (const b of boards.values()) b.session.take().commit?.settled(true);
+  }, 200);
+  const events: UpdateEvent[] = [];
+  const make = () => {
+    const u = new Updater(new JobStore(join(dir, "updates.db")), new ImageStore(join(dir, "images"), 4 << 20), (n) => boards.get(n)?.session, settings(), silentLogger());
+    u.onEvent((e) => events.push(e));
+    return u;
+  };
+  const f = { boards, events, updater: make() };
+  await f.updater.start();
+  cleanups.push(async () => {
+    clearInterval(drain);
+    await f.updater.stop();
+    for (const b of boards.values()) {
+      await b.sim.stop();
+      b.session.stop();
+    }
+  });
+  await advance(2000);
+  return Object.assign(f, {
+    async restart() {
+      await f.updater.stop();
+      f.updater = make();
+      await f.updater.start();
+    },
+  });
+}
+
+describe("staged rollout across the boards of a gateway", () => {
+  it("one board at a time, in order; each starts only after the one before is confirmed; a gateway restart carries on", async () => {
+    const f = await fleet(["a", "b", "c"]);
+    const image = buildTestImage({ version: "1.1.0", size: 30_000 });
+    const jobs = f.updater.submitRollout({ id: "r1", boards: ["a", "b", "c"], manifest: manifestFor(image, "1.1.0"), image });
+    expect(jobs.map((j) => [j.board, j.state])).toEqual([["a", "verified"], ["b", "queued"], ["c", "queued"]]);
+    // Never two at once: sample the states while it runs.
+    let overlap = false;
+    const running = () => f.updater.jobs(10).filter((j) => j.rollout === "r1" && ["downloading", "verified", "uploading", "testing"].includes(j.state)).length;
+    await until(() => {
+      if (running() > 1) overlap = true;
+      return f.updater.job("r1/a")?.state === "confirmed" && f.updater.job("r1/b")?.state !== "queued";
+    });
+    await f.restart(); // b runs or is next: the rollout goes on from its file
+    await until(() => {
+      if (running() > 1) overlap = true;
+      return f.updater.job("r1/c")?.state === "confirmed";
+    });
+    expect(overlap).toBe(false);
+    for (const n of ["a", "b", "c"]) expect(f.boards.get(n)!.flash.running.version).toBe("1.1.0");
+    const order = f.events.filter((e) => e.state === "confirmed").map((e) => e.board);
+    expect(order).toEqual(["a", "b", "c"]);
+    // The same rollout id again is the same rollout.
+    expect(f.updater.submitRollout({ id: "r1", boards: ["a", "b", "c"], manifest: manifestFor(image, "1.1.0"), image }).map((j) => j.state)).toEqual(["confirmed", "confirmed", "confirmed"]);
+  });
+
+  it("stops at the first board that does not confirm: the rest are not touched", async () => {
+    // b's slot is too small for the image: its upload is refused (a board-side failure).
+    const f = await fleet(["a", "b", "c"], { b: new TwoSlotFlash({ initial: buildTestImage({ version: "1.0.0", size: 8192 }), slotSize: 10_000 }) });
+    const image = buildTestImage({ version: "1.2.0", size: 30_000 });
+    f.updater.submitRollout({ id: "r2", boards: ["a", "b", "c"], manifest: manifestFor(image, "1.2.0"), image });
+    await until(() => ["failed", "rolled-back"].includes(f.updater.job("r2/c")?.state ?? ""));
+    expect(f.updater.job("r2/a")!.state).toBe("confirmed");
+    expect(f.updater.job("r2/b")!.state).toBe("failed");
+    expect(f.updater.job("r2/c")!.reason).toMatch(/rollout stopped: b failed/);
+    expect(f.boards.get("c")!.flash.running.version).toBe("1.0.0");
+    expect(f.boards.get("c")!.flash.state.secondary).toBeNull();
+  });
+
+  it("refuses a rollout when any board would refuse it, naming the board, and with nothing started", async () => {
+    const f = await fleet(["a", "b"]);
+    const image = buildTestImage({ version: "1.1.0", size: 10_000 });
+    const m = manifestFor(image, "1.1.0");
+    expect(() => f.updater.submitRollout({ id: "x", boards: ["a", "nope"], manifest: m, image })).toThrow(/nope: no board named 'nope'/);
+    expect(() => f.updater.submitRollout({ id: "y", boards: ["a", "a"], manifest: m, image })).toThrow(/each board once/);
+    expect(() => f.updater.submitRollout({ id: "z", boards: [], manifest: m, image })).toThrow(/1 to 100 boards/);
+    expect(f.updater.jobs()).toEqual([]);
+  });
+});

@@ -87,23 +87,49 @@ export function createUpdates(cfg: Config, sources: ReadonlyArray<{ source: Sour
     z
       .strictObject({
         manifest: z.unknown(),
-        image: z.union([
-          z.strictObject({ sha256: z.string().regex(HEX64, { error: "expected the image's SHA-256 (64 lower-case hex digits)" }) }),
-          z.strictObject({ url: z.string().min(1).max(2048) }),
-        ]),
+        image: imageArg,
       })
       .superRefine((a, ctx) => {
         // The whole check before anything runs: a refusal is `rejected`, the board untouched.
         try {
           const m = parseManifest(JSON.stringify(a.manifest ?? null));
-          updater.check({ board, manifest: m, ...("url" in a.image ? { url: a.image.url } : { image: stagedImage(a.image.sha256) }) });
+          updater.check({ board, manifest: m, ...sourceOf(a.image) });
         } catch (err) {
           ctx.addIssue({ code: "custom", message: (err as Error).message, path: err instanceof ManifestError ? ["manifest"] : [] });
         }
       });
 
-  const wrap = (actuators: readonly Actuator[]): Actuator[] =>
-    actuators.map((a) => {
+  const imageArg = z.union([
+    z.strictObject({ sha256: z.string().regex(HEX64, { error: "expected the image's SHA-256 (64 lower-case hex digits)" }) }),
+    z.strictObject({ url: z.string().min(1).max(2048) }),
+  ]);
+  const sourceOf = (image: { sha256: string } | { url: string }) => ("url" in image ? { url: image.url } : { image: stagedImage(image.sha256) });
+
+  /** The gateway's `updates` target: `rollout` — one image to several boards, one after the other. */
+  const rolloutArgs = z
+    .strictObject({ boards: z.array(z.string().min(1).max(64)).min(1).max(100), manifest: z.unknown(), image: imageArg })
+    .superRefine((a, ctx) => {
+      try {
+        updater.checkRollout({ boards: a.boards, manifest: parseManifest(JSON.stringify(a.manifest ?? null)), ...sourceOf(a.image) });
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message, path: err instanceof ManifestError ? ["manifest"] : [] });
+      }
+    });
+  const rolloutTarget: Actuator = {
+    name: "updates",
+    kind: "firmware updates",
+    actions: new Map([["rollout", rolloutArgs]]),
+    state: () => ({ unfinished: updater.jobs(100).filter((j) => !["confirmed", "rolled-back", "failed"].includes(j.state)).length }),
+    async execute(_action, args, now, id) {
+      const a = args as { boards: string[]; manifest: unknown; image: { sha256: string } | { url: string } };
+      const jobs = updater.submitRollout({ id: id ?? `rollout-${now}`, boards: a.boards, manifest: parseManifest(JSON.stringify(a.manifest)), ...sourceOf(a.image) });
+      if ("sha256" in a.image) rmSync(join(staging, `${a.image.sha256}.bin`), { force: true });
+      return { rollout: id ?? null, jobs: jobs.map((j) => ({ job: j.id, board: j.board, state: j.state })) };
+    },
+  };
+
+  const wrap = (actuators: readonly Actuator[]): Actuator[] => {
+    const out = actuators.map((a) => {
       if (!boards.has(a.name)) return a;
       const schema = updateArgs(a.name);
       const actions = new Map(a.actions);
@@ -117,13 +143,16 @@ export function createUpdates(cfg: Config, sources: ReadonlyArray<{ source: Sour
           if (action !== "update") return a.execute(action, args, now, id);
           const { manifest, image } = args as { manifest: unknown; image: { sha256: string } | { url: string } };
           const m = parseManifest(JSON.stringify(manifest));
-          const source = "url" in image ? { url: image.url } : { image: stagedImage(image.sha256) };
-          const job = updater.submit({ id: id ?? `update-${now}`, board: a.name, manifest: m, ...source });
+          const job = updater.submit({ id: id ?? `update-${now}`, board: a.name, manifest: m, ...sourceOf(image) });
           if ("sha256" in image) rmSync(join(staging, `${image.sha256}.bin`), { force: true });
           return { job: job.id, state: job.state, version: job.manifest.image.version };
         },
       } satisfies Actuator;
     });
+    if (out.some((a) => a.name === rolloutTarget.name)) log.warn(`a target is named '${rolloutTarget.name}': firmware rollouts (action rollout) are not available under that name`);
+    else out.push(rolloutTarget);
+    return out;
+  };
 
   const control = async (req: UpdatesRequest): Promise<unknown> => {
     if (req.op === "image") {
