@@ -104,3 +104,51 @@ describe("firmware images over HTTPS", () => {
     expect(refuseUrl("https://127.0.0.1/a", [])).toMatch(/none allowed/);
   });
 });
+
+describe("an update whose download is not the manifest's image", () => {
+  it("ends failed with the reason before the board is asked anything, and keeps no file", async () => {
+    const { generateKeyPairSync } = await import("node:crypto");
+    const { readdirSync } = await import("node:fs");
+    const { buildTestImage } = await import("../../src/update/image.js");
+    const { signManifest } = await import("../../src/update/manifest.js");
+    const { Updater } = await import("../../src/update/updater.js");
+    const { JobStore } = await import("../../src/update/jobs.js");
+    const { ImageStore } = await import("../../src/update/image-store.js");
+    const { silentLogger } = await import("../../src/ops/logger.js");
+    const keys = generateKeyPairSync("ed25519");
+    const image = buildTestImage({ version: "2.0.0", size: 50_000 });
+    const m = signManifest(image, { version: "2.0.0", hardware: "room-node/rev-c" }, { name: "k", privatePem: keys.privateKey.export({ format: "pem", type: "pkcs8" }).toString() });
+    const garbage = Buffer.from(image);
+    garbage[20_000] ^= 0xff; // same size, other bytes
+    const s = await serve((_req, res) => void res.writeHead(200, { "content-length": garbage.length }).end(garbage));
+    let asked = 0;
+    const board = {
+      name: "node-1",
+      online: true,
+      helloInfo: () => ({ id: "01020304", hardware: "room-node/rev-c", firmware: "1.0.0", bootId: "1", resetReason: "power-on", protocol: 1, schemaHash: "0x0", schemaOk: true, imageHash: "", management: true }),
+      smp: { request: async () => (asked++, new Map()) } as never,
+      maxManagementPacket: 1013,
+      observe: () => () => {},
+    };
+    const dir = tempDir();
+    const u = new Updater(new JobStore(join(dir, "updates.db")), new ImageStore(join(dir, "images"), 1 << 20), () => board, {
+      keys: new Map([["k", keys.publicKey]]),
+      allowDowngrade: false,
+      health: { heartbeats: 1, windowMs: 1000, bootTimeoutMs: 1000 },
+      offlineTimeoutMs: 1000,
+      pipeline: 2,
+      requestTimeoutMs: 1000,
+      maxRetries: 2,
+      bootloaderOf: () => null,
+      download: settings,
+    }, silentLogger());
+    await u.start();
+    u.submit({ id: "dl", board: "node-1", manifest: m, url: s.url });
+    const job = await u.settled("dl");
+    await u.stop();
+    expect(job).toMatchObject({ state: "failed" });
+    expect(job!.reason).toMatch(/the downloaded image does not match its manifest: image SHA-256 .* differs/);
+    expect(asked).toBe(0);
+    expect(readdirSync(join(dir, "images")).filter((f) => !f.startsWith("."))).toEqual([]);
+  });
+});

@@ -13,6 +13,7 @@ import { MemoryPipe } from "../../src/buses/serial/memory-link.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { SimBoard } from "../../src/simulators/board/board.js";
 import { TwoSlotFlash } from "../../src/simulators/board/flash.js";
+import { decodeSmp, encodeSmp } from "../../src/bridge/smp.js";
 import { buildTestImage, sha256, type Behaviour } from "../../src/update/image.js";
 import { ImageStore } from "../../src/update/image-store.js";
 import { JobStore } from "../../src/update/jobs.js";
@@ -279,6 +280,88 @@ describe("firmware update against the simulated board", () => {
     await advance(3000);
     expect(sent).toBe(0);
     expect(r.flash.running.version).toBe("1.0.0");
+  });
+
+  it("power cuts at random offsets during the upload: each time it resumes where the board is; nothing is sent twice but the chunks in flight", async () => {
+    const r = await rig();
+    const image = buildTestImage({ version: "1.1.0", size: 300_000 });
+    let sent = 0;
+    const count = (f: TwoSlotFlash) => {
+      const orig = f.handle.bind(f);
+      f.handle = (p) => {
+        sent += p.length;
+        return orig(p);
+      };
+    };
+    count(r.flash);
+    r.updater.submit({ id: "cuts", board: "node-1", manifest: manifestFor(image, "1.1.0"), image });
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const cuts: number[] = [];
+    await until(() => r.flash.state.upload !== null, 120_000, 5);
+    const offsets = Array.from({ length: 5 }, () => Math.floor((0.05 + 0.9 * rnd()) * image.length)).sort((a, b) => a - b);
+    for (const at of offsets) {
+      if (at <= (r.flash.state.upload?.off ?? 0)) continue;
+      await until(() => r.flash.state.upload === null || r.flash.state.upload.off >= at, 120_000, 1);
+      if (!r.flash.state.upload) break;
+      cuts.push(r.flash.state.upload.off);
+      await r.powerCycleBoard();
+      count(r.flash);
+      expect(r.flash.state.upload!.off).toBe(cuts.at(-1));
+    }
+    expect(cuts.length).toBeGreaterThanOrEqual(3);
+    await until(() => stateOf(r, "cuts") === "confirmed");
+    expect(r.flash.running.version).toBe("1.1.0");
+    // At most a window of chunks per cut is sent again (those in flight when the power went).
+    expect(sent).toBeLessThan(image.length + cuts.length * 8 * 1100 + 20_000);
+  });
+
+  it("a board that lies about its offset: the job fails saying so, and the board keeps its image", async () => {
+    const r = await rig();
+    const image = buildTestImage({ version: "1.1.0", size: 50_000 });
+    const orig = r.flash.handle.bind(r.flash);
+    let n = 0;
+    r.flash.handle = (p) => {
+      const out = orig(p);
+      // The tenth upload answer claims far more than was sent.
+      if (out.response && ++n === 10) {
+        const d = decodeSmp(out.response);
+        if (d.ok && d.packet.body.has("off")) return { ...out, response: encodeSmp({ ...d.packet.header }, { off: 45_000 }) };
+      }
+      return out;
+    };
+    r.updater.submit({ id: "liar", board: "node-1", manifest: manifestFor(image, "1.1.0"), image });
+    await until(() => ["failed", "confirmed", "rolled-back"].includes(stateOf(r, "liar") ?? ""));
+    expect(r.updater.job("liar")).toMatchObject({ state: "failed" });
+    expect(r.updater.job("liar")!.reason).toMatch(/the board reported offset 45000, beyond the \d+ bytes sent/);
+    await advance(3000);
+    expect(r.flash.running.version).toBe("1.0.0");
+  });
+
+  it("a board without two image slots (no management channel) is refused before anything is sent, with the reason", async () => {
+    const pipe = new MemoryPipe("avr");
+    const session = new BoardSession(
+      { name: "avr", expectId: null, heartbeatMs: 500, offlineAfterMs: 3000, timeSyncMs: 60_000, commandTimeoutMs: 1000, maxPending: 10_000, writable: [], limits: new Map(), log: silentLogger(), cursor: () => undefined, clock: fakeClock },
+      (b) => void pipe.a.write(b),
+    );
+    await pipe.a.open();
+    pipe.a.onData((c) => session.receive(c));
+    const sim = new SimBoard({ port: pipe.b, clock: fakeClock, seed: 3, logEveryMs: 0, intervalMs: 500 }); // no flash
+    session.start();
+    await sim.start();
+    const dir = tempDir();
+    const u = new Updater(new JobStore(join(dir, "updates.db")), new ImageStore(join(dir, "images"), 4 << 20), () => session, settings(), silentLogger());
+    await u.start();
+    cleanups.push(async () => {
+      await u.stop();
+      await sim.stop();
+      session.stop();
+    });
+    await advance(2000);
+    expect(session.helloInfo()!.management).toBe(false);
+    const image = buildTestImage({ version: "1.5.0", size: 5000 });
+    expect(() => u.submit({ id: "avr", board: "avr", manifest: manifestFor(image, "1.5.0"), image })).toThrow(/does not take updates over the bridge .*AVR with a serial bootloader/);
+    expect(u.jobs()).toEqual([]);
   });
 
   it("a downgrade goes through when allowed; the same id twice is one job", async () => {
