@@ -4,7 +4,7 @@
  * reverse by Parts (agent/parts.ts): actuators first, into their safe state, while the buses are
  * still open; every stop isolated. Each part reports a typed status; status() puts them together.
  */
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { Charger } from "../control/charger.js";
 import { type Actuator, CommandRouter } from "../control/commands.js";
 import type { Streetlight } from "../control/streetlight.js";
@@ -156,6 +156,7 @@ export class Agent {
       outbox,
       log,
       url,
+      dictionaryPath: cfg.store.path === ":memory:" ? null : join(dirname(cfg.store.path), "dictionary.json"),
       // handle() never rejects; the catch is there so that a bug in it could not stop the gateway either.
       onCommand: (target, payload) => void command(target, payload, "mqtt").catch((err: unknown) => log.error({ part: "commands", target, err: (err as Error).message }, "command not answered")),
     });

@@ -5,9 +5,11 @@
 import type { Command } from "commander";
 import mqtt from "mqtt";
 import { UserError } from "../model/errors.js";
-import { decodeTelemetry } from "../uplink/codec.js";
+import { decodeTelemetry, type TelemetryMessage } from "../uplink/codec.js";
+import { compactHeader, decodeCompact, isCompact } from "../uplink/compact.js";
+import { parseDictionary } from "../uplink/dictionary.js";
 import { SeqTracker, type SeqReport } from "../uplink/seq-tracker.js";
-import { parseTelemetryTopic, telemetryFilter } from "../uplink/topics.js";
+import { dictionaryFilter, parseTelemetryTopic, telemetryFilter } from "../uplink/topics.js";
 import { describeMqttError } from "../uplink/uplink.js";
 import { parseDuration, printJson } from "./output.js";
 
@@ -70,7 +72,7 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
   });
-  const filters = [telemetryFilter(opts.root, opts.site, opts.gateway)];
+  const filters = [telemetryFilter(opts.root, opts.site, opts.gateway), dictionaryFilter(opts.root, opts.site, opts.gateway)];
   if (opts.events) filters.push(telemetryFilter(opts.root, opts.site, opts.gateway, "events"));
   const filter = filters.join(", ");
   let lastError = "";
@@ -85,15 +87,20 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
       else if (!opts.json) process.stderr.write(`tail: listening on ${filter}${opts.verify ? " (verifying sequence numbers)" : ""}\n`);
     });
   });
-  client.on("message", (topic, payload) => {
+  // Compact (v2) payloads: the newest dictionary of each gateway (by its dict topic's prefix);
+  // a message whose dictionary has not come yet waits for it (at most 1000 messages, 30 s).
+  const dictionaries = new Map<string, { version: number; names: Map<number, string> }>();
+  const waiting: Array<{ topic: string; payload: Buffer; since: number }> = [];
+  const WAIT_MAX = 1000;
+  const WAIT_MS = 30_000;
+  const prefixOf = (topic: string) => topic.slice(0, topic.lastIndexOf("/"));
+  const malformed = (topic: string, reason: string) => {
     const where = parseTelemetryTopic(topic);
-    const decoded = decodeTelemetry(payload);
-    if (!decoded.ok) {
-      tracker(where ? `${where.site}/${where.gateway}` : topic).malformed++;
-      process.stderr.write(`tail: ${topic}: malformed message (${decoded.reason})\n`);
-      return;
-    }
-    const msg = decoded.msg;
+    tracker(where ? `${where.site}/${where.gateway}` : topic).malformed++;
+    process.stderr.write(`tail: ${topic}: malformed message (${reason})\n`);
+  };
+  const show = (topic: string, msg: Pick<TelemetryMessage, "gw" | "seq" | "r">) => {
+    const where = parseTelemetryTopic(topic);
     const key = `${where?.site ?? "?"}/${msg.gw}${where?.stream === "events" ? " events" : ""}`;
     const t = tracker(key);
     t.messages++;
@@ -108,7 +115,52 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
         process.stdout.write(`${time} ${key} #${seq} ${point} = ${JSON.stringify(value)}${quality ? ` [${quality}]` : ""}\n`);
       }
     });
+  };
+  /** True when handled (shown or refused); false when it waits for its dictionary. */
+  const handle = (topic: string, payload: Buffer): boolean => {
+    if (!isCompact(payload)) {
+      const decoded = decodeTelemetry(payload);
+      if (!decoded.ok) malformed(topic, decoded.reason);
+      else show(topic, decoded.msg);
+      return true;
+    }
+    const dict = dictionaries.get(prefixOf(topic));
+    const decoded = decodeCompact(payload, (v) => (dict && dict.version >= v ? dict.names : undefined));
+    if (decoded.ok) show(topic, decoded.msg);
+    else if (decoded.reason.startsWith("needs dictionary")) return false;
+    else malformed(topic, decoded.reason);
+    return true;
+  };
+  const retry = (now: number) => {
+    for (let i = 0; i < waiting.length; ) {
+      const w = waiting[i]!;
+      if (handle(w.topic, w.payload)) waiting.splice(i, 1);
+      else if (now - w.since > WAIT_MS) {
+        waiting.splice(i, 1);
+        const h = compactHeader(w.payload);
+        malformed(w.topic, `its dictionary version ${h.ok ? h.header.dictionary : "?"} did not arrive within ${WAIT_MS / 1000} s`);
+      } else i++;
+    }
+  };
+  client.on("message", (topic, payload) => {
+    if (topic.endsWith("/dict")) {
+      const d = parseDictionary(payload);
+      if (!d.ok) return void process.stderr.write(`tail: ${topic}: ${d.reason}\n`);
+      const have = dictionaries.get(prefixOf(topic));
+      if (!have || d.version >= have.version) dictionaries.set(prefixOf(topic), { version: d.version, names: d.names });
+      retry(Date.now());
+      return;
+    }
+    if (!handle(topic, payload)) {
+      if (waiting.length >= WAIT_MAX) {
+        const w = waiting.shift()!;
+        malformed(w.topic, "too many messages waiting for their dictionary");
+      }
+      waiting.push({ topic, payload, since: Date.now() });
+    }
   });
+  const sweep = setInterval(() => retry(Date.now()), 1000);
+  sweep.unref();
 
   await new Promise<void>((resolve) => {
     const done = () => resolve();
@@ -116,6 +168,11 @@ export async function tail(opts: TailOptions): Promise<GatewayReport[]> {
     process.once("SIGTERM", done);
     if (duration !== undefined) setTimeout(done, duration).unref();
   });
+  clearInterval(sweep);
+  for (const w of waiting.splice(0)) {
+    const h = compactHeader(w.payload);
+    malformed(w.topic, `its dictionary version ${h.ok ? h.header.dictionary : "?"} never arrived`);
+  }
   await client.endAsync().catch(() => client.end(true));
   return [...trackers.entries()]
     .sort(([a], [b]) => a.localeCompare(b))

@@ -77,6 +77,10 @@ const uplink = z.strictObject({
     description:
       "auto: MQTT 5, or 3.1.1 when the broker refuses 5 (logged once). MQTT 5 lets the gateway see a message the broker refuses (and its size limit); over 3.1.1 a broker may acknowledge and drop it unseen.",
   }),
+  encoding: z.enum(["json", "compact"]).default("json").meta({
+    description:
+      "Telemetry and events payload: json (contract v1, ~45 bytes a reading) or compact (v2: a few bytes a reading, with a point dictionary published retained at <root>/<site>/<gateway>/dict; docs/mqtt-contract.md). Command results stay JSON.",
+  }),
   username: z.string().optional(),
   password: z.string().optional(),
   tls: tls.optional(),

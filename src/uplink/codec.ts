@@ -19,7 +19,8 @@ export interface TelemetryMessage {
 }
 
 export interface EncodedBatch {
-  payload: string;
+  /** v1 JSON text, or v2 compact bytes. */
+  payload: string | Buffer;
   /** How many of the given readings the payload carries (a prefix of them). */
   count: number;
   first: number;
@@ -34,7 +35,7 @@ function wire(r: StoredReading): WireReading {
  * Encodes the longest prefix of `rows` that has consecutive sequence numbers and fits in
  * `maxBytes` (at least one reading, whatever its size). Returns null for an empty list.
  */
-export function encodeTelemetry(gateway: string, rows: readonly StoredReading[], maxBytes: number): EncodedBatch | null {
+export function encodeTelemetry(gateway: string, rows: readonly StoredReading[], maxBytes: number): (EncodedBatch & { payload: string }) | null {
   if (rows.length === 0) return null;
   const first = rows[0]!.seq;
   const head = `{"v":${PAYLOAD_VERSION},"gw":${JSON.stringify(gateway)},"seq":[${first},`;

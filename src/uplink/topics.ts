@@ -10,11 +10,13 @@ export interface TopicNames {
   /** Prefix of the command topics: `<commands>/<target>`. */
   commands: string;
   health: string;
+  /** The point dictionary of compact (v2) payloads, retained. */
+  dict: string;
 }
 
 export function gatewayTopics(root: string, site: string, gateway: string): TopicNames {
   const base = `${root}/${site}/${gateway}`;
-  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result`, commands: `${base}/cmd`, health: `${base}/health` };
+  return { status: `${base}/status`, telemetry: `${base}/telemetry`, events: `${base}/events`, results: `${base}/result`, commands: `${base}/cmd`, health: `${base}/health`, dict: `${base}/dict` };
 }
 
 /** Streams whose messages carry sequence numbers (same envelope). */
@@ -23,6 +25,11 @@ export type SequencedTopic = "telemetry" | "events";
 /** The subscription filter for a stream of one gateway, one site, or all of them. */
 export function telemetryFilter(root: string, site?: string, gateway?: string, stream: SequencedTopic = "telemetry"): string {
   return `${root}/${site ?? "+"}/${gateway ?? "+"}/${stream}`;
+}
+
+/** The dictionaries' topic filter (compact payloads) for one gateway, one site, or all. */
+export function dictionaryFilter(root: string, site?: string, gateway?: string): string {
+  return `${root}/${site ?? "+"}/${gateway ?? "+"}/dict`;
 }
 
 /** `edge/site-a/gw-1/telemetry` → site, gateway and stream, or null for another topic. */

@@ -24,6 +24,8 @@ import type { Logger } from "../model/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
+import { encodeCompact } from "./compact.js";
+import { PointDictionary } from "./dictionary.js";
 import { connectMqtt } from "./connect.js";
 import { classifyPuback, disconnectBlamesMessage, isProtocolRefusal, pubackReason, type Refusal, refusesProtocolVersion } from "./refusals.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
@@ -42,6 +44,8 @@ export interface UplinkOptions {
   /** Called for each message on `<root>/<site>/<gateway>/cmd/<target>`. */
   onCommand?: (target: string, payload: Buffer) => void;
   now?: () => number;
+  /** Where the point dictionary of compact payloads is kept (beside the outbox); null: in memory. */
+  dictionaryPath?: string | null;
 }
 
 /**
@@ -229,6 +233,7 @@ export class Uplink {
     otherAcked: 0,
   };
   private lastError: string | null = null;
+  private dictionary: PointDictionary | null = null;
 
   constructor(private readonly opts: UplinkOptions) {
     this.cfg = opts.config;
@@ -240,7 +245,20 @@ export class Uplink {
     this.outbox = opts.outbox;
     this.protocolVersion = this.cfg.protocol === "3.1.1" ? 4 : 5;
     const cfg = this.cfg;
-    const batches = (rows: StoredReading[], maxBytes: number) => encodeTelemetry(opts.gateway, rows, maxBytes);
+    let batches = (rows: StoredReading[], maxBytes: number): EncodedBatch | null => encodeTelemetry(opts.gateway, rows, maxBytes);
+    if (cfg.encoding === "compact") {
+      const dict = new PointDictionary(opts.dictionaryPath ?? null);
+      this.dictionary = dict;
+      batches = (rows, maxBytes) => {
+        const b = encodeCompact(opts.gateway, rows, dict, { maxBytes });
+        // New points: the dictionary is on disk and on its way to the broker before the message that needs it.
+        if (dict.changed) {
+          dict.save();
+          this.publishDictionary();
+        }
+        return b;
+      };
+    }
     this.telemetry = new Channel(opts.outbox.stream("telemetry"), this.topics.telemetry, cfg.batch.linger, cfg.backlog.max_inflight, cfg.backlog.rate, batches);
     this.channels = [
       new Channel(opts.outbox.stream("results"), this.topics.results, 0, cfg.backlog.max_inflight, 0, (rows) => encodeResult(opts.gateway, rows)),
@@ -251,6 +269,13 @@ export class Uplink {
 
   get topicNames(): TopicNames {
     return this.topics;
+  }
+
+  /** The point dictionary (compact encoding), retained; in order before the messages that use it. */
+  private publishDictionary(): void {
+    const client = this.client;
+    if (!this.dictionary || this.state !== "online" || !client) return;
+    withTimeout(client.publishAsync(this.topics.dict, this.dictionary.payload(this.opts.gateway), { qos: 1, retain: true }), this.cfg.publish_timeout).catch(() => {});
   }
 
   /** Starts connecting; returns at once. An unreachable broker never stops the agent. */
@@ -464,6 +489,8 @@ export class Uplink {
       () => this.markProven(),
       () => {},
     );
+    // A broker without persistence may have lost the retained dictionary: it goes again first.
+    this.publishDictionary();
     if (this.opts.onCommand) {
       const onCommand = this.opts.onCommand;
       const prefix = `${this.topics.commands}/`;

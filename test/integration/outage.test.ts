@@ -19,17 +19,19 @@ afterEach(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("broker outage", () => {
+describe.each(["json", "compact"] as const)("broker outage, %s payloads", (encoding) => {
   it("delivers everything stored during the outage, live first, backlog in order", async () => {
     const broker = await startBroker();
     cleanups.push(() => broker.close());
     // A persistent session, so the broker keeps our messages while we too are cut off.
-    const sub = await Collector.connect(broker.url, "edge/+/+/telemetry", { clientId: `platform-${Date.now()}`, clean: false });
+    // (The dictionary of compact payloads too: retained, and again at each reconnect.)
+    const sub = await Collector.connect(broker.url, ["edge/+/+/telemetry", "edge/+/+/dict"], { clientId: `platform-${encoding}-${Date.now()}`, clean: false });
     cleanups.push(() => sub.close());
     const dir = tempDir();
     const cfg = testConfig({
       uplink: {
         url: broker.url,
+        encoding,
         reconnect: { min: "200ms", max: "1s" },
         batch: { max_readings: 100, linger: "20ms" },
         // Slower than a burst: the store commits live readings every 100 ms (Recorder), so a
@@ -69,6 +71,7 @@ describe("broker outage", () => {
     expect(report.gaps).toEqual([]);
     expect(report.first).toBe(1);
     expect(sub.reused).toBe(0);
+    expect(sub.compact).toBe(encoding === "compact" ? sub.messages.length : 0);
     expect(agent.status().outbox.depth).toBe(0);
 
     // After the restart: messages of the backlog (seq below what was stored when the link came
