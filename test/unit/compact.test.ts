@@ -248,3 +248,29 @@ print(json.dumps(out))
     expect(out.at(-1)).toMatch(/needs dictionary version \d+, which has not been received/);
   });
 });
+
+describe("the point dictionary (ids for good, on disk, published retained)", () => {
+  it("keeps ids across a restart, adds new ones after them, and never renumbers", async () => {
+    const { PointDictionary, parseDictionary } = await import("../../src/uplink/dictionary.js");
+    const { tempDir } = await import("../helpers/tmp.js");
+    const path = `${tempDir()}/dictionary.json`;
+    const a = new PointDictionary(path);
+    expect([a.idOf("m/a"), a.idOf("m/b"), a.idOf("m/a")]).toEqual([1, 2, 1]);
+    expect(a.changed).toBe(true);
+    a.save();
+    expect(a.changed).toBe(false);
+    const b = new PointDictionary(path);
+    expect(b.version).toBe(2);
+    expect([b.idOf("m/c"), b.idOf("m/b"), b.idOf("m/a")]).toEqual([3, 2, 1]);
+    const d = parseDictionary(b.payload("gw-1"));
+    expect(d.ok && [d.version, d.gw, [...d.names]]).toEqual([3, "gw-1", [[1, "m/a"], [2, "m/b"], [3, "m/c"]]]);
+  });
+
+  it("refuses a dictionary message that is not one, prototype keys included", async () => {
+    const { parseDictionary } = await import("../../src/uplink/dictionary.js");
+    for (const bad of ["nope", "[]", '{"v":1}', '{"v":2,"gw":"g","version":1,"points":{"__proto__":"x"}}', '{"v":2,"gw":"g","version":1,"points":{"0":"x"}}', '{"v":2,"gw":"g","version":1,"points":{"1":5}}', '{"v":2,"gw":"g","version":1e400,"points":{}}']) {
+      expect(parseDictionary(bad).ok, bad).toBe(false);
+    }
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+});
