@@ -516,9 +516,11 @@ class RtuLink {
       this.replyTimer = undefined;
       if (this.closed) return;
       this.sim.countReply(plan.pdu);
-      void this.write(frame).finally(() => {
-        this.busy = false;
-      });
+      // Free as soon as the reply is handed to the port, as a device is once it has sent it: the
+      // write's callback can come after the client already has the reply and sent its next
+      // request (seen on a loaded machine: that request was dropped as "busy" and timed out).
+      this.busy = false;
+      void this.write(frame);
     }, plan.delayMs + lineMs);
   }
 }
