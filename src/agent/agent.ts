@@ -157,6 +157,9 @@ export class Agent {
       log,
       url,
       dictionaryPath: cfg.store.path === ":memory:" ? null : join(dirname(cfg.store.path), "dictionary.json"),
+      budgetPath: cfg.store.path === ":memory:" ? null : join(dirname(cfg.store.path), "data-budget.json"),
+      // The forecast crossing the budget (or back) is an event for the platform.
+      onBudget: (snap, over) => this.recorder.store([], [{ point: `${cfg.gateway}/data_budget`, ts: Date.now(), value: JSON.stringify({ ...snap, over }), quality: "good" }]),
       // handle() never rejects; the catch is there so that a bug in it could not stop the gateway either.
       onCommand: (target, payload) => void command(target, payload, "mqtt").catch((err: unknown) => log.error({ part: "commands", target, err: (err as Error).message }, "command not answered")),
     });

@@ -81,6 +81,20 @@ const uplink = z.strictObject({
     description:
       "Telemetry and events payload: json (contract v1, ~45 bytes a reading) or compact (v2: a few bytes a reading, with a point dictionary published retained at <root>/<site>/<gateway>/dict; docs/mqtt-contract.md). Command results stay JSON.",
   }),
+  budget: z
+    .union([
+      z
+        .string()
+        .regex(/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB)\s*\/\s*month\s*$/i, { error: "expected a monthly budget like 100MB/month" })
+        .transform((t) => ({ limit: t.replace(/\/\s*month\s*$/i, "").trim(), saving_linger: "60s" })),
+      z.strictObject({ limit: z.string(), saving_linger: z.string().default("60s") }),
+    ])
+    .pipe(z.strictObject({ limit: size(), saving_linger: duration({ min: SECOND, max: HOUR }) }))
+    .optional()
+    .meta({
+      description:
+        "Monthly data budget, e.g. 100MB/month (or {limit, saving_linger}): bytes sent are counted per calendar month (UTC); when the month's forecast is over it, live readings wait up to saving_linger (default 60s) to travel in fewer, larger messages. Nothing stored is dropped for it.",
+    }),
   username: z.string().optional(),
   password: z.string().optional(),
   tls: tls.optional(),

@@ -76,6 +76,8 @@ export interface UplinkStats {
   payloadBytes: number;
   /** Events and command results acknowledged. */
   otherAcked: number;
+  /** The monthly data budget (`uplink.budget`), when there is one. */
+  budget?: { month: string; bytes: number; limit: number; forecast: number; saving: boolean };
 }
 
 /** A physical bus a source uses: an RS-485 line, a TCP connection, an I²C bus. */

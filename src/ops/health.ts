@@ -20,7 +20,7 @@ export interface GatewayHealth {
   memory: { rss_bytes: number; host_free_bytes: number; host_total_bytes: number };
   disk: { path: string; free_bytes: number; total_bytes: number } | null;
   outbox: { pending: number; oldest_age_s: number | null; bytes: number; quota_bytes: number; dropped: number; events_pending: number; results_pending: number };
-  uplink: { connects: number; readings_sent: number; publish_failures: number };
+  uplink: { connects: number; readings_sent: number; publish_failures: number; budget?: { month: string; bytes: number; limit: number; forecast: number; saving: boolean } };
   devices: { online: number; offline: number };
 }
 
@@ -73,7 +73,12 @@ export class HealthReporter {
         events_pending: o.streams.events.depth,
         results_pending: o.streams.results.depth,
       },
-      uplink: { connects: status.uplink.connects, readings_sent: status.uplink.readingsAcked, publish_failures: status.uplink.publishFailures },
+      uplink: {
+        connects: status.uplink.connects,
+        readings_sent: status.uplink.readingsAcked,
+        publish_failures: status.uplink.publishFailures,
+        ...(status.uplink.budget ? { budget: status.uplink.budget } : {}),
+      },
       devices: { online, offline },
     };
   }

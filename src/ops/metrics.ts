@@ -137,6 +137,10 @@ const FAMILIES: readonly Family[] = [
   { name: "uplink_readings_acked_total", type: "counter", help: "Readings the broker acknowledged (a reading sent again after a cut counts twice).", values: (v) => v.status.uplink.readingsAcked },
   { name: "uplink_payload_bytes_total", type: "counter", help: "Bytes of telemetry payload the broker acknowledged.", values: (v) => v.status.uplink.payloadBytes },
   { name: "uplink_events_results_acked_total", type: "counter", help: "Events and command results the broker acknowledged.", values: (v) => v.status.uplink.otherAcked },
+  // The monthly data budget (uplink.budget); no samples without one.
+  { name: "uplink_month_bytes", type: "gauge", help: "Bytes sent this calendar month (UTC), whole MQTT PUBLISH packets, when uplink.budget is set.", values: (v) => (v.status.uplink.budget ? v.status.uplink.budget.bytes : []) },
+  { name: "uplink_month_forecast_bytes", type: "gauge", help: "The month's total at the rate so far; over uplink_month_budget_bytes the uplink batches longer.", values: (v) => (v.status.uplink.budget ? v.status.uplink.budget.forecast : []) },
+  { name: "uplink_month_budget_bytes", type: "gauge", help: "The monthly data budget (uplink.budget).", values: (v) => (v.status.uplink.budget ? v.status.uplink.budget.limit : []) },
   { name: "uplink_publish_failures_total", type: "counter", help: "Publishes that failed or timed out; what they carried stays in the outbox and is sent again.", values: (v) => v.status.uplink.publishFailures },
   { name: "uplink_refused_total", type: "counter", help: "Messages the broker refused (or dropped while acknowledging later ones); they are split and sent again.", values: (v) => v.status.uplink.refused },
   { name: "uplink_dead_lettered_total", type: "counter", help: "Entries set aside as dead letters because the broker refused them one by one.", values: (v) => v.status.uplink.deadLettered },

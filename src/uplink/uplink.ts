@@ -25,6 +25,7 @@ import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
 import { encodeCompact } from "./compact.js";
+import { DataBudget, publishBytes } from "./budget.js";
 import { PointDictionary } from "./dictionary.js";
 import { connectMqtt } from "./connect.js";
 import { classifyPuback, disconnectBlamesMessage, isProtocolRefusal, pubackReason, type Refusal, refusesProtocolVersion } from "./refusals.js";
@@ -46,6 +47,10 @@ export interface UplinkOptions {
   now?: () => number;
   /** Where the point dictionary of compact payloads is kept (beside the outbox); null: in memory. */
   dictionaryPath?: string | null;
+  /** Where the month's byte count of `uplink.budget` is kept; null: in memory. */
+  budgetPath?: string | null;
+  /** The month's forecast crossed the budget (over: true) or came back under it. */
+  onBudget?: (snapshot: NonNullable<UplinkStats["budget"]>, over: boolean) => void;
 }
 
 /**
@@ -100,8 +105,8 @@ class Channel {
   constructor(
     readonly store: StreamStore,
     readonly topic: string,
-    /** Wait this long to fill a message with live rows (0: send at once). */
-    readonly linger: number,
+    /** Wait this long to fill a message with live rows (0: send at once); longer while saving data. */
+    public linger: number,
     /** Backlog budget: messages in flight, and rows per second (0 = no rate limit). */
     readonly backlogInflightMax: number,
     readonly rate: number,
@@ -234,6 +239,8 @@ export class Uplink {
   };
   private lastError: string | null = null;
   private dictionary: PointDictionary | null = null;
+  private readonly budget: DataBudget | null;
+  private budgetSaving = false;
 
   constructor(private readonly opts: UplinkOptions) {
     this.cfg = opts.config;
@@ -245,6 +252,7 @@ export class Uplink {
     this.outbox = opts.outbox;
     this.protocolVersion = this.cfg.protocol === "3.1.1" ? 4 : 5;
     const cfg = this.cfg;
+    this.budget = cfg.budget ? new DataBudget(cfg.budget.limit, opts.budgetPath ?? null, this.now) : null;
     let batches = (rows: StoredReading[], maxBytes: number): EncodedBatch | null => encodeTelemetry(opts.gateway, rows, maxBytes);
     if (cfg.encoding === "compact") {
       const dict = new PointDictionary(opts.dictionaryPath ?? null);
@@ -271,11 +279,35 @@ export class Uplink {
     return this.topics;
   }
 
+  /**
+   * Counts a PUBLISH against the monthly budget; over the forecast, live telemetry lingers
+   * `budget.saving_linger` to travel in fewer, larger messages (said once each way).
+   */
+  private spent(topic: string, payloadBytes: number): void {
+    const budget = this.budget;
+    if (!budget) return;
+    budget.record(publishBytes(topic, payloadBytes));
+    const snap = budget.snapshot();
+    if (snap.saving === this.budgetSaving) return;
+    this.budgetSaving = snap.saving;
+    this.telemetry.linger = snap.saving ? Math.max(this.cfg.batch.linger, this.cfg.budget!.saving_linger) : this.cfg.batch.linger;
+    const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+    if (snap.saving) this.log.warn({ budget: snap }, `data budget: ${mb(snap.forecast)} forecast for ${snap.month} over the ${mb(snap.limit)} budget; live readings now wait up to ${this.telemetry.linger / 1000} s to travel together`);
+    else this.log.info({ budget: snap }, `data budget: forecast ${mb(snap.forecast)} back under ${mb(snap.limit)}; live readings travel as configured`);
+    try {
+      this.opts.onBudget?.(snap, snap.saving);
+    } catch {
+      // a listener's problem stays its own
+    }
+  }
+
   /** The point dictionary (compact encoding), retained; in order before the messages that use it. */
   private publishDictionary(): void {
     const client = this.client;
     if (!this.dictionary || this.state !== "online" || !client) return;
-    withTimeout(client.publishAsync(this.topics.dict, this.dictionary.payload(this.opts.gateway), { qos: 1, retain: true }), this.cfg.publish_timeout).catch(() => {});
+    const payload = this.dictionary.payload(this.opts.gateway);
+    this.spent(this.topics.dict, Buffer.byteLength(payload));
+    withTimeout(client.publishAsync(this.topics.dict, payload, { qos: 1, retain: true }), this.cfg.publish_timeout).catch(() => {});
   }
 
   /** Starts connecting; returns at once. An unreachable broker never stops the agent. */
@@ -293,6 +325,7 @@ export class Uplink {
   publishSnapshot(topic: string, payload: string): boolean {
     const client = this.client;
     if (this.state !== "online" || !client) return false;
+    this.spent(topic, Buffer.byteLength(payload));
     withTimeout(client.publishAsync(topic, payload, { qos: 1 }), this.cfg.publish_timeout).catch(() => {});
     return true;
   }
@@ -323,6 +356,7 @@ export class Uplink {
       maxPacketSize: this.maxPacketSize,
       ...this.counters,
       inflight: this.inflight.size,
+      ...(this.budget ? { budget: this.budget.snapshot() } : {}),
       backlogRemaining: this.telemetry.backlogRemaining,
       lastError: this.lastError,
     };
@@ -335,6 +369,7 @@ export class Uplink {
    */
   async stop(flushMs = 5000): Promise<void> {
     if (this.state === "stopped") return;
+    this.budget?.save();
     const deadline = this.now() + flushMs;
     const left = () => Math.max(200, deadline - this.now());
     this.stopping = true;
@@ -729,6 +764,7 @@ export class Uplink {
       this.probeId = id;
       this.probeWanted = false;
     }
+    this.spent(c.topic, bytes);
     withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
       .then(
         () => {
