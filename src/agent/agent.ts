@@ -5,6 +5,7 @@
  * still open; every stop isolated. Each part reports a typed status; status() puts them together.
  */
 import { dirname, join } from "node:path";
+import { budgetThinner } from "../uplink/budget.js";
 import type { Charger } from "../control/charger.js";
 import { type Actuator, CommandRouter } from "../control/commands.js";
 import type { Streetlight } from "../control/streetlight.js";
@@ -165,6 +166,8 @@ export class Agent {
     });
     this.uplink = uplink;
     this.recorder.listen({ stored: (stream) => uplink.notify(stream) });
+    const budget = cfg.uplink.budget;
+    if (budget && budget.non_critical.length > 0) this.recorder.thin(budgetThinner(budget.non_critical, budget.non_critical_interval, () => uplink.stats().budget?.saving ?? false));
     await parts.start(part("uplink", () => uplink.start(), () => uplink.stop()), { essential: true });
 
     const socketPath = controlSocketPath(cfg);
@@ -265,6 +268,7 @@ export class Agent {
       events: this.recorder.events,
       refused: this.recorder.refused,
       storeErrors: this.recorder.storeErrors,
+      thinned: this.recorder.thinned,
       outbox: outbox.stats(),
       uplink: this.uplink.stats(),
       sources: this.polling?.status() ?? {},

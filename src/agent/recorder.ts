@@ -29,6 +29,9 @@ export class Recorder {
   events = 0;
   refused = 0;
   storeErrors = 0;
+  /** Readings of non-critical points not stored while the data budget saves (uplink.budget). */
+  thinned = 0;
+  private thinner: ((readings: readonly Reading[]) => Reading[]) | null = null;
   private readonly listeners: RecorderListeners[] = [];
   /** Added and not yet committed. */
   private pending: { readings: Reading[]; events: Reading[]; stores: number } = { readings: [], events: [], stores: 0 };
@@ -60,6 +63,11 @@ export class Recorder {
     this.store(p.readings, p.events, null, p.stores);
   }
 
+  /** Readings pass through this before they are stored (the data budget's thinning). */
+  thin(thinner: (readings: readonly Reading[]) => Reading[]): void {
+    this.thinner = thinner;
+  }
+
   listen(l: RecorderListeners): void {
     this.listeners.push(l);
   }
@@ -72,6 +80,11 @@ export class Recorder {
   store(readings: readonly Reading[], events: readonly Reading[] = [], cursors: readonly Cursor[] | null = null, stores = 1): boolean {
     const outbox = this.outbox();
     if (!outbox) return false;
+    if (this.thinner && readings.length > 0) {
+      const kept = this.thinner(readings);
+      this.thinned += readings.length - kept.length;
+      readings = kept;
+    }
     let complete = true;
     try {
       if (readings.length > 0 || (cursors && cursors.length > 0)) {

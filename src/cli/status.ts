@@ -16,7 +16,7 @@ export function printStatus(s: AgentStatus): void {
     ["uplink", `${s.uplink.state} (${s.uplink.broker})${s.uplink.state !== "online" && s.uplink.lastError ? ` — ${s.uplink.lastError}` : ""}`],
     ["sent", `${s.uplink.readingsAcked} readings in ${s.uplink.messagesAcked} messages${s.uplink.backlogRemaining ? ` · backlog ${s.uplink.backlogRemaining}` : ""}`],
     ...(s.uplink.budget
-      ? ([["data budget", `${formatBytes(s.uplink.budget.bytes)} sent in ${s.uplink.budget.month} · forecast ${formatBytes(s.uplink.budget.forecast)} of ${formatBytes(s.uplink.budget.limit)}${s.uplink.budget.saving ? " · OVER: batching longer" : ""}`]] as Array<[string, string]>)
+      ? ([["data budget", `${formatBytes(s.uplink.budget.bytes)} sent in ${s.uplink.budget.month} · forecast ${formatBytes(s.uplink.budget.forecast)} of ${formatBytes(s.uplink.budget.limit)}${s.uplink.budget.saving ? " · OVER: batching longer" : ""}${s.thinned ? ` · ${s.thinned} non-critical readings thinned` : ""}`]] as Array<[string, string]>)
       : []),
     ["outbox", `${o.depth} pending · oldest ${formatAge(o.oldestAgeMs)} · ${formatBytes(o.fileBytes)} of ${formatBytes(o.quota)}`],
     ["dropped", `${droppedTotal(d)}${droppedTotal(d) ? ` (${d.quota_oldest} oldest, ${d.quota_newest} newest, ${d.max_age} too old${d.purged ? `, ${d.purged} purged` : ""})` : ""}`],

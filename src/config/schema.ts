@@ -86,14 +86,26 @@ const uplink = z.strictObject({
       z
         .string()
         .regex(/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB)\s*\/\s*month\s*$/i, { error: "expected a monthly budget like 100MB/month" })
-        .transform((t) => ({ limit: t.replace(/\/\s*month\s*$/i, "").trim(), saving_linger: "60s" })),
-      z.strictObject({ limit: z.string(), saving_linger: z.string().default("60s") }),
+        .transform((t) => ({ limit: t.replace(/\/\s*month\s*$/i, "").trim(), saving_linger: "60s", non_critical: [] as string[], non_critical_interval: "5m" })),
+      z.strictObject({
+        limit: z.string(),
+        saving_linger: z.string().default("60s"),
+        non_critical: z.array(z.string().min(1).max(200).regex(/^[A-Za-z0-9_.*/-]+$/, { error: "expected a point id or a glob like room-*/humidity" })).max(1000).default([]),
+        non_critical_interval: z.string().default("5m"),
+      }),
     ])
-    .pipe(z.strictObject({ limit: size(), saving_linger: duration({ min: SECOND, max: HOUR }) }))
+    .pipe(
+      z.strictObject({
+        limit: size(),
+        saving_linger: duration({ min: SECOND, max: HOUR }),
+        non_critical: z.array(z.string()),
+        non_critical_interval: duration({ min: SECOND, max: DAY }),
+      }),
+    )
     .optional()
     .meta({
       description:
-        "Monthly data budget, e.g. 100MB/month (or {limit, saving_linger}): bytes sent are counted per calendar month (UTC); when the month's forecast is over it, live readings wait up to saving_linger (default 60s) to travel in fewer, larger messages. Nothing stored is dropped for it.",
+        "Monthly data budget, e.g. 100MB/month (or {limit, saving_linger, non_critical, non_critical_interval}): bytes sent are counted per calendar month (UTC); when the month's forecast is over it, live readings wait up to saving_linger (default 60s) to travel in fewer, larger messages, and points matching non_critical (globs over point ids) are stored at most once per non_critical_interval (default 5m), the others counted as thinned. Nothing stored is dropped for it.",
     }),
   username: z.string().optional(),
   password: z.string().optional(),

@@ -187,6 +187,8 @@ export interface AgentStatus {
   events: number;
   refused: number;
   storeErrors: number;
+  /** Readings of non-critical points not stored while the data budget saves. */
+  thinned: number;
   outbox: OutboxStats;
   uplink: UplinkStats;
   sources: Record<string, SourceStatus>;

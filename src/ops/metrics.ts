@@ -94,6 +94,7 @@ const perBoard = (v: View, pick: (b: NonNullable<DeviceFigures["board"]>) => num
 const FAMILIES: readonly Family[] = [
   { name: "readings_stored_total", type: "counter", help: "Readings written to the outbox since the agent started.", values: (v) => v.status.stored },
   { name: "events_stored_total", type: "counter", help: "Events (state changes, charging sessions) written to the outbox since the agent started.", values: (v) => v.status.events },
+  { name: "readings_thinned_total", type: "counter", help: "Readings of non-critical points not stored while the monthly data budget saves (uplink.budget.non_critical); they never get a sequence number.", values: (v) => v.status.thinned ?? 0 },
   { name: "readings_refused_total", type: "counter", help: "New readings refused because the outbox was full (store.when_full: drop-newest) since the agent started.", values: (v) => v.status.refused },
   { name: "store_errors_total", type: "counter", help: "Times readings could not be written to the outbox (disk full or damaged file) since the agent started. Should stay 0.", values: (v) => v.status.storeErrors },
   { name: "outbox_depth", type: "gauge", labels: ["stream"], help: "Entries waiting in the outbox for the broker, per stream: telemetry readings, events, command results.", values: (v) => perStream(v, (s) => s.depth) },

@@ -7,6 +7,7 @@
  * better compressed) messages. Nothing stored is ever dropped for the budget.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import type { Reading } from "../model/reading.js";
 
 export interface BudgetSnapshot {
   /** "2026-12" (UTC). */
@@ -91,4 +92,35 @@ export class DataBudget {
       // a full disk: the count lives on in memory, saved at the next chance
     }
   }
+}
+
+/**
+ * The budget's second step: while saving, a point the config marks non-critical
+ * (`uplink.budget.non_critical`, globs over point ids) is **stored** at most once per `intervalMs`
+ * (by reading time). Readings thinned out never get a sequence number — no gap at the receiver —
+ * and are counted (`thinned` in status, a metric), never dropped silently. Critical points, and
+ * every point while not saving, pass untouched.
+ */
+export function budgetThinner(patterns: readonly string[], intervalMs: number, saving: () => boolean): (readings: readonly Reading[]) => Reading[] {
+  const res = patterns.map((p) => new RegExp(`^${p.split("*").map((x) => x.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`));
+  const nonCritical = new Map<string, boolean>();
+  const lastKept = new Map<string, number>();
+  return (readings) => {
+    if (res.length === 0 || !saving()) return readings as Reading[];
+    const out: Reading[] = [];
+    for (const r of readings) {
+      let nc = nonCritical.get(r.point);
+      if (nc === undefined) {
+        nc = res.some((re) => re.test(r.point));
+        if (nonCritical.size < 100_000) nonCritical.set(r.point, nc);
+      }
+      if (nc) {
+        const last = lastKept.get(r.point);
+        if (last !== undefined && r.ts - last < intervalMs && r.ts >= last) continue;
+        lastKept.set(r.point, r.ts);
+      }
+      out.push(r);
+    }
+    return out;
+  };
 }

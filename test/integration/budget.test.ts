@@ -30,7 +30,13 @@ describe("monthly data budget", () => {
     // A fake month: 9.9 of the 10 MB already spent.
     writeFileSync(join(dir, "data-budget.json"), JSON.stringify({ month, bytes: 9_900_000 }));
     const cfg = testConfig({
-      uplink: { url: broker.url, budget: { limit: "10MB", saving_linger: "1500ms" }, batch: { linger: "10ms" }, reconnect: { min: "200ms", max: "1s" } },
+      uplink: {
+        url: broker.url,
+        // meter/p0 is non-critical: while saving, stored once a second instead of 20 times.
+        budget: { limit: "10MB", saving_linger: "1500ms", non_critical: ["meter/p0"], non_critical_interval: "1s" },
+        batch: { linger: "10ms" },
+        reconnect: { min: "200ms", max: "1s" },
+      },
       store: { path: join(dir, "outbox.db") },
       sources: [{ type: "simulated", name: "meter", interval: "50ms", points: Array.from({ length: 5 }, (_, i) => ({ name: `p${i}`, wave: "random-walk" })) }],
     });
@@ -56,5 +62,12 @@ describe("monthly data budget", () => {
     await sub.waitFor(() => sub.seq.report().last === agent.status().outbox.lastSeq, 10_000, "every stored reading");
     expect(sub.seq.report()).toMatchObject({ first: 1, gaps: [] });
     expect(sub.reused).toBe(0);
+    // The non-critical point was thinned (counted, never numbered: no gap above); the others were not.
+    const at = (p: string) => sub.messages.flatMap((m) => m.r).filter((r) => r[0] === p);
+    const p0 = at("meter/p0");
+    const p1 = at("meter/p1");
+    expect(p1.length).toBeGreaterThan(10 * p0.length);
+    expect(agent.status().thinned).toBeGreaterThan(p1.length / 2);
+    for (let i = 1; i < p0.length; i++) expect(p0[i]![1] - p0[i - 1]![1]).toBeGreaterThanOrEqual(1000);
   });
 });

@@ -54,6 +54,7 @@ function cabinetStatus(): AgentStatus {
     events: 42,
     refused: 0,
     storeErrors: 0,
+    thinned: 0,
     outbox: {
       depth: 1500, firstSeq: 98_001, lastSeq: 99_500, oldestTs: NOW - 90_000, oldestAgeMs: 90_000,
       usedBytes: 3_145_728, fileBytes: 4_194_304, quota: 268_435_456,

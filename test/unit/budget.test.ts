@@ -60,13 +60,28 @@ describe("uplink.budget in the config", () => {
     const { parseConfigText } = await import("../../src/agent/config.js");
     const cfg = (budget: string) => parseConfigText(`site: s\ngateway: g\nuplink: { url: "mqtt://127.0.0.1:1", budget: ${budget} }\n`, "/etc/edge-agent");
     const a = cfg("100MB/month");
-    expect(a.ok && a.config.uplink.budget).toEqual({ limit: 100 * 1024 * 1024, saving_linger: 60_000 });
+    expect(a.ok && a.config.uplink.budget).toEqual({ limit: 100 * 1024 * 1024, saving_linger: 60_000, non_critical: [], non_critical_interval: 300_000 });
     const b = cfg("{ limit: 2GB, saving_linger: 5m }");
-    expect(b.ok && b.config.uplink.budget).toEqual({ limit: 2 * 1024 ** 3, saving_linger: 300_000 });
+    expect(b.ok && b.config.uplink.budget).toEqual({ limit: 2 * 1024 ** 3, saving_linger: 300_000, non_critical: [], non_critical_interval: 300_000 });
     for (const bad of ["100MB", "lots/month", "-5MB/month", "{ limit: 1MB, __proto__: 1 }", "{ limit: 1MB, saving_linger: 0s }"]) {
       const r = cfg(JSON.stringify(bad).startsWith('"{') ? bad : JSON.stringify(bad));
       expect(r.ok, bad).toBe(false);
       if (!r.ok) expect(r.errors.join("\n")).toMatch(/uplink\.budget/);
     }
+  });
+});
+
+describe("the budget's thinning of non-critical points", () => {
+  it("while saving, keeps a non-critical point once per interval (by reading time); critical points and the non-saving time pass whole", async () => {
+    const { budgetThinner } = await import("../../src/uplink/budget.js");
+    let saving = false;
+    const t = budgetThinner(["room-*/humidity", "a.b/c", "__proto__/*"], 1000, () => saving);
+    const rows = (n: number) => Array.from({ length: n }, (_, i) => ["room-1/humidity", "room-1/co2", "a.b/c", "axb/c", "__proto__/x"].map((point) => ({ point, ts: i * 300, value: i, quality: "good" as const }))).flat();
+    expect(t(rows(10)).length).toBe(50);
+    saving = true;
+    const kept = t(rows(10));
+    const count = (p: string) => kept.filter((r) => r.point === p).length;
+    expect([count("room-1/humidity"), count("room-1/co2"), count("a.b/c"), count("axb/c"), count("__proto__/x")]).toEqual([3, 10, 3, 10, 3]);
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 });
