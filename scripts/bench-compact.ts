@@ -1,10 +1,12 @@
 /**
  * Compact telemetry (v2) against JSON (v1), for the README (issue 15, "Speed"; timing claims live
- * here, not in tests). Usage: npm run bench:compact [-- --seconds 120] [--runs 5]
+ * here, not in tests). Usage: npm run bench:compact [-- --hours 1] [--warp 30] [--runs 5]
  *
  * The recording: the demo's devices (configs/demo.yaml: the Modbus simulator's SDM630, EPEVER and
- * SDM120, the simulated meter, the room sensors, …) run by the real agent for --seconds, its
- * uplink pointed at a closed port so that every reading stays in its outbox; then read back.
+ * SDM120, the simulated meter, the room sensors, …) run by the real agent for --hours of simulated
+ * time — its clock and timers run --warp times faster (scripts/time-warp.ts, preloaded), so an hour
+ * takes two minutes — with its uplink pointed at a closed port so that every reading stays in its
+ * outbox; then read back.
  * The same rows are sent as the uplink would send them:
  *   live     — what is stored within a second in one message (uplink.batch.linger: 1s);
  *   backlog  — 1000 readings a message (uplink.batch.max_readings), as after an outage;
@@ -30,8 +32,10 @@ import { decodeCompact, encodeCompact } from "../src/uplink/compact.js";
 import { PointDictionary } from "../src/uplink/dictionary.js";
 import { fmt, median } from "./bench-util.js";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "120" }, runs: { type: "string", default: "5" } } });
-const SECONDS = Number(values.seconds);
+const { values } = parseArgs({ options: { hours: { type: "string", default: "1" }, warp: { type: "string", default: "30" }, runs: { type: "string", default: "5" } } });
+const WARP = Number(values.warp);
+const SECONDS = (Number(values.hours) * 3600) / WARP;
+const WARP_PRELOAD = fileURLToPath(new URL("./time-warp.js", import.meta.url));
 const RUNS = Number(values.runs);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MAIN = join(ROOT, "dist/src/cli/main.js");
@@ -61,7 +65,7 @@ async function record(seconds: number): Promise<StoredReading[]> {
     const file = join(ROOT, "configs", `.bench-compact-${process.pid}.yaml`); // beside demo.yaml: its relative paths hold
     writeFileSync(file, JSON.stringify(demo));
     try {
-      const child = spawn(process.execPath, [MAIN, "run", "-c", file], { stdio: ["ignore", "ignore", "inherit"] });
+      const child = spawn(process.execPath, ["--import", WARP_PRELOAD, MAIN, "run", "-c", file], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, EDGE_TIME_WARP: String(WARP) } });
       await new Promise((r) => setTimeout(r, seconds * 1000));
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));
@@ -134,11 +138,12 @@ function rate(fn: () => number): number {
 }
 
 async function main(): Promise<void> {
-  console.log(`recording: the demo (configs/demo.yaml) for ${SECONDS} s …`);
+  console.log(`recording: the demo (configs/demo.yaml) for ${values.hours} h of simulated time (clock ×${WARP}: ${SECONDS.toFixed(0)} s) …`);
   const rows = await record(SECONDS);
   if (rows.length < 100) throw new Error(`only ${rows.length} readings recorded`);
   const points = new Set(rows.map((r) => r.point)).size;
-  console.log(`  ${fmt(rows.length)} readings of ${points} points (${fmt(rows.length / SECONDS)} readings/s)`);
+  const span = (rows.at(-1)!.ts - rows[0]!.ts) / 1000;
+  console.log(`  ${fmt(rows.length)} readings of ${points} points over ${(span / 60).toFixed(1)} min of reading time (${fmt(rows.length / span)} readings/s)`);
   const gw = "demo-gw";
   const topic = "edge/demo-site/demo-gw/telemetry";
   const l = sizes(live(rows), topic, gw);
