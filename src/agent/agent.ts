@@ -167,7 +167,7 @@ export class Agent {
     this.uplink = uplink;
     this.recorder.listen({ stored: (stream) => uplink.notify(stream) });
     const budget = cfg.uplink.budget;
-    if (budget && budget.non_critical.length > 0) this.recorder.thin(budgetThinner(budget.non_critical, budget.non_critical_interval, () => uplink.stats().budget?.saving ?? false));
+    if (budget && budget.non_critical.length > 0) this.recorder.thin(budgetThinner(budget.non_critical, budget.non_critical_interval, () => uplink.budgetSaving));
     await parts.start(part("uplink", () => uplink.start(), () => uplink.stop()), { essential: true });
 
     const socketPath = controlSocketPath(cfg);

@@ -10,8 +10,8 @@
  * resumes above its reserved block. The price: after a power cut, the unused rest of a block is
  * a gap the receiver sees (never a reused number).
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { readFileSync, rmSync } from "node:fs";
+import { writeFileDurably } from "./durable-file.js";
 
 export interface SeqFileState {
   /** True only when the outbox was closed cleanly after this was written. */
@@ -54,21 +54,7 @@ export class SeqReservations {
 
   /** Writes the state durably: temp file, fsync, rename, fsync of the directory. */
   write(state: SeqFileState): void {
-    const tmp = join(dirname(this.path), `.${basename(this.path)}.tmp`);
-    writeFileSync(tmp, `${JSON.stringify({ v: 1, clean: state.clean, reserved: state.reserved })}\n`);
-    const fd = openSync(tmp, "r+");
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
-    const dir = openSync(dirname(this.path), "r");
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
+    writeFileDurably(this.path, `${JSON.stringify({ v: 1, clean: state.clean, reserved: state.reserved })}\n`);
   }
 
   remove(): void {

@@ -394,12 +394,14 @@ export class Updater {
     if (this.abort.signal.aborted) throw new Aborted();
   }
 
-  /** The board's hello once it is online (now or within offlineTimeoutMs). */
-  private async waitOnline(board: UpdatableBoard, timeoutMs = this.settings.offlineTimeoutMs): Promise<HelloInfo> {
+  /**
+   * Watches the board's events until `onEvent` settles (returns a value) or `ms` pass (then
+   * `onTimeout`); rejects with Aborted when the updater stops. The one place that pairs a
+   * timer, a board observer and the abort signal, and undoes all three.
+   */
+  private until<T>(board: UpdatableBoard, ms: number, onEvent: (ev: BoardEvent) => T | undefined, onTimeout: () => T | Error): Promise<T> {
     this.alive();
-    const now = board.helloInfo();
-    if (board.online && now) return now;
-    return new Promise<HelloInfo>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const done = (f: () => void) => {
         clearTimeout(timer);
         stop();
@@ -407,12 +409,24 @@ export class Updater {
         f();
       };
       const onAbort = () => done(() => reject(new Aborted()));
-      const timer = setTimeout(() => done(() => reject(new Error(`board '${board.name}' was offline for ${Math.round(timeoutMs / 1000)} s`))), timeoutMs);
+      const timer = setTimeout(() => {
+        const v = onTimeout();
+        done(() => (v instanceof Error ? reject(v) : resolve(v)));
+      }, ms);
       const stop = board.observe((ev) => {
-        if (ev.kind === "online") done(() => resolve(ev.hello));
+        const v = onEvent(ev);
+        if (v !== undefined) done(() => resolve(v));
       });
       this.abort.signal.addEventListener("abort", onAbort);
     });
+  }
+
+  /** The board's hello once it is online (now or within offlineTimeoutMs). */
+  private async waitOnline(board: UpdatableBoard, timeoutMs = this.settings.offlineTimeoutMs): Promise<HelloInfo> {
+    this.alive();
+    const now = board.helloInfo();
+    if (board.online && now) return now;
+    return this.until(board, timeoutMs, (ev) => (ev.kind === "online" ? ev.hello : undefined), () => new Error(`board '${board.name}' was offline for ${Math.round(timeoutMs / 1000)} s`));
   }
 
   private async imageState(board: UpdatableBoard): Promise<ImageSlot[]> {
@@ -566,7 +580,7 @@ export class Updater {
       return this.revert(job, board, `the new image started after a ${hello.resetReason} reset`, seen);
     }
     // 2. The window: heartbeats, telemetry, no reset.
-    const verdict = await this.watch(board, h.windowMs, want);
+    const verdict = await this.watch(board, h.windowMs);
     seen.push(`${verdict.heartbeats} heartbeats, ${verdict.readings} readings in ${Math.round(h.windowMs / 1000)} s`);
     if (verdict.reset) {
       seen.push(`reset: ${verdict.reset}`);
@@ -593,46 +607,27 @@ export class Updater {
     this.alive();
     const cur = board.helloInfo();
     if (board.online && cur && current(cur)) return Promise.resolve(cur);
-    return new Promise((resolve, reject) => {
-      const done = (f: () => void) => {
-        clearTimeout(timer);
-        stop();
-        this.abort.signal.removeEventListener("abort", onAbort);
-        f();
-      };
-      const onAbort = () => done(() => reject(new Aborted()));
-      const timer = setTimeout(() => done(() => resolve(null)), timeoutMs);
-      const stop = board.observe((ev) => {
-        if (ev.kind === "online" && accept(ev.hello)) done(() => resolve(ev.hello));
-      });
-      this.abort.signal.addEventListener("abort", onAbort);
-    });
+    return this.until<HelloInfo | null>(board, timeoutMs, (ev) => (ev.kind === "online" && accept(ev.hello) ? ev.hello : undefined), () => null);
   }
 
-  private watch(board: UpdatableBoard, ms: number, want: string): Promise<{ heartbeats: number; readings: number; reset: string | null; resetTo: string | null }> {
-    this.alive();
-    return new Promise((resolve, reject) => {
-      const v = { heartbeats: 0, readings: 0, reset: null as string | null, resetTo: null as string | null };
-      const done = (f: () => void) => {
-        clearTimeout(timer);
-        stop();
-        this.abort.signal.removeEventListener("abort", onAbort);
-        f();
-      };
-      const onAbort = () => done(() => reject(new Aborted()));
-      const timer = setTimeout(() => done(() => resolve(v)), ms);
-      const stop = board.observe((ev) => {
+  /** What the board does for `ms`: heartbeats, readings, and whether (and to what) it reset. */
+  private watch(board: UpdatableBoard, ms: number): Promise<{ heartbeats: number; readings: number; reset: string | null; resetTo: string | null }> {
+    const v = { heartbeats: 0, readings: 0, reset: null as string | null, resetTo: null as string | null };
+    return this.until(
+      board,
+      ms,
+      (ev) => {
         if (ev.kind === "heartbeat") v.heartbeats++;
         else if (ev.kind === "readings") v.readings += ev.count;
         else if (ev.kind === "online") {
           v.reset = `new session, reset reason ${ev.hello.resetReason}`;
           v.resetTo = ev.hello.imageHash;
-          done(() => resolve(v));
+          return v;
         }
-      });
-      this.abort.signal.addEventListener("abort", onAbort);
-      void want;
-    });
+        return undefined;
+      },
+      () => v,
+    );
   }
 
   /** Resets the board with the test image unconfirmed: its bootloader goes back to the old image. */

@@ -6,8 +6,8 @@
  * names or any later one. Published retained at `<prefix>/dict`:
  *   {"v":2,"gw":"gw-001","version":3,"points":{"1":"meter-1/voltage_l1","2":"…","3":"…"}}
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
+import { writeFileDurably } from "../store/durable-file.js";
 import type { CompactDictionary } from "./compact.js";
 
 export class PointDictionary implements CompactDictionary {
@@ -57,23 +57,7 @@ export class PointDictionary implements CompactDictionary {
    */
   save(): void {
     if (!this.dirty) return;
-    if (this.path) {
-      const tmp = `${this.path}.tmp`;
-      const fd = openSync(tmp, "w");
-      try {
-        writeSync(fd, JSON.stringify({ v: 2, points: this.names }));
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.path);
-      const dir = openSync(dirname(this.path), "r");
-      try {
-        fsyncSync(dir);
-      } finally {
-        closeSync(dir);
-      }
-    }
+    if (this.path) writeFileDurably(this.path, JSON.stringify({ v: 2, points: this.names }));
     this.dirty = false;
   }
 

@@ -240,7 +240,7 @@ export class Uplink {
   private lastError: string | null = null;
   private dictionary: PointDictionary | null = null;
   private readonly budget: DataBudget | null;
-  private budgetSaving = false;
+  private budgetSaving_ = false;
 
   constructor(private readonly opts: UplinkOptions) {
     this.cfg = opts.config;
@@ -279,6 +279,11 @@ export class Uplink {
     return this.topics;
   }
 
+  /** The data budget's forecast is over now (the recorder asks at each store: no stats snapshot built). */
+  get budgetSaving(): boolean {
+    return this.budget?.saving ?? false;
+  }
+
   /**
    * Counts a PUBLISH against the monthly budget; over the forecast, live telemetry lingers
    * `budget.saving_linger` to travel in fewer, larger messages (said once each way).
@@ -288,8 +293,8 @@ export class Uplink {
     if (!budget) return;
     budget.record(publishBytes(topic, payloadBytes));
     const snap = budget.snapshot();
-    if (snap.saving === this.budgetSaving) return;
-    this.budgetSaving = snap.saving;
+    if (snap.saving === this.budgetSaving_) return;
+    this.budgetSaving_ = snap.saving;
     this.telemetry.linger = snap.saving ? Math.max(this.cfg.batch.linger, this.cfg.budget!.saving_linger) : this.cfg.batch.linger;
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
     if (snap.saving) this.log.warn({ budget: snap }, `data budget: ${mb(snap.forecast)} forecast for ${snap.month} over the ${mb(snap.limit)} budget; live readings now wait up to ${this.telemetry.linger / 1000} s to travel together`);
