@@ -4,12 +4,14 @@
  * ids remembered, drops counted. The upgrade test opens it with the current code and checks that
  * every pending item is delivered with its original sequence number and name.
  *
- * Run it once with the release that is about to change the outbox format, and commit both files:
- *   npm run build && node dist/scripts/make-outbox-fixture.js test/fixtures/outbox-<version>
+ * Run it once with the code that is about to change the outbox format, and commit both files:
+ *   npm run build && node dist/scripts/make-outbox-fixture.js test/fixtures/outbox-format<N>
  * (writes <prefix>.db and <prefix>.json, the items the .db holds, as the test expects them).
+ * outbox-0.1.0 was written by release 0.1.0 (format 1); outbox-format3 by the code just before
+ * format 4, with a dead letter and a cursor too (what formats 2 and 3 added).
  */
 import { rmSync, writeFileSync } from "node:fs";
-import { Outbox } from "../src/store/outbox.js";
+import { FORMAT, Outbox } from "../src/store/outbox.js";
 import type { Reading } from "../src/model/reading.js";
 import { VERSION } from "../src/version.js";
 
@@ -39,9 +41,14 @@ for (let tick = 0; tick < 40; tick++) {
     { point: "street-3/mode", ts, value: tick % 2 ? "auto" : "override", quality: "uncertain" },
   );
 }
-for (let i = 0; i < telemetry.length; i += 16) box.append(telemetry.slice(i, i + 16));
+// A bridged board's cursor (format 3) is committed with the last batch.
+const cursor = ["bridge:room-101:boot-7f3a", 4711] as const;
+for (let i = 0; i < telemetry.length; i += 16) box.append(telemetry.slice(i, i + 16), i + 16 >= telemetry.length ? [cursor] : null);
 // The first 30 were delivered: the file starts at 32, as a gateway's outbox usually does.
 box.ack([[2, 31]]);
+// One reading the broker refused, set aside as a dead letter (format 2).
+const deadLetter = { stream: "telemetry" as const, seq: 120, reason: "refused by the broker: payload format invalid (0x99)" };
+box.deadLetter(deadLetter.stream, deadLetter.seq, deadLetter.seq, deadLetter.reason);
 box.stream("events").append([
   { point: "room-101/occupied", ts: T0 + 5000, value: true, quality: "good" },
   { point: "room-101/co2_band", ts: T0 + 9000, value: "fair", quality: "good" },
@@ -61,13 +68,16 @@ for (const r of results) {
 
 const pending = {
   version: VERSION,
+  format: FORMAT,
   telemetry: box.readAfter(0, 1000),
   events: box.stream("events").readAfter(0, 1000),
   results: box.stream("results").readAfter(0, 1000),
   commands: Object.fromEntries(results.filter((r) => r.id).map((r) => [r.id, box.recallCommand(r.id!)])),
+  deadLetters: box.deadLetters(),
+  cursors: { [cursor[0]]: box.cursor(cursor[0]) },
   lastSeq: { telemetry: box.lastSeq, events: box.stream("events").lastSeq, results: box.stream("results").lastSeq },
   stats: box.stats(),
 };
 box.close();
 writeFileSync(`${prefix}.json`, `${JSON.stringify(pending, null, 1)}\n`);
-process.stdout.write(`wrote ${path} and ${prefix}.json (edge-agent ${VERSION}): ${pending.telemetry.length} readings, ${pending.events.length} events, ${pending.results.length} results pending\n`);
+process.stdout.write(`wrote ${path} and ${prefix}.json (edge-agent ${VERSION}, format ${FORMAT}): ${pending.telemetry.length} readings, ${pending.events.length} events, ${pending.results.length} results pending\n`);
