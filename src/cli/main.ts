@@ -29,6 +29,7 @@ const COMMANDS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Re
   { names: ["gpio"], load: async () => (await import("./gpio.js")).registerGpio },
   { names: ["bridge"], load: async () => (await import("./bridge.js")).registerBridge },
   { names: ["opcua"], load: async () => (await import("./opcua.js")).registerOpcua },
+  { names: ["ingest"], load: async () => (await import("./ingest.js")).registerIngest },
 ];
 
 /** The modules to load for these arguments: the one naming the command, else all. */
