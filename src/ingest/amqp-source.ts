@@ -11,7 +11,7 @@
  * to the gateway's subscription.
  */
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import type { Incoming } from "./message.js";
 
 export interface AmqpSourceOptions {

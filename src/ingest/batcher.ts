@@ -7,7 +7,7 @@
  * When the database is unreachable the same batch is retried with a growing pause and nothing is
  * acknowledged: the broker keeps the messages.
  */
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import { decode, type Decoded, type Incoming } from "./message.js";
 import type { IngestMetrics } from "./metrics.js";
 import type { BatchStats, Item, Writer } from "./writer.js";

@@ -11,7 +11,7 @@
  * another when it dies, since the lock goes with its connection).
  */
 import type pg from "pg";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import type { Stream } from "./message.js";
 import { type Range, openGaps, parseMultirange } from "./ranges.js";
 

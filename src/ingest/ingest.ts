@@ -5,7 +5,7 @@
  * keeper (replay commands) and the metrics endpoint — each with start/stop.
  */
 import pg from "pg";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import { AmqpSource } from "./amqp-source.js";
 import { Batcher } from "./batcher.js";
 import { GapKeeper } from "./gaps.js";

@@ -13,7 +13,7 @@
  * and read by every process on its first connection (not shared).
  */
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import type { Incoming } from "./message.js";
 
 export interface MqttSourceOptions {

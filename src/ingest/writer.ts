@@ -13,7 +13,7 @@
  */
 import type pg from "pg";
 import copyStreams from "pg-copy-streams";
-import type { Logger } from "../ops/logger.js";
+import type { Logger } from "../model/logger.js";
 import { type Decoded, type InReading, kindOf, type Incoming, type Stream, TS_MAX, TS_MIN, type Where } from "./message.js";
 import { count, formatMultirange, parseMultirange, type Range, subtract, union } from "./ranges.js";
 import { ensurePartition, monthOf } from "./schema.js";

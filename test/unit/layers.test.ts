@@ -25,8 +25,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   opcua: ["model", "config", "control", "store"],
   sources: ["model", "config", "buses", "drivers", "simulators", "opcua", "bridge"],
   ops: ["model", "config", "store"],
+  ingest: ["model", "uplink"],
   agent: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "bridge", "update"],
-  cli: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "agent", "bridge", "update"],
+  cli: ["model", "config", "buses", "drivers", "simulators", "store", "uplink", "control", "processors", "opcua", "sources", "ops", "agent", "bridge", "update", "ingest"],
 };
 
 interface Edge {
