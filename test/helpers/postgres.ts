@@ -20,6 +20,9 @@ export interface TestPostgres {
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
   /** Stops the server (fast shutdown) and removes its directory. */
   stop(): Promise<void>;
+  /** Kills the server (SIGKILL: a crash) and keeps its data; `start()` brings it back on the same port. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
   /** The server's log so far (for a failing test's message). */
   log(): string;
 }
@@ -85,13 +88,8 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
   };
   const args = ["-D", data, ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
   const { openSync } = await import("node:fs");
-  const out = openSync(logFile, "a");
-  if (as) chownSync(logFile, as.uid, as.gid);
-  const proc: ChildProcess = spawn(join(bin, "postgres"), args, { ...spawnOpts, stdio: ["ignore", out, out], cwd: dir });
-  let exited = false;
-  proc.once("exit", () => {
-    exited = true;
-  });
+  let proc: ChildProcess | null = null;
+  let exited = true;
   const log = () => {
     try {
       return readFileSync(logFile, "utf8");
@@ -110,29 +108,49 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
       await c.end();
     }
   };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) throw new Error(`postgres exited at start; its log:\n${log()}`);
-    try {
-      await query("SELECT 1");
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        proc.kill("SIGKILL");
-        throw new Error(`postgres did not accept connections within 30 s (${(err as Error).message}); its log:\n${log()}`);
+  const start = async () => {
+    const out = openSync(logFile, "a");
+    if (as) chownSync(logFile, as.uid, as.gid);
+    const p = spawn(join(bin, "postgres"), args, { ...spawnOpts, stdio: ["ignore", out, out], cwd: dir });
+    proc = p;
+    exited = false;
+    p.once("exit", () => {
+      if (proc === p) exited = true;
+    });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited) throw new Error(`postgres exited at start; its log:\n${log()}`);
+      try {
+        await query("SELECT 1");
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          p.kill("SIGKILL");
+          throw new Error(`postgres did not accept connections within 30 s (${(err as Error).message}); its log:\n${log()}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await new Promise((r) => setTimeout(r, 100));
     }
-  }
+  };
+  const halt = async (signal: NodeJS.Signals) => {
+    const p = proc;
+    if (!p || exited) return;
+    const gone = new Promise<void>((r) => p.once("exit", () => r()));
+    p.kill(signal);
+    const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    await gone;
+    clearTimeout(t);
+    exited = true;
+  };
+  const kill = async () => {
+    await halt("SIGKILL");
+    // The postmaster's children die with it, but may hold the shared memory a moment longer.
+    await new Promise((r) => setTimeout(r, 1000));
+  };
+  await start();
   const stop = async () => {
-    if (!exited) {
-      const gone = new Promise<void>((r) => proc.once("exit", () => r()));
-      proc.kill("SIGINT"); // fast shutdown
-      const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-      await gone;
-      clearTimeout(t);
-    }
+    await halt("SIGINT"); // fast shutdown
     rmSync(dir, { recursive: true, force: true });
   };
-  return { url, port, dir, query, stop, log };
+  return { url, port, dir, query, stop, kill, start, log };
 }

@@ -103,10 +103,32 @@ describe("ingest over an MQTT 5 shared subscription", () => {
     await Promise.all([stopped(killer), stopped(b)]);
   }, 180_000);
 
+  it("acknowledges nothing while the database is down, and stores everything once when it is back", async () => {
+    const schema = "dbdown";
+    const c = ingest(["--schema", schema, "--root", "d", "--group", "g4", "--no-replay", "--connections", "4"], "ing-d");
+    await ready(c);
+    const pub = await connectPublisher(broker.url, "pub-dbdown");
+    await publishGateways(pub, { root: "d", gateways: 5, count: 200, perMessage: 20 });
+    await waitFor("first half stored", async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.readings`))[0]!.n) === 1000, { timeoutMs: 20_000 });
+    await db.kill();
+    await publishGateways(pub, { root: "d", gateways: 5, count: 200, perMessage: 20, firstSeq: 201 });
+    await waitForOutput(c, /cannot store a batch/, "the ingest reports the database down", { timeoutMs: 20_000 });
+    await db.start();
+    await waitFor("all stored", async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.readings`))[0]!.n) === 2000, { timeoutMs: 60_000 });
+    const [l] = await db.query<{ n: string; d: string }>(`SELECT count(*) AS n, count(DISTINCT (gateway_id, seq)) AS d FROM ${schema}.readings`);
+    expect(l).toEqual({ n: "2000", d: "2000" });
+    const ledgers = await db.query<{ received: string }>(`SELECT received::text AS received FROM ${schema}.ledger`);
+    expect(ledgers.map((x) => x.received)).toEqual(Array(5).fill("{[1,401)}"));
+    expect(c.out()).toMatch(/storing again/);
+    pub.end(true);
+    await stopped(c);
+  }, 120_000);
+
   it("stores compact (v2) messages with their dictionary, and a message sent twice once", async () => {
     const schema = "compact";
-    const c = ingest(["--schema", schema, "--root", "c", "--group", "g2", "--no-replay", "--connections", "2"], "ing-c");
+    const c = ingest(["--schema", schema, "--root", "c", "--group", "g2", "--no-replay", "--connections", "2", "--metrics", "127.0.0.1:0"], "ing-c");
     await ready(c);
+    const metricsUrl = /metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(c.out())![1]!;
     const pub: MqttClient = await connectPublisher(broker.url, "pub-compact");
     const dict = new PointDictionary(null);
     const rows = Array.from({ length: 50 }, (_, i) => ({ seq: i + 1, point: i % 3 === 0 ? "room-1/occupied" : `room-1/t${i % 2}`, ts: 1_764_547_200_000 + i * 1000, value: i % 3 === 0 ? i % 2 === 0 : i === 4 ? Number.NaN : i * 0.5, quality: "good" as const }));
@@ -121,6 +143,11 @@ describe("ingest over an MQTT 5 shared subscription", () => {
     expect(Number.isNaN(nan[0]!.num)).toBe(true);
     const bools = await db.query<{ kind: string }>(`SELECT kind FROM ${schema}.points WHERE name = 'room-1/occupied'`);
     expect(bools[0]!.kind).toBe("boolean");
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metrics).toMatch(/^edge_ingest_readings_total 50$/m);
+    expect(metrics).toMatch(/^edge_ingest_duplicates_total 50$/m);
+    expect(metrics).toMatch(/^edge_ingest_messages_total\{kind="telemetry"\} 2$/m);
+    expect(metrics).toMatch(/^edge_ingest_commit_seconds_count \d+$/m);
     pub.end(true);
     await stopped(c);
   }, 60_000);
