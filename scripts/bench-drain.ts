@@ -1,6 +1,7 @@
 /**
  * Draining a backlog to a local Mosquitto at QoS 1.
- * Usage: npm run bench:drain [-- --readings 1000000 --batch 1000]
+ * Usage: npm run bench:drain [-- --readings 1000000 --batch 1000 --replay-window 6h]
+ * With --replay-window, acknowledged rows are kept for replay (moved, not deleted): its cost.
  * Needs the mosquitto binary (EDGE_TEST_MOSQUITTO, /usr/sbin/mosquitto or on PATH); starts its
  * own instance on a free loopback port.
  */
@@ -17,7 +18,12 @@ import { Uplink } from "../src/uplink/uplink.js";
 import { fmt, meterReadings } from "./bench-util.js";
 
 const { values } = parseArgs({
-  options: { readings: { type: "string", default: "1000000" }, batch: { type: "string", default: "1000" }, inflight: { type: "string", default: "16" } },
+  options: {
+    readings: { type: "string", default: "1000000" },
+    batch: { type: "string", default: "1000" },
+    inflight: { type: "string", default: "16" },
+    "replay-window": { type: "string", default: "0s" },
+  },
 });
 const total = Number(values.readings);
 
@@ -43,11 +49,11 @@ try {
     site: "bench",
     gateway: "gw-bench",
     uplink: { url: `mqtt://127.0.0.1:${port}`, max_inflight: Number(values.inflight), batch: { max_readings: Number(values.batch), max_bytes: "1MB" }, backlog: { max_inflight: Number(values.inflight) } },
-    store: { path: join(dir, "outbox.db"), quota: "4GB" },
+    store: { path: join(dir, "outbox.db"), quota: "4GB", replay_window: values["replay-window"] },
   });
   if (!cfg.ok) throw new Error(cfg.errors.join("\n"));
   const c = cfg.config;
-  const outbox = Outbox.open({ path: c.store.path, quota: c.store.quota, whenFull: "drop-oldest", maxAge: c.store.max_age, sync: "full" });
+  const outbox = Outbox.open({ path: c.store.path, quota: c.store.quota, whenFull: "drop-oldest", maxAge: c.store.max_age, sync: "full", replayWindow: c.store.replay_window });
   const t0 = Date.now();
   for (let n = 0; n < total; n += 10_000) outbox.append(meterReadings(Math.min(10_000, total - n), t0));
   console.log(`backlog: ${fmt(outbox.depth)} readings stored in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -59,11 +65,12 @@ try {
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
   const s = uplink.stats();
   await uplink.stop();
+  const kept = c.store.replay_window > 0 ? ` (store.replay_window ${values["replay-window"]}: ${fmt(outbox.stats().kept)} kept for replay, data ${(outbox.usedBytes() / 1e6).toFixed(1)} MB)` : "";
   outbox.close();
   // On the wire each PUBLISH adds a fixed header (~4 bytes), the topic with its length, a packet id.
   const topic = Buffer.byteLength(uplink.topicNames.telemetry);
   const wire = s.payloadBytes + s.messagesAcked * (4 + 2 + topic + 2);
-  console.log(`drained ${fmt(s.readingsAcked)} readings in ${fmt(s.messagesAcked)} messages to Mosquitto (QoS 1) in ${secs.toFixed(2)} s = ${fmt(s.readingsAcked / secs)} readings/s`);
+  console.log(`drained ${fmt(s.readingsAcked)} readings in ${fmt(s.messagesAcked)} messages to Mosquitto (QoS 1) in ${secs.toFixed(2)} s = ${fmt(s.readingsAcked / secs)} readings/s${kept}`);
   console.log(`bytes per reading: payload ${(s.payloadBytes / s.readingsAcked).toFixed(1)}, on the wire with MQTT headers ${(wire / s.readingsAcked).toFixed(1)} (PUBACKs add 4 bytes per message upstream)`);
 } finally {
   broker.kill("SIGTERM");

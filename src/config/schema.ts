@@ -138,6 +138,12 @@ const store = z
     sync: z.enum(["full", "normal"]).default("full").meta({
       description: "full: every commit survives a power cut. normal: faster, may lose the last commits on power loss.",
     }),
+    // Not a timer either (compared with acknowledgement times).
+    replay_window: duration({
+      max: 3650 * DAY,
+      description:
+        "Keep rows the broker acknowledged this long after the acknowledgement, within the quota (the first to go when it is reached), so the platform can ask for them again (a replay on cmd/outbox); 0s = off, rows are deleted once acknowledged.",
+    }).default(0),
   })
   .prefault({});
 

@@ -24,6 +24,8 @@ export interface StreamStats {
   lastSeq: number;
   dropped: DropCounters;
   deadLetters: number;
+  /** Rows delivered and kept for a replay (store.replay_window): not part of depth. */
+  kept: number;
 }
 
 export interface DeadLetterStats {
@@ -46,6 +48,12 @@ export interface OutboxStats {
   /** Each stream: how much waits, the last sequence number given, its drops, its dead letters. */
   streams: Record<StreamName, StreamStats>;
   deadLetters: DeadLetterStats;
+  /** Rows delivered and kept for a replay, all streams (store.replay_window); not part of depth. */
+  kept: number;
+  /** store.replay_window, ms (0: off). */
+  replayWindowMs: number;
+  /** Ranges in the drop ledger (which numbers were dropped, and why), all streams. */
+  droppedRanges: number;
   /** The outbox file's format. */
   format: number;
 }

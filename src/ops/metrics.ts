@@ -125,6 +125,13 @@ const FAMILIES: readonly Family[] = [
     help: "Entries the broker refused even one at a time, kept in the outbox until resent or purged (edge-agent buffer dead-letters). Should stay 0.",
     values: (v) => STREAM_NAMES.map((stream): Sample => [{ stream }, v.status.outbox.streams[stream].deadLetters]),
   },
+  {
+    name: "outbox_kept_for_replay",
+    type: "gauge",
+    labels: ["stream"],
+    help: "Entries the broker acknowledged, kept for store.replay_window so the platform can ask for them again; counted against store.quota, and the first to go when it is reached.",
+    values: (v) => STREAM_NAMES.map((stream): Sample => [{ stream }, v.status.outbox.streams[stream].kept]),
+  },
   { name: "uplink_connected", type: "gauge", help: "1 while the agent is connected to the MQTT broker, 0 otherwise (readings are kept in the outbox meanwhile).", values: (v) => (v.status.uplink.state === "online" ? 1 : 0) },
   {
     name: "uplink_state",

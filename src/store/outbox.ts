@@ -24,7 +24,11 @@ import { UserError } from "../model/errors.js";
 import { type DropCounters, noDrops, sumDrops } from "./drops.js";
 import { OutboxLock } from "./lock.js";
 import { nextBlock, MIN_BLOCK, SeqReservations } from "./seq-reservation.js";
+import { DropLedger } from "./drop-ledger.js";
+import { KeptRows } from "./kept.js";
+import { coalesce, rangesSql, type SeqRange, subtract, toRanges } from "./ranges.js";
 import type { Quality, Reading, StoredReading, Value } from "../model/reading.js";
+import type { DroppedRange, DropReason, ReplayAnswer } from "../model/replay.js";
 import type { DeadLetterStats, OutboxStats, StreamName, StreamStats } from "../model/status.js";
 
 export type { DeadLetterStats, OutboxStats, StreamName, StreamStats };
@@ -39,11 +43,13 @@ export interface OutboxOptions {
   /** Rows older than this (by their timestamp) are dropped, in ms. */
   maxAge: number;
   sync: "full" | "normal";
+  /**
+   * How long rows the broker acknowledged are kept for a replay, in ms after the acknowledgement
+   * (store.replay_window); 0 (the default): deleted at once.
+   */
+  replayWindow?: number;
   now?: () => number;
 }
-
-
-
 
 export interface AppendResult {
   /** First and last sequence number given, or null when nothing was stored. */
@@ -88,15 +94,19 @@ const BOOL_FLAG = 4;
 const HEADROOM = 0.02;
 /** How many command ids are remembered for de-duplication. */
 const COMMAND_MEMORY = 10_000;
+/** Ranges a replay answer holds at most (about 50 kB of JSON); a longer answer ends early. */
+export const REPLAY_MAX_RANGES = 1000;
 
 /**
  * The outbox file's format. 1: release 0.1.0 (no `format` key). 2: dead letters, drop counters
  * per stream. 3: cursors (what a pushing source — a bridged board — has stored, committed with
- * its readings, so a resent reading is recognised after a crash). Each step runs in one transaction when a file of an older format is opened; a file
+ * its readings, so a resent reading is recognised after a crash). 4: rows kept for replay
+ * (`<table>_kept`) and the drop ledger (`dropped_ranges`: which numbers were dropped, and why).
+ * Each step runs in one transaction when a file of an older format is opened; a file
  * of a newer format is refused rather than misread. Every change to the format adds a step here
  * and an upgrade test on a fixture written by the release before it (test/fixtures/outbox-*.db).
  */
-export const FORMAT = 3;
+export const FORMAT = 4;
 const MIGRATIONS: ReadonlyArray<{ to: number; sql: string }> = [
   {
     to: 2,
@@ -109,6 +119,18 @@ const MIGRATIONS: ReadonlyArray<{ to: number; sql: string }> = [
   {
     to: 3,
     sql: `CREATE TABLE IF NOT EXISTS cursors (key TEXT PRIMARY KEY, value INTEGER NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;`,
+  },
+  {
+    to: 4,
+    // Kept rows: a stream's columns and when the broker acknowledged them (at, Unix ms).
+    sql: `
+      CREATE TABLE IF NOT EXISTS readings_kept (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS events_kept (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS results_kept (seq INTEGER PRIMARY KEY, p INTEGER NOT NULL, ts INTEGER NOT NULL, v ANY, q INTEGER NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS dropped_ranges (
+        stream TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
+        PRIMARY KEY (stream, first)) WITHOUT ROWID;
+    `,
   },
 ];
 
@@ -152,6 +174,9 @@ interface StreamHost {
   appendTo(stream: Stream, readings: readonly Reading[]): AppendResult;
   /** Writes cursors inside the transaction under way. */
   writeCursors(cursors: readonly Cursor[]): void;
+  /** Records dropped numbers in the drop ledger, inside the transaction under way. */
+  recordDrop(stream: StreamName, ranges: readonly SeqRange[], reason: DropReason): void;
+  now(): number;
 }
 
 class Stream implements StreamStore {
@@ -162,15 +187,20 @@ class Stream implements StreamStore {
   block = MIN_BLOCK;
   reservedAt = 0;
   readonly dropped: DropCounters;
+  /** Rows the broker acknowledged, kept for replay (null: an older file opened read-only). */
+  readonly kept: KeptRows | null;
+  /** Acknowledged rows go to `kept` instead of being deleted (store.replay_window > 0). */
+  keepAcked = false;
   private readonly stmt: {
     insert: Statement;
     readAfter: Statement;
     deleteRange: Statement;
     deleteBelow: Statement;
-    deleteAll: Statement;
     nthSeq: Statement;
     oldestChunk: Statement;
     first: Statement;
+    ranges: Statement;
+    rangesBelow: Statement;
   };
   readonly metaPrefix: string;
   private readonly metaKey: string;
@@ -178,6 +208,9 @@ class Stream implements StreamStore {
   // which on a busy gateway is garbage every tick.
   private readonly insertTx: (readings: readonly Reading[], first: number, cursors: readonly Cursor[] | null) => void;
   private readonly deleteTx: (ranges: ReadonlyArray<readonly [number, number]>) => number;
+  private readonly keepTx: (ranges: ReadonlyArray<readonly [number, number]>, at: number) => [deleted: number, kept: number];
+  private readonly dropTx: (ranges: readonly SeqRange[], reason: DropReason) => number;
+  private readonly dropBelowTx: (boundary: number) => number;
 
   constructor(
     readonly name: StreamName,
@@ -192,11 +225,13 @@ class Stream implements StreamStore {
       readAfter: db.prepare(`SELECT seq, p, ts, v, q FROM ${t} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`).raw(),
       deleteRange: db.prepare(`DELETE FROM ${t} WHERE seq >= ? AND seq <= ?`),
       deleteBelow: db.prepare(`DELETE FROM ${t} WHERE seq < ?`),
-      deleteAll: db.prepare(`DELETE FROM ${t}`),
       nthSeq: db.prepare(`SELECT seq FROM ${t} ORDER BY seq LIMIT 1 OFFSET ?`).pluck(),
       oldestChunk: db.prepare(`SELECT seq, ts FROM ${t} WHERE seq > ? ORDER BY seq LIMIT 1000`).raw(),
       first: db.prepare(`SELECT seq, ts FROM ${t} ORDER BY seq LIMIT 1`).raw(),
+      ranges: db.prepare(rangesSql(t, "seq >= ? AND seq <= ?")).raw(),
+      rangesBelow: db.prepare(rangesSql(t, "seq < ?")).raw(),
     };
+    this.kept = hasTable(db, `${t}_kept`) ? new KeptRows(db, t, `${t}_kept`) : null;
     this.metaPrefix = STREAM_META[name];
     this.metaKey = `${this.metaPrefix}last_seq`;
     const maxSeq = (db.prepare(`SELECT max(seq) FROM ${t}`).pluck().get() as number | null) ?? 0;
@@ -220,6 +255,25 @@ class Stream implements StreamStore {
       let deleted = 0;
       for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
       return deleted;
+    });
+    this.keepTx = db.transaction((ranges: ReadonlyArray<readonly [number, number]>, at: number): [number, number] => {
+      let deleted = 0;
+      let kept = 0;
+      for (const [first, last] of ranges) {
+        kept += this.kept!.keep(first, last, at);
+        deleted += this.stmt.deleteRange.run(first, last).changes;
+      }
+      return [deleted, kept];
+    });
+    this.dropTx = db.transaction((ranges: readonly SeqRange[], reason: DropReason) => {
+      let deleted = 0;
+      for (const [first, last] of ranges) deleted += this.stmt.deleteRange.run(first, last).changes;
+      this.host.recordDrop(this.name, ranges, reason);
+      return deleted;
+    });
+    this.dropBelowTx = db.transaction((boundary: number) => {
+      this.host.recordDrop(this.name, this.stmt.rangesBelow.all(boundary) as SeqRange[], "quota");
+      return this.stmt.deleteBelow.run(boundary).changes;
     });
   }
 
@@ -264,24 +318,38 @@ class Stream implements StreamStore {
     return this.stmt.first.get() as [number, number] | undefined;
   }
 
-  /** Deletes acknowledged ranges (inclusive) in one transaction; returns rows deleted. */
+  /**
+   * Deletes acknowledged ranges (inclusive) in one transaction — or, with a replay window, moves
+   * them to the kept rows; returns rows deleted from the stream.
+   */
   ack(ranges: ReadonlyArray<readonly [number, number]>): number {
     if (ranges.length === 0) return 0;
+    if (this.keepAcked) {
+      const [deleted, kept] = this.keepTx(ranges, this.host.now());
+      this.rows -= deleted;
+      this.kept!.count += kept;
+      return deleted;
+    }
     const deleted = this.deleteTx(ranges);
     this.rows -= deleted;
     return deleted;
   }
 
-  /** Deletes the `n` oldest rows; returns how many went. */
+  /** The numbers within lo..hi still in the stream (not acknowledged yet). */
+  unsentRanges(lo: number, hi: number): SeqRange[] {
+    return this.stmt.ranges.all(lo, hi) as SeqRange[];
+  }
+
+  /** Deletes the `n` oldest rows (recorded in the drop ledger as `quota`); returns how many went. */
   dropOldest(n: number): number {
     if (n <= 0 || this.rows === 0) return 0;
     const boundary = n >= this.rows ? undefined : (this.stmt.nthSeq.get(n) as number | undefined);
-    const deleted = boundary === undefined ? this.stmt.deleteAll.run().changes : this.stmt.deleteBelow.run(boundary).changes;
+    const deleted = this.dropBelowTx(boundary ?? Number.MAX_SAFE_INTEGER);
     this.rows -= deleted;
     return deleted;
   }
 
-  /** Deletes rows stamped before `cutoff`, oldest first; returns how many. */
+  /** Deletes rows stamped before `cutoff`, oldest first (recorded as `max-age`); returns how many. */
   expire(cutoff: number): number {
     let total = 0;
     let after = 0;
@@ -291,7 +359,7 @@ class Stream implements StreamStore {
       // Rows are stored roughly in time order: stop at the first chunk with nothing to expire.
       const old = chunk.filter(([, ts]) => ts < cutoff);
       if (old.length === 0) break;
-      const deleted = this.deleteTx(old.map(([seq]) => [seq, seq] as const));
+      const deleted = this.dropTx(toRanges(old.map(([seq]) => seq)), "max-age");
       this.rows -= deleted;
       total += deleted;
       after = chunk[chunk.length - 1]![0];
@@ -331,6 +399,11 @@ export class Outbox {
   private readonly uncommittedCursors: Cursor[] = [];
   private readonly host: StreamHost;
   private readonly dl: DeadLetterTable | null;
+  /** Which numbers were dropped, and why (null: an older file opened read-only). */
+  private readonly ledger: DropLedger | null;
+  private readonly replayWindow: number;
+  /** Builds a replay answer and moves the kept rows back, in one transaction. */
+  private readonly replayTx: (stream: Stream, from: number, to: number, maxRanges: number) => { answer: ReplayAnswer; moved: number };
   private commandsSincePrune = 0;
   /** This process's claim on the file, released at close (none when inspecting). */
   private lock: OutboxLock | null = null;
@@ -388,13 +461,19 @@ export class Outbox {
           this.uncommittedCursors.push(c);
         }
       },
+      recordDrop: (stream, ranges, reason) => this.ledger?.record(stream, ranges, reason, this.now()),
+      now: () => this.now(),
     });
+    this.ledger = hasTable(db, "dropped_ranges") ? new DropLedger(db) : null;
+    this.replayWindow = opts.replayWindow ?? 0;
+    this.replayTx = db.transaction((stream: Stream, from: number, to: number, maxRanges: number) => this.answerReplay(stream, from, to, maxRanges));
     this.streams = {
       telemetry: new Stream("telemetry", STREAM_TABLE.telemetry, db, meta, host),
       events: new Stream("events", STREAM_TABLE.events, db, meta, host),
       results: new Stream("results", STREAM_TABLE.results, db, meta, host),
     };
     this.telemetry = this.streams.telemetry;
+    if (!readOnly && this.replayWindow > 0) for (const name of STREAMS) this.streams[name].keepAcked = this.streams[name].kept !== null;
     this.dl = hasTable(db, "dead_letters") ? new DeadLetterTable(db, this.readOnly) : null;
     // Numbers a dead letter holds are taken as well (its row left the stream's table).
     if (this.dl) for (const s of STREAMS) this.streams[s].seq = Math.max(this.streams[s].seq, this.dl.maxSeq(s));
@@ -564,21 +643,51 @@ export class Outbox {
     return this.telemetry.ack(ranges);
   }
 
-  /** Drops rows older than max_age in every stream and among the dead letters; returns how many. */
+  /**
+   * Drops rows older than max_age in every stream and among the dead letters, and kept rows past
+   * max_age or the replay window; returns how many unsent rows went (kept rows were delivered:
+   * they are in the drop ledger, not in the drop counters).
+   */
   expire(): number {
-    const cutoff = this.now() - this.opts.maxAge;
+    const now = this.now();
+    const cutoff = now - this.opts.maxAge;
     let total = 0;
     for (const name of STREAMS) {
       const stream = this.streams[name];
       const n = stream.expire(cutoff);
       if (n > 0) this.addDropped(stream, "max_age", n);
       total += n;
-      const dead = this.dl?.expire(name, cutoff) ?? 0;
+      const dead = this.dl ? this.dropDead(name, () => this.dl!.expire(name, cutoff), "max-age") : 0;
       if (dead > 0) this.addDropped(stream, "max_age", dead);
       total += dead;
+      if (stream.kept && !this.readOnly) {
+        this.dropKept(stream, () => stream.kept!.expire("ts", cutoff), "max-age");
+        this.dropKept(stream, () => stream.kept!.expire("at", now - this.replayWindow), "replay-window");
+      }
     }
     this.pruneCursors();
     return total;
+  }
+
+  /** Deletes kept rows of a stream and records them in the ledger, in one transaction; returns how many. */
+  private dropKept(stream: Stream, drop: () => { ranges: SeqRange[]; count: number }, reason: DropReason): number {
+    if (stream.kept!.count === 0) return 0;
+    const { count } = this.db.transaction(() => {
+      const r = drop();
+      this.ledger?.record(stream.name, r.ranges, reason, this.now());
+      return r;
+    })();
+    stream.kept!.count -= count;
+    return count;
+  }
+
+  /** Deletes dead letters of a stream and records them in the ledger, in one transaction; returns how many. */
+  private dropDead(name: StreamName, drop: () => number[], reason: DropReason): number {
+    return this.db.transaction(() => {
+      const seqs = drop().sort((a, b) => a - b);
+      this.ledger?.record(name, toRanges(seqs), reason, this.now());
+      return seqs.length;
+    })();
   }
 
   /** Forgets cursors that stopped moving long ago, and the least recent beyond CURSOR_MEMORY. */
@@ -595,21 +704,43 @@ export class Outbox {
   }
 
   /**
-   * Over the quota: the oldest rows go, in this order — dead letters, telemetry, events, command
-   * results (the last are few, and someone waits for them) — enough to get HEADROOM below it.
+   * Over the quota: the oldest rows go, in this order — rows kept for replay (delivered already),
+   * dead letters, telemetry, events, command results (the last are few, and someone waits for
+   * them) — enough to get HEADROOM below it.
    */
   private enforceQuota(): void {
-    const used = this.usedBytes();
-    if (used <= this.opts.quota) return;
+    // Rows are dropped as a share of the rows, but part of the file is not rows (tables, the drop
+    // ledger): a second round catches what the first estimate left over.
+    for (let round = 0; round < 3; round++) {
+      const used = this.usedBytes();
+      if (used <= this.opts.quota) return;
+      this.dropShare(used);
+    }
+  }
+
+  private dropShare(used: number): void {
     const target = this.opts.quota * (1 - HEADROOM);
     const share = Math.min(1, (used - target) / used);
     const dead = this.dl?.count() ?? 0;
-    const rows = dead + STREAMS.reduce((n, s) => n + this.streams[s].rows, 0);
+    const rows = dead + STREAMS.reduce((n, s) => n + this.streams[s].rows + (this.streams[s].kept?.count ?? 0), 0);
     let need = Math.max(1, Math.ceil(rows * share));
-    if (this.dl && dead > 0) {
-      for (const { stream, count } of this.dl.dropOldest(Math.min(need, dead))) {
-        this.addDropped(this.streams[stream], "quota_oldest", count);
-        need -= count;
+    for (const name of STREAMS) {
+      const stream = this.streams[name];
+      if (need <= 0) break;
+      if (!stream.kept) continue;
+      const n = need;
+      need -= this.dropKept(stream, () => stream.kept!.dropOldest(n), "quota");
+    }
+    if (this.dl && dead > 0 && need > 0) {
+      const n = need;
+      const per = this.db.transaction(() => {
+        const dropped = this.dl!.dropOldest(Math.min(n, dead));
+        for (const { stream, seqs } of dropped) this.ledger?.record(stream, toRanges(seqs), "quota", this.now());
+        return dropped;
+      })();
+      for (const { stream, seqs } of per) {
+        this.addDropped(this.streams[stream], "quota_oldest", seqs.length);
+        need -= seqs.length;
       }
     }
     for (const name of STREAMS) {
@@ -664,7 +795,7 @@ export class Outbox {
     const dl = this.requireDeadLetters();
     const out: Array<{ stream: StreamName; count: number }> = [];
     for (const name of filter.stream ? [filter.stream] : STREAMS) {
-      const n = dl.purge(name, filter.seq);
+      const n = this.dropDead(name, () => dl.purge(name, filter.seq), "purged");
       if (n === 0) continue;
       this.addDropped(this.streams[name], "purged", n);
       out.push({ stream: name, count: n });
@@ -675,6 +806,82 @@ export class Outbox {
   private requireDeadLetters(): DeadLetterTable {
     if (!this.dl || this.readOnly) throw new UserError("the outbox is open read-only here");
     return this.dl;
+  }
+
+  // --- replay --------------------------------------------------------------------------------
+
+  /**
+   * A replay (the gateway's `outbox` command target): the rows of `name` within from..to still
+   * kept go back into the stream with their original numbers, to be sent again; the answer says
+   * which numbers were put back, which were never acknowledged (pending: waiting, in flight, or
+   * dead letters), and why each other one is missing. One transaction. At most `maxRanges`
+   * ranges: past that the answer — and what is put back — ends early, and its `to` says where.
+   */
+  replay(name: StreamName, from: number, to: number, maxRanges = REPLAY_MAX_RANGES): ReplayAnswer {
+    if (this.readOnly) throw new UserError("the outbox is open read-only here");
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 1 || to < from || !(maxRanges >= 1)) {
+      throw new RangeError(`replay: expected 1 <= from <= to (safe integers), got ${from}..${to}`);
+    }
+    const stream = this.streams[name];
+    const { answer, moved } = this.replayTx(stream, from, to, maxRanges);
+    stream.adjustRows(moved);
+    if (stream.kept) stream.kept.count -= moved;
+    return answer;
+  }
+
+  private answerReplay(stream: Stream, from: number, to: number, maxRanges: number): { answer: ReplayAnswer; moved: number } {
+    const name = stream.name;
+    const issued = Math.min(to, stream.seq);
+    let resent: SeqRange[] = [];
+    let pending: SeqRange[] = [];
+    let missing: DroppedRange[] = [];
+    if (from <= issued) {
+      pending = coalesce([...stream.unsentRanges(from, issued), ...(this.dl?.ranges(name, from, issued) ?? [])]);
+      resent = stream.kept?.ranges(from, issued) ?? [];
+      missing = this.explain(name, subtract(subtract([[from, issued]], pending), resent));
+    }
+    if (to > issued) missing.push({ from: Math.max(from, issued + 1), to, reason: "not-issued" });
+    let end = to;
+    if (resent.length + pending.length + missing.length > maxRanges) {
+      // The first maxRanges ranges of all three, in number order: the answer ends with the last.
+      const ends = [...resent.map((r) => r[1]), ...pending.map((r) => r[1]), ...missing.map((m) => m.to)].sort((a, b) => a - b);
+      end = ends[maxRanges - 1]!;
+      resent = resent.filter((r) => r[1] <= end);
+      pending = pending.filter((r) => r[1] <= end);
+      missing = missing.filter((m) => m.to <= end);
+    }
+    let moved = 0;
+    for (const [a, b] of resent) moved += stream.kept!.requeue(a, b);
+    return { answer: { stream: name, from, to: end, resent, pending, missing }, moved };
+  }
+
+  /** Why each number of `rest` (sorted ranges no table holds) is missing: the ledger's reason, or `unknown`. */
+  private explain(name: StreamName, rest: readonly SeqRange[]): DroppedRange[] {
+    if (rest.length === 0) return [];
+    const known = this.ledger?.lookup(name, rest[0]![0], rest[rest.length - 1]![1]) ?? [];
+    const out: DroppedRange[] = [];
+    const add = (from: number, to: number, reason: DroppedRange["reason"]) => {
+      const last = out[out.length - 1];
+      if (last && last.reason === reason && last.to + 1 === from) last.to = to;
+      else out.push({ from, to, reason });
+    };
+    let k = 0;
+    for (const [a, b] of rest) {
+      let lo = a;
+      while (k < known.length && known[k]!.to < lo) k++;
+      for (let j = k; lo <= b; j++) {
+        const d = known[j];
+        if (!d || d.from > b) {
+          add(lo, b, "unknown");
+          break;
+        }
+        if (d.from > lo) add(lo, d.from - 1, "unknown");
+        const hi = Math.min(b, d.to);
+        add(Math.max(lo, d.from), hi, d.reason);
+        lo = hi + 1;
+      }
+    }
+    return out;
   }
 
   // --- sequence numbers under sync: normal -----------------------------------------------------
@@ -693,6 +900,7 @@ export class Outbox {
         const reserved = state.reserved[name] ?? 0;
         if (reserved > stream.seq) {
           this.skipped.push({ stream: name, from: stream.seq + 1, to: reserved });
+          this.ledger?.record(name, [[stream.seq + 1, reserved]], "skipped", this.now());
           stream.seq = reserved;
           this.stmt.setMeta.run(`${stream.metaPrefix}last_seq`, reserved);
         }
@@ -737,7 +945,7 @@ export class Outbox {
     const streams = {} as Record<StreamName, StreamStats>;
     for (const name of STREAMS) {
       const s = this.streams[name];
-      streams[name] = { depth: s.rows, lastSeq: s.seq, dropped: { ...s.dropped }, deadLetters: perStreamDead.get(name) ?? 0 };
+      streams[name] = { depth: s.rows, lastSeq: s.seq, dropped: { ...s.dropped }, deadLetters: perStreamDead.get(name) ?? 0, kept: s.kept?.count ?? 0 };
     }
     return {
       depth: this.telemetry.rows,
@@ -751,6 +959,9 @@ export class Outbox {
       dropped: sumDrops(STREAMS.map((n) => this.streams[n].dropped)),
       streams,
       deadLetters: { count: this.dl?.count() ?? 0, reasons: this.dl?.reasons() ?? [] },
+      kept: STREAMS.reduce((n, name) => n + streams[name].kept, 0),
+      replayWindowMs: this.replayWindow,
+      droppedRanges: this.ledger?.count() ?? 0,
       format: this.readOnly ? this.openedFormat : FORMAT,
     };
   }
@@ -846,8 +1057,11 @@ class DeadLetterTable {
     list: Statement;
     oldest: Statement;
     deleteUpTo: Statement;
+    expired: Statement;
     deleteExpired: Statement;
+    inRange: Statement;
     purge: Statement;
+    select: Statement;
   };
   /** Per stream, built once: move rows out of its table, and back in. */
   private readonly take_ = new Map<StreamName, (first: number, last: number, reason: string, at: number) => number>();
@@ -860,13 +1074,16 @@ class DeadLetterTable {
       reasons: db.prepare("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason").raw(),
       maxSeq: db.prepare("SELECT max(seq) FROM dead_letters WHERE stream = ?").pluck(),
       list: db.prepare("SELECT stream, seq, p, ts, v, q, reason, at FROM dead_letters WHERE (@stream IS NULL OR stream = @stream) AND seq >= @lo AND seq <= @hi ORDER BY id LIMIT @limit"),
-      oldest: db.prepare("SELECT id, stream FROM dead_letters ORDER BY id LIMIT ?").raw(),
+      oldest: db.prepare("SELECT id, stream, seq FROM dead_letters ORDER BY id LIMIT ?").raw(),
       deleteUpTo: db.prepare("DELETE FROM dead_letters WHERE id <= ?"),
+      expired: db.prepare("SELECT seq FROM dead_letters WHERE stream = ? AND ts < ?").pluck(),
       deleteExpired: db.prepare("DELETE FROM dead_letters WHERE stream = ? AND ts < ?"),
+      inRange: db.prepare(rangesSql("dead_letters", "stream = ? AND seq >= ? AND seq <= ?")).raw(),
       purge: db.prepare("DELETE FROM dead_letters WHERE stream = ? AND seq >= ? AND seq <= ?"),
+      select: db.prepare("SELECT seq FROM dead_letters WHERE stream = ? AND seq >= ? AND seq <= ? ORDER BY seq").pluck(),
     };
     if (readonly) return;
-    const select = db.prepare("SELECT seq FROM dead_letters WHERE stream = ? AND seq >= ? AND seq <= ? ORDER BY seq").pluck();
+    const select = this.s.select;
     for (const stream of STREAMS) {
       const t = STREAM_TABLE[stream];
       const moveOut = db.prepare(`INSERT OR REPLACE INTO dead_letters (stream, seq, p, ts, v, q, reason, at) SELECT ?, seq, p, ts, v, q, ?, ? FROM ${t} WHERE seq >= ? AND seq <= ?`);
@@ -921,22 +1138,38 @@ class DeadLetterTable {
     return this.giveBack_.get(stream)!(range[0], range[1]);
   }
 
-  purge(stream: StreamName, range: readonly [number, number] = ALL_SEQS): number {
-    return this.s.purge.run(stream, range[0], range[1]).changes;
+  /** Deletes the stream's dead letters in the range; returns their numbers. */
+  purge(stream: StreamName, range: readonly [number, number] = ALL_SEQS): number[] {
+    const seqs = this.s.select.all(stream, range[0], range[1]) as number[];
+    this.s.purge.run(stream, range[0], range[1]);
+    return seqs;
   }
 
-  /** Deletes up to `n` of the oldest; returns how many per stream. */
-  dropOldest(n: number): Array<{ stream: StreamName; count: number }> {
-    const rows = this.s.oldest.all(n) as Array<[number, string]>;
+  /** The stream's dead-letter numbers within lo..hi. */
+  ranges(stream: StreamName, lo: number, hi: number): SeqRange[] {
+    return this.s.inRange.all(stream, lo, hi) as SeqRange[];
+  }
+
+  /** Deletes up to `n` of the oldest; returns their numbers per stream. */
+  dropOldest(n: number): Array<{ stream: StreamName; seqs: number[] }> {
+    const rows = this.s.oldest.all(n) as Array<[number, string, number]>;
     if (rows.length === 0) return [];
-    const per = new Map<StreamName, number>();
-    for (const [, stream] of rows) if (isStreamName(stream)) per.set(stream, (per.get(stream) ?? 0) + 1);
+    const per = new Map<StreamName, number[]>();
+    for (const [, stream, seq] of rows) {
+      if (!isStreamName(stream)) continue;
+      const seqs = per.get(stream) ?? [];
+      seqs.push(seq);
+      per.set(stream, seqs);
+    }
     this.s.deleteUpTo.run(rows[rows.length - 1]![0]);
-    return [...per].map(([stream, count]) => ({ stream, count }));
+    return [...per].map(([stream, seqs]) => ({ stream, seqs: seqs.sort((a, b) => a - b) }));
   }
 
-  expire(stream: StreamName, cutoff: number): number {
-    return this.s.deleteExpired.run(stream, cutoff).changes;
+  /** Deletes the stream's dead letters read before `cutoff`; returns their numbers. */
+  expire(stream: StreamName, cutoff: number): number[] {
+    const seqs = this.s.expired.all(stream, cutoff) as number[];
+    if (seqs.length > 0) this.s.deleteExpired.run(stream, cutoff);
+    return seqs;
   }
 }
 
@@ -944,17 +1177,6 @@ const ALL_SEQS: readonly [number, number] = [0, Number.MAX_SAFE_INTEGER];
 
 function decodeRow(seq: number, point: string, ts: number, v: number | string | null, q: number): StoredReading {
   return { seq, point, ts, value: q & BOOL_FLAG ? v === 1 : v, quality: CODE_QUALITY[q & 3] ?? "bad" };
-}
-
-/** [3,4,5,9,10] → [[3,5],[9,10]] */
-function toRanges(seqs: readonly number[]): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (const s of seqs) {
-    const last = out[out.length - 1];
-    if (last && s === last[1] + 1) last[1] = s;
-    else out.push([s, s]);
-  }
-  return out;
 }
 
 /**

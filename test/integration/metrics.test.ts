@@ -60,12 +60,15 @@ function cabinetStatus(): AgentStatus {
       usedBytes: 3_145_728, fileBytes: 4_194_304, quota: 268_435_456,
       dropped: { quota_oldest: 17, quota_newest: 0, max_age: 5, purged: 1 },
       streams: {
-        telemetry: { depth: 1500, lastSeq: 99_500, dropped: { quota_oldest: 17, quota_newest: 0, max_age: 3, purged: 1 }, deadLetters: 2 },
-        events: { depth: 4, lastSeq: 42, dropped: { quota_oldest: 0, quota_newest: 0, max_age: 2, purged: 0 }, deadLetters: 0 },
-        results: { depth: 1, lastSeq: 7, dropped: { quota_oldest: 0, quota_newest: 0, max_age: 0, purged: 0 }, deadLetters: 1 },
+        telemetry: { depth: 1500, lastSeq: 99_500, dropped: { quota_oldest: 17, quota_newest: 0, max_age: 3, purged: 1 }, deadLetters: 2, kept: 5000 },
+        events: { depth: 4, lastSeq: 42, dropped: { quota_oldest: 0, quota_newest: 0, max_age: 2, purged: 0 }, deadLetters: 0, kept: 0 },
+        results: { depth: 1, lastSeq: 7, dropped: { quota_oldest: 0, quota_newest: 0, max_age: 0, purged: 0 }, deadLetters: 1, kept: 0 },
       },
       deadLetters: { count: 3, reasons: [{ reason: "refused by the broker: payload format invalid (0x99)", count: 3 }] },
-      format: 2,
+      kept: 5000,
+      replayWindowMs: 21_600_000,
+      droppedRanges: 4,
+      format: 4,
     },
     uplink: {
       state: "offline", broker: "mqtts://broker.example.net:8883", protocol: "5", maxPacketSize: null, connects: 3, messagesAcked: 9000, readingsAcked: 98_000,
@@ -225,6 +228,8 @@ describe("metrics endpoint", () => {
     expect(value(e, "edge_agent_outbox_dropped_total", { stream: "telemetry", reason: "quota_oldest" })).toBe(17);
     expect(value(e, "edge_agent_outbox_dead_letters", { stream: "telemetry" })).toBe(2);
     expect(value(e, "edge_agent_outbox_dead_letters", { stream: "results" })).toBe(1);
+    expect(value(e, "edge_agent_outbox_kept_for_replay", { stream: "telemetry" })).toBe(5000);
+    expect(value(e, "edge_agent_outbox_kept_for_replay", { stream: "events" })).toBe(0);
     expect(value(e, "edge_agent_uplink_refused_total")).toBe(4);
     expect(value(e, "edge_agent_uplink_dead_lettered_total")).toBe(3);
 

@@ -1,15 +1,16 @@
 /**
  * Upgrades keep the backlog: a gateway updated while it holds unsent readings, events and command
- * results (an outbox file written by release 0.1.0, test/fixtures/outbox-0.1.0.db) starts the new
- * release, which migrates the file and delivers every pending item with its original sequence
- * number and name; a command id the old release answered is answered the same, not executed.
+ * results (an outbox file written by release 0.1.0, test/fixtures/outbox-0.1.0.db, and one of
+ * format 3, written by the code before format 4, with a dead letter too) starts the new release,
+ * which migrates the file and delivers every pending item with its original sequence number and
+ * name; a command id the old release answered is answered the same, not executed.
  */
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import type { StoredReading } from "../../src/model/reading.js";
-import { Outbox } from "../../src/store/outbox.js";
+import { FORMAT, Outbox } from "../../src/store/outbox.js";
 import { sharedBrokerUrl } from "../helpers/broker.js";
 import { exited, startCli } from "../helpers/cli.js";
 import { Collector } from "../helpers/subscriber.js";
@@ -22,19 +23,24 @@ afterEach(async () => {
 
 interface Fixture {
   version: string;
+  format?: number;
   telemetry: StoredReading[];
   events: StoredReading[];
   results: StoredReading[];
   commands: Record<string, string>;
+  deadLetters?: StoredReading[];
 }
 
-describe("upgrade from an outbox written by 0.1.0", () => {
+describe.each([
+  { file: "outbox-0.1.0", format: 1 },
+  { file: "outbox-format3", format: 3 },
+])("upgrade from an outbox of format $format ($file)", ({ file, format }) => {
   it("delivers every pending reading, event and result with its original number and name", { timeout: 60_000 }, async () => {
-    const fixture = JSON.parse(readFileSync("test/fixtures/outbox-0.1.0.json", "utf8")) as Fixture;
-    expect(fixture.version).toBe("0.1.0");
+    const fixture = JSON.parse(readFileSync(`test/fixtures/${file}.json`, "utf8")) as Fixture;
+    expect(fixture.format ?? 1).toBe(format);
     const url = await sharedBrokerUrl(cleanups);
     const dir = tempDir();
-    copyFileSync("test/fixtures/outbox-0.1.0.db", join(dir, "outbox.db"));
+    copyFileSync(`test/fixtures/${file}.db`, join(dir, "outbox.db"));
     const gateway = `gw-upgrade-${process.pid}-${Date.now()}`;
     const base = `edge/upgrade-site/${gateway}`;
     const sub = await Collector.connect(url, `${base}/#`);
@@ -68,7 +74,7 @@ describe("upgrade from an outbox written by 0.1.0", () => {
       30_000,
       "the old backlog at the subscriber",
     );
-    expect(agent.out()).toMatch(/outbox upgraded from format 1 to 3/);
+    expect(agent.out()).toContain(`outbox upgraded from format ${format} to ${FORMAT}`);
 
     // Telemetry: each number with the same point, time, value and quality as the old file held.
     const got = new Map<number, unknown[]>();
@@ -100,7 +106,9 @@ describe("upgrade from an outbox written by 0.1.0", () => {
     const box = Outbox.inspect(join(dir, "outbox.db"), { quota: 1e9, whenFull: "drop-oldest", maxAge: 1e12, sync: "full" });
     const stats = box.stats();
     box.close();
-    expect(stats).toMatchObject({ format: 3, depth: 0, streams: { events: { depth: 0 } } });
+    expect(stats).toMatchObject({ format: FORMAT, depth: 0, streams: { events: { depth: 0 } } });
+    // A dead letter stays one (an operator resends or purges it), with its number.
+    expect(stats.deadLetters.count).toBe(fixture.deadLetters?.length ?? 0);
     // New numbers continue above the old ones: the answer to cmd-1 took the next result number.
     expect(stats.streams.results.lastSeq).toBe(fixture.results.at(-1)!.seq + 1);
   });

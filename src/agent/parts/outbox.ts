@@ -19,7 +19,7 @@ export class OutboxPart implements Part {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
-    const outbox = Outbox.open({ path: cfg.path, quota: cfg.quota, whenFull: cfg.when_full, maxAge: cfg.max_age, sync: cfg.sync });
+    const outbox = Outbox.open({ path: cfg.path, quota: cfg.quota, whenFull: cfg.when_full, maxAge: cfg.max_age, sync: cfg.sync, replayWindow: cfg.replay_window });
     this.outbox = outbox;
     this.log.info({ path: cfg.path, pending: outbox.depth, lastSeq: outbox.lastSeq }, "outbox open");
     if (outbox.openedFormat < FORMAT) this.log.info(`outbox upgraded from format ${outbox.openedFormat} to ${FORMAT}; everything pending was kept`);
@@ -35,7 +35,7 @@ export class OutboxPart implements Part {
     this.outbox?.close();
   }
 
-  /** Readings past max_age dropped, the WAL checkpointed, every minute. */
+  /** Readings past max_age (and kept rows past the replay window) dropped, the WAL checkpointed, every minute. */
   housekeeping(): Part {
     return intervalPart("housekeeping", HOUSEKEEPING_MS, () => {
       try {
