@@ -82,7 +82,7 @@ export class Agent {
       if (this.uplink) this.finalStatus = this.status();
     });
     this.recorder = new Recorder(() => this.store_.outbox, opts.log);
-    this.results = new Results(() => new Set(this.actuators.map((a) => a.name)));
+    this.results = new Results(() => new Set(this.router?.targets() ?? this.actuators.map((a) => a.name)));
     this.processors = opts.processors ?? createProcessors(config);
     this.actuators = opts.actuators ?? [];
   }
@@ -146,6 +146,9 @@ export class Agent {
     const outbox = this.store_.outbox!;
     const router = new CommandRouter(this.actuators, this.results.sink(outbox, () => this.uplink?.notify("results")), log.child({ part: "commands" }));
     this.router = router;
+    // The gateway's own `outbox` target: replays the platform asks for (built at the first one).
+    const replayTarget = async () => (await import("./outbox-target.js")).outboxTarget(outbox, (stream, ranges) => this.uplink?.replay(stream, ranges), log.child({ part: "outbox" }));
+    if (!router.defer("outbox", replayTarget)) log.warn("a target is named 'outbox': replays (action replay) are not available under that name");
     const command = (target: string, payload: Buffer | string, origin: "mqtt" | "local"): Promise<CommandResult> => router.handle(target, payload, origin);
     const safety = new ActuatorsPart(controllers, this.recorder, log, () => router.close());
     const uplink = new Uplink({

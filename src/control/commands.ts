@@ -133,6 +133,8 @@ interface Lane {
 
 export class CommandRouter {
   private readonly actuators = new Map<string, Actuator>();
+  /** Targets built at their first command (the gateway's own, like `outbox`): their schemas load only if used. */
+  private readonly deferred = new Map<string, () => Promise<Actuator>>();
   /** One command at a time per target, so two commands cannot interleave on one device. */
   private readonly lanes = new Map<string, Lane>();
   /** Ids reserved in this run and not answered yet: copies wait for the first result. */
@@ -158,8 +160,32 @@ export class CommandRouter {
     this.actuators.set(actuator.name, actuator);
   }
 
+  /**
+   * Declares a target that is built when its first command comes (its argument schemas need
+   * zod, which a gateway never commanded does not load). False when the name is taken.
+   */
+  defer(name: string, build: () => Promise<Actuator>): boolean {
+    if (this.actuators.has(name) || this.deferred.has(name)) return false;
+    let building: Promise<Actuator> | null = null;
+    this.deferred.set(name, () =>
+      (building ??= build().catch((err: unknown) => {
+        building = null;
+        throw err;
+      })),
+    );
+    return true;
+  }
+
   targets(): string[] {
-    return [...this.actuators.keys()];
+    return [...this.actuators.keys(), ...this.deferred.keys()];
+  }
+
+  /** A deferred target, built now (once); nothing when the target is not one. */
+  private async build(target: string): Promise<void> {
+    const build = this.deferred.get(target);
+    if (!build) return;
+    const actuator = await build();
+    if (this.deferred.delete(target)) this.actuators.set(target, actuator);
   }
 
   actuator(name: string): Actuator | undefined {
@@ -200,6 +226,7 @@ export class CommandRouter {
   private async route(target: string, payload: Buffer | string, origin: string): Promise<CommandResult> {
     // Loaded at the first command, then at hand: nothing below waits from here on until the id is reserved.
     const checks = this.checks ?? (this.checks = await import("./command-check.js"));
+    if (this.deferred.has(target)) await this.build(target);
     const ts = this.now();
     if (this.closedBecause !== null) {
       const raw = safeId(payload);

@@ -22,6 +22,7 @@ import type { UplinkState, UplinkStats } from "../model/status.js";
 export type { UplinkState, UplinkStats };
 import type { Logger } from "../model/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
+import { coalesce, type SeqRange, subtract } from "../store/ranges.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
 import { encodeCompact } from "./compact.js";
@@ -89,6 +90,8 @@ class Channel {
   readonly pendingAcks: Array<[number, number]> = [];
   /** Ranges to send again on this connection (refused, or dead letters given back), oldest first. */
   readonly resend: Array<[number, number]> = [];
+  /** Ranges a replay put back below the backlog, sent like backlog (its budget), oldest first. */
+  readonly replay: Array<[number, number]> = [];
   readonly suspects: Suspect[] = [];
   /** A refusal that says "later" (not authorized, quota): nothing is sent before this time. */
   pausedUntil = 0;
@@ -122,12 +125,15 @@ class Channel {
     this.backlogInflight = 0;
     this.tokens = this.rate;
     this.tokensAt = now;
-    // The backlog covers every stored row, those to resend included.
+    // The backlog covers every stored row, those to resend or replay included.
     this.resend.length = 0;
+    this.replay.length = 0;
   }
 
   get backlogRemaining(): number {
-    return Math.max(0, this.backlogEnd - this.backlogCursor);
+    let n = Math.max(0, this.backlogEnd - this.backlogCursor);
+    for (const [first, last] of this.replay) n += last - first + 1;
+    return n;
   }
 
   paused(now: number): boolean {
@@ -137,12 +143,19 @@ class Channel {
   /** Nothing left that this connection will send (a paused stream waits for the next start). */
   idle(now: number): boolean {
     if (this.paused(now)) return true;
-    return this.resend.length === 0 && this.backlogCursor >= this.backlogEnd && this.liveCursor >= this.store.lastSeq;
+    return this.resend.length === 0 && this.replay.length === 0 && this.backlogCursor >= this.backlogEnd && this.liveCursor >= this.store.lastSeq;
   }
 
   addResend(first: number, last: number): void {
     this.resend.push([first, last]);
     this.resend.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Rows put back by a replay: those the backlog has still to reach go with it, the others on their own. */
+  addReplay(ranges: readonly SeqRange[]): void {
+    const ahead: SeqRange[] = this.backlogCursor < this.backlogEnd ? [[this.backlogCursor + 1, this.backlogEnd]] : [];
+    this.replay.push(...subtract(coalesce(ranges), ahead));
+    this.replay.splice(0, this.replay.length, ...coalesce(this.replay));
   }
 
   suspectAt(seq: number): Suspect | undefined {
@@ -339,6 +352,18 @@ export class Uplink {
   notify(stream: StreamName = "telemetry"): void {
     const channel = this.channel(stream);
     if (channel && channel.liveSince === null) channel.liveSince = this.now();
+    this.pump();
+  }
+
+  /**
+   * Rows a replay put back into a stream (outbox.replay): sent again like backlog — under its
+   * budget, after live rows, oldest first. Offline, the next connection's backlog covers them.
+   */
+  replay(stream: StreamName, ranges: readonly SeqRange[]): void {
+    const c = this.channel(stream);
+    if (!c || ranges.length === 0) return;
+    for (const [first, last] of ranges) c.clearSuspects(first, last);
+    if (this.state === "online") c.addReplay(ranges);
     this.pump();
   }
 
@@ -687,9 +712,10 @@ export class Uplink {
     return true;
   }
 
-  /** Sends one backlog message if the channel's budget allows; false when nothing was sent. */
+  /** Sends one backlog message (replayed rows first: the oldest) if the channel's budget allows; false when nothing was sent. */
   private sendBacklog(client: MqttClient, c: Channel, max: number): boolean {
-    if (c.backlogCursor >= c.backlogEnd) return false;
+    const replay = c.replay[0];
+    if (!replay && c.backlogCursor >= c.backlogEnd) return false;
     if (c.backlogInflight >= c.backlogInflightMax) return false;
     let limit = max;
     if (c.rate > 0) {
@@ -701,6 +727,21 @@ export class Uplink {
         return false;
       }
       limit = Math.max(1, Math.min(max, Math.floor(c.tokens)));
+    }
+    if (replay && (replay[0] <= c.backlogCursor || c.backlogCursor >= c.backlogEnd)) {
+      const { rows, maxBytes, suspect } = this.batchRows(c, replay[0] - 1, replay[1], limit);
+      if (suspect && !this.mayProbe()) return false;
+      if (rows.length === 0) {
+        // Dropped (quota, max_age) or acknowledged again before their turn.
+        c.replay.shift();
+        return true;
+      }
+      const sent = this.send(client, c, rows, maxBytes, "backlog");
+      replay[0] = sent.last + 1;
+      if (replay[0] > replay[1]) c.replay.shift();
+      if (sent.published) c.backlogInflight++;
+      if (c.rate > 0) c.tokens -= sent.count;
+      return true;
     }
     const { rows, maxBytes, suspect } = this.batchRows(c, c.backlogCursor, c.backlogEnd, limit);
     if (suspect && !this.mayProbe()) return false;

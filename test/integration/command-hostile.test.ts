@@ -112,7 +112,7 @@ chargers:
     for (const [i, name] of PROTO.entries()) {
       expect(byId(`h-act-${i}`)[0]).toMatchObject({ status: "rejected", reason: `unknown action '${name}' for streetlight street-1; expected one of: set, auto` });
       expect(byId(`h-act-b-${i}`)[0]).toMatchObject({ status: "rejected", reason: `unknown action '${name}' for charger bike-1; expected one of: start, stop` });
-      expect(byId(`h-tgt-${i}`)[0]).toMatchObject({ status: "rejected", reason: `unknown target '${name}' (declared actuators: street-1, bike-1)` });
+      expect(byId(`h-tgt-${i}`)[0]).toMatchObject({ status: "rejected", reason: `unknown target '${name}' (declared actuators: street-1, bike-1, outbox)` });
       expect(byId(`h-arg-${i}`)[0]).toMatchObject({ status: "rejected", reason: `args.${name}: unknown key` });
     }
     expect(byId("h-proto")[0]).toMatchObject({ status: "rejected", reason: "args.__proto__: unknown key" });

@@ -97,7 +97,7 @@ describe("commands through the broker", () => {
     expect(byId("c-1")).toHaveLength(2);
     expect(byId("c-1")[1]).toMatchObject({ status: "ok", state: { on: want } });
     expect(byId(null)[0]).toMatchObject({ status: "rejected", reason: "malformed JSON" });
-    expect(byId("c-3")[0]).toMatchObject({ status: "rejected", reason: "unknown target 'street-9' (declared actuators: street-1, bike-1)" });
+    expect(byId("c-3")[0]).toMatchObject({ status: "rejected", reason: "unknown target 'street-9' (declared actuators: street-1, bike-1, outbox)" });
     expect(byId("c-4")[0]).toMatchObject({ status: "rejected", reason: expect.stringMatching(/^args\.max_kwh: /) });
     // Results carry the results stream's own sequence numbers, one per message.
     expect(results(sub).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
