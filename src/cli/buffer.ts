@@ -31,12 +31,12 @@ function dropsLine(d: DropCounters): string {
   return `${d.quota_oldest} oldest (quota) · ${d.quota_newest} newest (quota) · ${d.max_age} too old${d.purged ? ` · ${d.purged} purged` : ""}`;
 }
 
-/** `1200 rows (1180 readings, 20 events) delivered, kept 6h for a replay`; older outboxes and a window of 0 say off. */
+/** `1200 rows (telemetry 1180, events 20) delivered, kept 6h after the broker took them, for a replay`; off without a window. */
 function keptLine(s: OutboxStats): string {
   const window = s.replayWindowMs;
   const kept = s.kept;
   if (window === 0 && kept === 0) return "off (store.replay_window)";
-  const per = STREAMS.filter((n) => s.streams[n].kept > 0).map((n) => `${s.streams[n].kept} ${n === "telemetry" ? "readings" : n}`);
+  const per = STREAMS.filter((n) => s.streams[n].kept > 0).map((n) => `${n} ${s.streams[n].kept}`);
   const what = `${kept} rows${per.length > 1 ? ` (${per.join(", ")})` : ""} delivered`;
   return window === 0 ? `${what}, going (store.replay_window is off)` : `${what}, kept ${formatDuration(window)} after the broker took them, for a replay`;
 }

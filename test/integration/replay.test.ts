@@ -5,6 +5,7 @@
  * and command results — and a range the gateway dropped for its quota while the broker was away
  * is answered missing with the reason `quota`.
  */
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -12,6 +13,7 @@ import { Agent } from "../../src/agent/agent.js";
 import type { ReplayAnswer } from "../../src/model/replay.js";
 import { silentLogger } from "../../src/ops/logger.js";
 import { startBroker } from "../helpers/broker.js";
+import { runCli } from "../helpers/cli.js";
 import { testConfig } from "../helpers/config.js";
 import { Collector } from "../helpers/subscriber.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -121,7 +123,8 @@ describe("replay of a range dropped for the quota", () => {
     const broker = await startBroker();
     cleanups.push(() => broker.close());
     const p = await platform(broker.url, "quota");
-    const agent = new Agent(agentConfig(broker.url, tempDir(), { quota: "160KB", points: 20, interval: "10ms" }), { log: silentLogger() });
+    const dir = tempDir();
+    const agent = new Agent(agentConfig(broker.url, dir, { quota: "160KB", points: 20, interval: "10ms" }), { log: silentLogger() });
     await agent.start();
     cleanups.push(() => agent.stop());
 
@@ -145,5 +148,17 @@ describe("replay of a range dropped for the quota", () => {
     expect(state.missing.at(-1)).toMatchObject({ to, reason: "quota" });
     const answered = [...state.resent, ...state.pending, ...state.missing.map((m): [number, number] => [m.from, m.to])].reduce((n, [a, b]) => n + b - a + 1, 0);
     expect(answered).toBe(to);
+
+    // buffer stats (read-only beside the running agent): kept rows apart from what waits, and the ledger.
+    const file = join(dir, "agent.yaml");
+    writeFileSync(file, `site: test-site\ngateway: gw-test\nuplink: { url: "${broker.url}" }\nstore: { path: ./outbox.db, quota: 160KB, replay_window: 1h }\n`);
+    const stats = runCli(["buffer", "stats", "-c", file]);
+    expect(stats.code).toBe(0);
+    expect(stats.stdout).toMatch(/^kept for replay +\d+ rows .*delivered, kept 1h after the broker took them, for a replay$/m);
+    expect(stats.stdout).toMatch(/^drop ledger +[1-9]\d* ranges/m);
+    const json = JSON.parse(runCli(["buffer", "stats", "-c", file, "--json"]).stdout) as { kept: number; depth: number; replayWindowMs: number; droppedRanges: number };
+    expect(json.replayWindowMs).toBe(3_600_000);
+    expect(json.kept).toBeGreaterThan(0);
+    expect(json.droppedRanges).toBeGreaterThan(0);
   });
 });
