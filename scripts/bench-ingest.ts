@@ -44,7 +44,7 @@ const { startBroker } = await import("../test/helpers/broker.js");
 
 const db = await startPostgres({ settings: { shared_buffers: "256MB", max_wal_size: "2GB", checkpoint_timeout: "15min" } });
 const broker = await startBroker();
-await broker.start();
+
 const children = new Set<ChildProcess>();
 process.on("exit", () => children.forEach((c) => c.kill("SIGKILL")));
 

@@ -21,7 +21,6 @@ const children = new Set<ChildProcess>();
 beforeAll(async () => {
   if (!mosquittoBin) throw new Error("these tests need Mosquitto (EDGE_TEST_MOSQUITTO, set by .ci/run): shared subscriptions are the point");
   [db, broker] = await Promise.all([startPostgres(), startBroker()]);
-  await broker.start();
 }, 60_000);
 
 afterAll(async () => {
