@@ -151,6 +151,42 @@ describe("ingest over an MQTT 5 shared subscription", () => {
     await stopped(c);
   }, 60_000);
 
+  it("stores events, results and status, and readings in monthly partitions (a clock gone wrong in readings_other)", async () => {
+    const schema = "kinds";
+    const c = ingest(["--schema", schema, "--root", "e", "--group", "g5", "--no-replay", "--connections", "2"], "ing-e");
+    await ready(c);
+    const pub = await connectPublisher(broker.url, "pub-kinds");
+    const now = Date.now();
+    const month = `${new Date(now).getUTCFullYear()}${String(new Date(now).getUTCMonth() + 1).padStart(2, "0")}`;
+    await publish(pub, "e/site-a/gw-e/status", JSON.stringify({ state: "online", ts: now, version: "0.1.0" }), true);
+    await publish(pub, "e/site-a/gw-e/events", JSON.stringify({ v: 1, gw: "gw-e", seq: [1, 2], r: [["room-1/occupied", now, true], ["charger-1/session", now, '{"kwh":0.6}']] }));
+    await publish(pub, "e/site-a/gw-e/result", JSON.stringify({ v: 1, gw: "gw-e", seq: 1, id: "cmd-1", target: "street-1", action: "set", status: "ok", state: { on: true }, ts: now }));
+    await publish(pub, "e/site-a/gw-e/telemetry", JSON.stringify({ v: 1, gw: "gw-e", seq: [1, 2], r: [["m/p", now, 1], ["m/p", Date.UTC(2001, 0, 1), 2]] }));
+    await waitFor("stored", async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.readings`))[0]!.n) === 2, { timeoutMs: 20_000 });
+    await waitFor("results stored", async () => (await db.query(`SELECT 1 FROM ${schema}.results`)).length === 1, { timeoutMs: 20_000 });
+    const parts = await db.query<{ part: string; num: number }>(`SELECT tableoid::regclass::text AS part, num FROM ${schema}.readings ORDER BY num`);
+    expect(parts).toEqual([
+      { part: `${schema}.readings_${month}`, num: 1 },
+      { part: `${schema}.readings_other`, num: 2 },
+    ]);
+    const events = await db.query<{ seq: string; name: string; value: unknown }>(`SELECT seq, name, value FROM ${schema}.events ORDER BY seq`);
+    expect(events).toEqual([
+      { seq: "1", name: "room-1/occupied", value: true },
+      { seq: "2", name: "charger-1/session", value: '{"kwh":0.6}' },
+    ]);
+    const [r] = await db.query<{ id: string; target: string; status: string; body: { state: unknown } }>(`SELECT id, target, status, body FROM ${schema}.results`);
+    expect(r).toMatchObject({ id: "cmd-1", target: "street-1", status: "ok", body: { state: { on: true } } });
+    await waitFor("status stored", async () => (await db.query<{ state: string }>(`SELECT state FROM ${schema}.gateways WHERE state = 'online'`)).length === 1, { timeoutMs: 20_000 });
+    const streams = await db.query<{ stream: string; received: string }>(`SELECT stream, received::text AS received FROM ${schema}.ledger ORDER BY stream`);
+    expect(streams).toEqual([
+      { stream: "events", received: "{[1,3)}" },
+      { stream: "results", received: "{[1,2)}" },
+      { stream: "telemetry", received: "{[1,3)}" },
+    ]);
+    pub.end(true);
+    await stopped(c);
+  }, 60_000);
+
   it("quarantines hostile messages with their reason and goes on storing the good ones", async () => {
     const schema = "hostile";
     const c = ingest(["--schema", schema, "--root", "h", "--group", "g3", "--no-replay", "--connections", "2", "--dictionary-wait", "1s"], "ing-h");
