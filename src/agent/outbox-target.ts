@@ -10,8 +10,8 @@ import type { Actuator } from "../model/command.js";
 import type { Logger } from "../model/logger.js";
 import type { SeqRange } from "../model/replay.js";
 import type { StreamName } from "../model/status.js";
-import type { Outbox } from "../store/outbox.js";
-import { countOf } from "../store/ranges.js";
+import { type Outbox, STREAMS } from "../store/outbox.js";
+import { countOf } from "../model/seq-ranges.js";
 
 /** The most numbers one replay may ask for (to − from < this). */
 export const MAX_REPLAY_SPAN = 1_000_000;
@@ -20,7 +20,7 @@ const seq = z.int({ error: "expected a sequence number (a whole number from 1)" 
 
 export const replayArgs = z
   .strictObject({
-    stream: z.enum(["telemetry", "events", "results"]),
+    stream: z.enum(STREAMS as [StreamName, ...StreamName[]]),
     from: seq,
     to: seq,
   })
@@ -43,7 +43,7 @@ export function outboxTarget(outbox: Outbox, sendAgain: (stream: StreamName, ran
       const answer = outbox.replay(a.stream, a.from, a.to);
       sendAgain(a.stream, answer.resent);
       log.info(
-        { stream: a.stream, from: a.from, to: answer.to, resent: countOf(answer.resent), pending: countOf(answer.pending), missing: answer.missing.reduce((n, m) => n + m.to - m.from + 1, 0) },
+        { stream: a.stream, from: a.from, to: answer.to, resent: countOf(answer.resent), pending: countOf(answer.pending), missing: countOf(answer.missing.map((m): SeqRange => [m.from, m.to])) },
         "replay: kept rows put back for sending",
       );
       return { ...answer };

@@ -4,10 +4,10 @@
  * on its way, and says why the rest is missing. The vocabulary the store, the command target and
  * a receiver share.
  */
+import type { SeqRange } from "./seq-ranges.js";
 import type { StreamName } from "./status.js";
 
-/** Inclusive sequence range `[first, last]`; lists of them are sorted, disjoint and coalesced. */
-export type SeqRange = [first: number, last: number];
+export type { SeqRange };
 
 /** Why the gateway dropped numbers it had issued (kept per stream in its drop ledger). */
 export type DropReason = "quota" | "max-age" | "purged" | "replay-window" | "skipped";

@@ -6,8 +6,8 @@
  * figures stay as they were. Kept rows count toward the quota and are the first to go when it is
  * reached. Every method here runs inside a transaction of the caller.
  */
-import type { SeqRange } from "../model/replay.js";
-import { rangesSql, toRanges } from "./ranges.js";
+import { type SeqRange, toRanges } from "../model/seq-ranges.js";
+import { rangesSql } from "./ranges.js";
 import type { Database, Statement } from "./sqlite.js";
 
 /** Rows read at a time when expiring (in sequence order). */

@@ -22,7 +22,7 @@ import type { UplinkState, UplinkStats } from "../model/status.js";
 export type { UplinkState, UplinkStats };
 import type { Logger } from "../model/logger.js";
 import type { Outbox, StreamName, StreamStore } from "../store/outbox.js";
-import { coalesce, type SeqRange, subtract } from "../store/ranges.js";
+import { coalesce, type SeqRange, subtract } from "../model/seq-ranges.js";
 import { Backoff } from "./backoff.js";
 import { type EncodedBatch, encodeResult, encodeTelemetry } from "./codec.js";
 import { encodeCompact } from "./compact.js";
@@ -670,18 +670,32 @@ export class Uplink {
 
   /** Sends the next part of a range to send again; false when there is none. */
   private sendResend(client: MqttClient, c: Channel, max: number): boolean {
-    const range = c.resend[0];
-    if (!range) return false;
+    return c.resend.length > 0 && this.sendQueued(client, c, c.resend, max, "resend").progress;
+  }
+
+  /**
+   * Sends the next message of the first range in `queue` (to resend, or replayed) and moves the
+   * range on; a range whose rows are gone (dropped, acknowledged since) is done. `sent` is what
+   * went, if anything did.
+   */
+  private sendQueued(client: MqttClient, c: Channel, queue: Array<[number, number]>, max: number, kind: Flight["kind"]): { progress: boolean; sent: { count: number; published: boolean } | null } {
+    const range = queue[0]!;
     const { rows, maxBytes, suspect } = this.batchRows(c, range[0] - 1, range[1], max);
-    if (suspect && !this.mayProbe()) return false;
+    if (suspect && !this.mayProbe()) return { progress: false, sent: null };
     if (rows.length === 0) {
-      c.resend.shift();
-      return true;
+      queue.shift();
+      return { progress: true, sent: null };
     }
-    const sent = this.send(client, c, rows, maxBytes, "resend");
+    const sent = this.send(client, c, rows, maxBytes, kind);
     range[0] = sent.last + 1;
-    if (range[0] > range[1]) c.resend.shift();
-    return true;
+    if (range[0] > range[1]) queue.shift();
+    return { progress: true, sent };
+  }
+
+  /** A backlog message went: it takes a place among the backlog's in flight, and its rows from the rate. */
+  private spendBacklog(c: Channel, sent: { count: number; published: boolean }): void {
+    if (sent.published) c.backlogInflight++;
+    if (c.rate > 0) c.tokens -= sent.count;
   }
 
   /** Sends one message of live rows if there are enough, or they waited long enough. */
@@ -729,19 +743,9 @@ export class Uplink {
       limit = Math.max(1, Math.min(max, Math.floor(c.tokens)));
     }
     if (replay && (replay[0] <= c.backlogCursor || c.backlogCursor >= c.backlogEnd)) {
-      const { rows, maxBytes, suspect } = this.batchRows(c, replay[0] - 1, replay[1], limit);
-      if (suspect && !this.mayProbe()) return false;
-      if (rows.length === 0) {
-        // Dropped (quota, max_age) or acknowledged again before their turn.
-        c.replay.shift();
-        return true;
-      }
-      const sent = this.send(client, c, rows, maxBytes, "backlog");
-      replay[0] = sent.last + 1;
-      if (replay[0] > replay[1]) c.replay.shift();
-      if (sent.published) c.backlogInflight++;
-      if (c.rate > 0) c.tokens -= sent.count;
-      return true;
+      const { progress, sent } = this.sendQueued(client, c, c.replay, limit, "backlog");
+      if (sent) this.spendBacklog(c, sent);
+      return progress;
     }
     const { rows, maxBytes, suspect } = this.batchRows(c, c.backlogCursor, c.backlogEnd, limit);
     if (suspect && !this.mayProbe()) return false;
@@ -752,8 +756,7 @@ export class Uplink {
     }
     const sent = this.send(client, c, rows, maxBytes, "backlog");
     c.backlogCursor = sent.last;
-    if (sent.published) c.backlogInflight++;
-    if (c.rate > 0) c.tokens -= sent.count;
+    this.spendBacklog(c, sent);
     return true;
   }
 
