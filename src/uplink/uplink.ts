@@ -236,6 +236,16 @@ export class Uplink {
   /** The MQTT version to ask for: 5 unless configured 3.1.1, or the broker refused 5 (auto). */
   private protocolVersion: 4 | 5;
   private retryAtOnce = false;
+  /**
+   * Connections that closed before any CONNACK while asking for MQTT 5 (auto): RabbitMQ 3.10 hangs
+   * up on a version-5 CONNECT without a word. After two in a row the next attempt asks for 3.1.1,
+   * tentatively — if that one closes before its CONNACK too, the broker was just down, and the
+   * gateway goes back to 5.
+   */
+  private silentRefusals = 0;
+  private tentative311 = false;
+  /** The current attempt's TCP (or TLS) connection opened: a close before CONNACK is the broker's doing. */
+  private socketOpened = false;
   private maxPacketSize: number | null = null;
   private receiveMaximum: number | null = null;
 
@@ -484,6 +494,10 @@ export class Uplink {
     }
     const client = connectMqtt(this.url, options);
     this.client = client;
+    this.socketOpened = false;
+    client.stream?.once("connect", () => {
+      if (gen === this.generation) this.socketOpened = true;
+    });
     client.on("connect", (connack: IConnackPacket) => {
       if (gen === this.generation) this.onConnect(client, connack);
     });
@@ -533,6 +547,13 @@ export class Uplink {
   private onConnect(client: MqttClient, connack: IConnackPacket): void {
     this.state = "online";
     this.counters.connects++;
+    this.silentRefusals = 0;
+    if (this.tentative311) {
+      this.tentative311 = false;
+      this.log.warn(
+        `uplink: ${redactUrl(this.url)} hangs up on MQTT 5 and takes 3.1.1; using 3.1.1 (a message the broker refuses cannot be seen over 3.1.1: keep uplink.batch.max_bytes under its limit)`,
+      );
+    }
     this.proven = false;
     this.connectedAt = this.now();
     this.closing = false;
@@ -588,8 +609,24 @@ export class Uplink {
     this.backoff.reset();
   }
 
+  /** A connection attempt closed before its CONNACK (see silentRefusals). */
+  private noteSilentRefusal(): void {
+    if (this.protocolVersion === 4 && this.tentative311) {
+      this.protocolVersion = 5;
+      this.tentative311 = false;
+      this.silentRefusals = 0;
+      return;
+    }
+    if (this.protocolVersion !== 5 || ++this.silentRefusals < 2) return;
+    this.protocolVersion = 4;
+    this.tentative311 = true;
+    this.retryAtOnce = true;
+  }
+
   private onClose(): void {
     const wasOnline = this.state === "online";
+    if (this.cfg.protocol === "auto" && this.state === "connecting" && this.socketOpened) this.noteSilentRefusal();
+    this.socketOpened = false;
     this.client?.end(true);
     this.client = null;
     let blamed = this.suspectOnClose;
