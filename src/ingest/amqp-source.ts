@@ -2,7 +2,7 @@
  * The ingest's RabbitMQ side (docs/ingest.md "RabbitMQ"): gateways publish MQTT to any node of a
  * cluster; the MQTT plugin puts each message on the `amq.topic` exchange with the topic's `/`
  * turned into `.`; a durable **quorum** queue (replicated on the cluster's nodes) is bound there
- * for the contract's topics, and every ingest process consumes it over AMQP with manual acks —
+ * for everything under the root, and every ingest process consumes it over AMQP with manual acks —
  * competing consumers, a message acknowledged only after its batch committed. A consumer that
  * dies leaves its unacknowledged messages to the others (redelivered, harmless thanks to the
  * ledger); a node that dies hands the queue's leadership to another replica.
@@ -12,6 +12,7 @@
  */
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
 import type { Logger } from "../model/logger.js";
+import { compactHeader, isCompact } from "../uplink/compact.js";
 import type { Incoming } from "./message.js";
 
 export interface AmqpSourceOptions {
@@ -27,13 +28,45 @@ export interface AmqpSourceOptions {
 
 const LEAVES = ["telemetry", "events", "result", "status", "dict"];
 
-/** MQTT topic → AMQP routing key, as RabbitMQ's MQTT plugin maps them (`/` ↔ `.`). */
+/**
+ * MQTT topic → AMQP routing key as RabbitMQ's MQTT plugin (3.10) maps it: `/` becomes `.`, and a
+ * `.` stays a `.` (so `edge/site-a/gw.2/telemetry` is `edge.site-a.gw.2.telemetry`). The other
+ * way, every `.` becomes `/`: a command to a gateway whose id holds a dot cannot reach it.
+ */
 export function routingKeyOf(topic: string): string {
-  return topic.replace(/[./]/g, (c) => (c === "/" ? "." : "/"));
+  return topic.replace(/\//g, ".");
 }
 
-export function topicOf(routingKey: string): string {
-  return routingKey.replace(/[./]/g, (c) => (c === "." ? "/" : "."));
+/**
+ * The topic a routing key came from, or null for one the ingest does not read (commands, health).
+ * With a dot inside the site or gateway id the key is ambiguous: the payload's `gw` says where the
+ * gateway's id starts (a status has none: it keeps the ambiguous form and is quarantined).
+ */
+export function topicOf(root: string, key: string, payload: Buffer): string | null {
+  if (!key.startsWith(`${root}.`)) return null;
+  const rest = key.slice(root.length + 1);
+  const dot = rest.lastIndexOf(".");
+  const leaf = rest.slice(dot + 1);
+  if (dot < 0 || !LEAVES.includes(leaf)) return null;
+  const mid = rest.slice(0, dot);
+  const parts = mid.split(".");
+  if (parts.length === 2) return `${root}/${parts[0]}/${parts[1]}/${leaf}`;
+  const gw = gatewayOf(payload);
+  if (gw && mid.length > gw.length + 1 && mid.endsWith(`.${gw}`)) return `${root}/${mid.slice(0, -(gw.length + 1))}/${gw}/${leaf}`;
+  return `${root}/${mid.replace(/\./g, "/")}/${leaf}`;
+}
+
+function gatewayOf(payload: Buffer): string | null {
+  if (isCompact(payload)) {
+    const h = compactHeader(payload);
+    return h.ok ? h.header.gw : null;
+  }
+  try {
+    const j = JSON.parse(payload.toString("utf8")) as { gw?: unknown } | null;
+    return typeof j?.gw === "string" ? j.gw : null;
+  } catch {
+    return null;
+  }
 }
 
 export class AmqpSource {
@@ -58,7 +91,9 @@ export class AmqpSource {
         const conn = await amqp.connect(url, { timeout: 10_000 });
         const ch = await conn.createChannel();
         await ch.assertQueue(o.queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
-        for (const leaf of LEAVES) await ch.bindQueue(o.queue, "amq.topic", `${routingKeyOf(o.root)}.*.*.${leaf}`);
+        // Everything under the root: a per-level binding (root.*.*.telemetry) would leave a gateway
+        // whose id holds a dot unrouted — lost without a trace; this way it is read or quarantined.
+        await ch.bindQueue(o.queue, "amq.topic", `${o.root}.#`);
         await ch.prefetch(o.prefetch);
         conn.on("error", (err: Error) => o.log.warn({ err: err.message }, `AMQP ${url}: ${err.message}`));
         conn.on("close", () => {
@@ -94,7 +129,12 @@ export class AmqpSource {
 
   private deliver(ch: Channel, m: ConsumeMessage | null): void {
     if (!m) return; // the queue was deleted: the close handler reconnects
-    const incoming: Incoming = { topic: topicOf(m.fields.routingKey), payload: m.content, at: Date.now(), redelivered: m.fields.redelivered };
+    const topic = topicOf(this.opts.root, m.fields.routingKey, m.content);
+    if (topic === null) {
+      ch.ack(m); // a command or health message: not the ingest's
+      return;
+    }
+    const incoming: Incoming = { topic, payload: m.content, at: Date.now(), redelivered: m.fields.redelivered };
     this.opts.onMessage(incoming).then(
       () => {
         try {

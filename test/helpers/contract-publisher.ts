@@ -19,8 +19,9 @@ export function telemetryPayload(gw: string, gwIndex: number, first: number, cou
   return JSON.stringify({ v: 1, gw, seq: [first, first + count - 1], r });
 }
 
-export function connectPublisher(url: string, clientId: string): Promise<MqttClient> {
-  const c = mqtt.connect(url, { protocolVersion: 5, clientId, clean: true, reconnectPeriod: 500 });
+/** MQTT 5 unless told 4 (3.1.1: RabbitMQ 3.10's MQTT plugin). */
+export function connectPublisher(url: string, clientId: string, protocolVersion: 4 | 5 = 5): Promise<MqttClient> {
+  const c = mqtt.connect(url, { protocolVersion, clientId, clean: true, reconnectPeriod: 500 });
   return new Promise((resolve, reject) => {
     c.once("connect", () => resolve(c));
     c.once("error", reject);

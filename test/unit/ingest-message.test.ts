@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { routingKeyOf, topicOf } from "../../src/ingest/amqp-source.js";
 import { decode, type Incoming, parseTopic } from "../../src/ingest/message.js";
 import { replayState } from "../../src/ingest/writer.js";
 import { encodeCompact } from "../../src/uplink/compact.js";
@@ -88,5 +89,26 @@ describe("ingest: a gateway's replay answer", () => {
     const r = replayState(body({ stream: "events", from: 1, to: 9, missing: [null, 7, { from: "1", to: 2, reason: "x" }, { from: 2, to: 3, reason: 5 }, { from: 4, to: 4, reason: "max-age\u0000" }] }));
     expect(r?.missing).toEqual([{ from: 4, to: 4, reason: "max-age" }]);
     expect(replayState({ ...body({ stream: "events", from: 1, to: 2 }), target: "lamp" })).toBeNull();
+  });
+});
+
+describe("ingest: RabbitMQ routing keys", () => {
+  const p = (gw: string) => Buffer.from(JSON.stringify({ v: 1, gw, seq: [1, 1], r: [] }));
+  it("turns a routing key back into the gateway's topic, a dot in an id placed by the payload's gw", () => {
+    expect(routingKeyOf("edge/site-a/gw-1/cmd/outbox")).toBe("edge.site-a.gw-1.cmd.outbox");
+    expect(topicOf("edge", "edge.site-a.gw-1.telemetry", p("gw-1"))).toBe("edge/site-a/gw-1/telemetry");
+    expect(topicOf("edge", "edge.site-a.gw.2.telemetry", p("gw.2"))).toBe("edge/site-a/gw.2/telemetry");
+    expect(topicOf("edge", "edge.site.b.gw.2.events", p("gw.2"))).toBe("edge/site.b/gw.2/events");
+    const dict = Buffer.from(JSON.stringify({ v: 2, gw: "gw.2", version: 1, points: {} }));
+    expect(topicOf("edge", "edge.site-a.gw.2.dict", dict)).toBe("edge/site-a/gw.2/dict");
+  });
+  it("leaves commands and health to others, and keeps an ambiguous key ambiguous (then quarantined)", () => {
+    expect(topicOf("edge", "edge.site-a.gw-1.cmd.outbox", Buffer.from("{}"))).toBeNull();
+    expect(topicOf("edge", "edge.site-a.gw-1.health", Buffer.from("{}"))).toBeNull();
+    expect(topicOf("edge", "other.site-a.gw-1.telemetry", p("gw-1"))).toBeNull();
+    expect(topicOf("edge", "edge.telemetry", p("x"))).toBeNull();
+    const ambiguous = topicOf("edge", "edge.site.b.gw.2.status", Buffer.from('{"state":"online"}'))!;
+    expect(decode("edge", msg(ambiguous, '{"state":"online"}'), none)).toMatchObject({ kind: "quarantine" });
+    expect(topicOf("edge", "edge.a.b.__proto__.telemetry", p("__proto__"))).toBe("edge/a.b/__proto__/telemetry");
   });
 });
