@@ -1,42 +1,16 @@
 /**
- * Sets of sequence numbers as sorted, disjoint, non-adjacent inclusive ranges — the ledger's
- * arithmetic, in JavaScript so one transaction can decide what of a batch is new — and their
+ * The ledger's arithmetic on sequence ranges (model/seq-ranges.ts, shared with the gateway's
+ * outbox), in JavaScript so one transaction can decide what of a batch is new, and the ranges'
  * PostgreSQL spelling (`int8multirange`, half-open: `{[1,101),[150,201)}` is 1..100 and 150..200).
  */
-export type Range = [lo: number, hi: number];
+import { coalesce, countOf, type SeqRange, subtract } from "../model/seq-ranges.js";
+
+export type Range = SeqRange;
+export { subtract };
 
 /** `a ∪ b`, normalised. */
 export function union(a: readonly Range[], b: readonly Range[]): Range[] {
-  const all = [...a, ...b].sort((x, y) => x[0] - y[0]);
-  const out: Range[] = [];
-  for (const [lo, hi] of all) {
-    const last = out[out.length - 1];
-    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
-    else out.push([lo, hi]);
-  }
-  return out;
-}
-
-/** `a − b`: the numbers of `a` that are not in `b` (both normalised). */
-export function subtract(a: readonly Range[], b: readonly Range[]): Range[] {
-  const out: Range[] = [];
-  let j = 0;
-  for (const [lo0, hi] of a) {
-    let lo = lo0;
-    while (j < b.length && b[j]![1] < lo) j++;
-    let k = j;
-    while (lo <= hi) {
-      const cut = b[k];
-      if (!cut || cut[0] > hi) {
-        out.push([lo, hi]);
-        break;
-      }
-      if (cut[0] > lo) out.push([lo, cut[0] - 1]);
-      lo = Math.max(lo, cut[1] + 1);
-      k++;
-    }
-  }
-  return out;
+  return coalesce([...a, ...b]);
 }
 
 /** `a ∩ b`. */
@@ -45,11 +19,7 @@ export function intersect(a: readonly Range[], b: readonly Range[]): Range[] {
 }
 
 /** How many numbers the ranges hold. */
-export function count(ranges: readonly Range[]): number {
-  let n = 0;
-  for (const [lo, hi] of ranges) n += hi - lo + 1;
-  return n;
-}
+export const count = countOf;
 
 /** The gaps inside the span of `received` that `settled` does not cover. */
 export function openGaps(received: readonly Range[], settled: readonly Range[] = []): Range[] {
