@@ -4,6 +4,7 @@
  * asks gateways to replay gaps (docs/ingest.md). `ingest migrate` creates/upgrades the schema;
  * `ingest report` prints what each gateway delivered.
  */
+import { hostname } from "node:os";
 import type { Command } from "commander";
 import pg from "pg";
 import { UserError } from "../model/errors.js";
@@ -86,7 +87,7 @@ its own --client-id. Details: docs/ingest.md`,
     .option("--amqp <url>", "RabbitMQ node (repeat for the nodes of a cluster) instead of --broker", (v: string, acc: string[] = []) => [...acc, v])
     .option("--root <root>", "topic root of the gateways", "edge")
     .option("--group <name>", "shared-subscription group (MQTT): processes of one group split the messages", "edge-ingest")
-    .option("--client-id <id>", "stable id of this process (its MQTT sessions are <id>-0 … <id>-N)", `edge-ingest-${process.pid}`)
+    .option("--client-id <id>", "stable id of this process, the same at every restart (its MQTT sessions are <id>-0 … <id>-N); two processes on one host need two ids", `edge-ingest-${hostname().replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 40)}`)
     .option("--connections <n>", "MQTT connections of this process (each holds one message until its batch commits)", "16")
     .option("--session-expiry <duration>", "how long the broker keeps this process's messages while it is away", "1d")
     .option("--queue <name>", "RabbitMQ quorum queue", "edge-ingest")

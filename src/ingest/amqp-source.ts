@@ -12,7 +12,6 @@
  */
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
 import type { Logger } from "../model/logger.js";
-import { compactHeader, isCompact } from "../uplink/compact.js";
 import type { Incoming } from "./message.js";
 
 export interface AmqpSourceOptions {
@@ -39,34 +38,19 @@ export function routingKeyOf(topic: string): string {
 
 /**
  * The topic a routing key came from, or null for one the ingest does not read (commands, health).
- * With a dot inside the site or gateway id the key is ambiguous: the payload's `gw` says where the
- * gateway's id starts (a status has none: it keeps the ambiguous form and is quarantined).
+ * A dot inside the site or gateway id makes the key ambiguous (`edge.a.b.c.telemetry`: site `a.b`
+ * or gateway `b.c`?). The payload could say, but a payload is not to be trusted with where it is
+ * stored: such a key keeps its ambiguous form and the message is quarantined (message.ts: AMBIGUOUS_DOTS).
  */
-export function topicOf(root: string, key: string, payload: Buffer): string | null {
+export function topicOf(root: string, key: string): string | null {
   if (!key.startsWith(`${root}.`)) return null;
   const rest = key.slice(root.length + 1);
   const dot = rest.lastIndexOf(".");
   const leaf = rest.slice(dot + 1);
   if (dot < 0 || !LEAVES.includes(leaf)) return null;
-  const mid = rest.slice(0, dot);
-  const parts = mid.split(".");
+  const parts = rest.slice(0, dot).split(".");
   if (parts.length === 2) return `${root}/${parts[0]}/${parts[1]}/${leaf}`;
-  const gw = gatewayOf(payload);
-  if (gw && mid.length > gw.length + 1 && mid.endsWith(`.${gw}`)) return `${root}/${mid.slice(0, -(gw.length + 1))}/${gw}/${leaf}`;
-  return `${root}/${mid.replace(/\./g, "/")}/${leaf}`;
-}
-
-function gatewayOf(payload: Buffer): string | null {
-  if (isCompact(payload)) {
-    const h = compactHeader(payload);
-    return h.ok ? h.header.gw : null;
-  }
-  try {
-    const j = JSON.parse(payload.toString("utf8")) as { gw?: unknown } | null;
-    return typeof j?.gw === "string" ? j.gw : null;
-  } catch {
-    return null;
-  }
+  return `${root}/${parts.join(".")}/${leaf}`;
 }
 
 export class AmqpSource {
@@ -87,15 +71,22 @@ export class AmqpSource {
     let lastErr: Error | null = null;
     for (let i = 0; i < o.urls.length; i++) {
       const url = o.urls[(this.next + i) % o.urls.length]!;
+      let conn: ChannelModel | null = null;
       try {
-        const conn = await amqp.connect(url, { timeout: 10_000 });
+        conn = await amqp.connect(url, { timeout: 10_000 });
+        conn.on("error", (err: Error) => o.log.warn({ err: err.message }, `AMQP ${url}: ${err.message}`));
         const ch = await conn.createChannel();
+        // A channel the server closes (consumer_timeout while the database was down, a queue
+        // deleted) takes its connection with it, so the close handler below reconnects.
+        ch.on("error", (err: Error) => o.log.warn({ err: err.message }, `AMQP channel on ${url}: ${err.message}`));
+        ch.on("close", () => {
+          if (!this.stopped) conn?.close().catch(() => undefined);
+        });
         await ch.assertQueue(o.queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
         // Everything under the root: a per-level binding (root.*.*.telemetry) would leave a gateway
         // whose id holds a dot unrouted — lost without a trace; this way it is read or quarantined.
         await ch.bindQueue(o.queue, "amq.topic", `${o.root}.#`);
         await ch.prefetch(o.prefetch);
-        conn.on("error", (err: Error) => o.log.warn({ err: err.message }, `AMQP ${url}: ${err.message}`));
         conn.on("close", () => {
           this.conn = null;
           this.channel = null;
@@ -113,6 +104,7 @@ export class AmqpSource {
         return;
       } catch (err) {
         lastErr = err as Error;
+        await conn?.close().catch(() => undefined);
       }
     }
     if (first) throw new Error(`cannot reach RabbitMQ (${o.urls.join(", ")}): ${lastErr?.message}`);
@@ -128,8 +120,13 @@ export class AmqpSource {
   }
 
   private deliver(ch: Channel, m: ConsumeMessage | null): void {
-    if (!m) return; // the queue was deleted: the close handler reconnects
-    const topic = topicOf(this.opts.root, m.fields.routingKey, m.content);
+    if (!m) {
+      // The server cancelled the consumer (the queue was deleted, or its node went away): start over.
+      this.opts.log.warn(`RabbitMQ cancelled the consumer of '${this.opts.queue}'; reconnecting`);
+      this.conn?.close().catch(() => undefined);
+      return;
+    }
+    const topic = topicOf(this.opts.root, m.fields.routingKey);
     if (topic === null) {
       ch.ack(m); // a command or health message: not the ingest's
       return;

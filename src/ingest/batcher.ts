@@ -14,8 +14,10 @@ import type { BatchStats, Item, Writer } from "./writer.js";
 
 export interface BatcherOptions {
   root: string;
-  /** A batch goes once it holds this many readings. */
+  /** A batch goes once it holds this many readings… */
   maxReadings: number;
+  /** …or this many payload bytes (a batch of huge texts must not outgrow what one COPY string holds). */
+  maxBytes: number;
   /** …or this many messages: the number of messages the consumers can have waiting at once. */
   maxMessages: number;
   lingerMs: number;
@@ -28,6 +30,7 @@ export interface BatcherOptions {
 interface Pending {
   item: Item;
   readings: number;
+  bytes: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -38,6 +41,11 @@ const RETRY_MAX_MS = 30_000;
 export class Batcher {
   private pending: Pending[] = [];
   private readings = 0;
+  private bytes = 0;
+  /** Arrival time of the oldest message of the batch being stored (for the lag). */
+  private flushingSince: number | null = null;
+  /** gateway + dictionary version → when a wait for it ran out: later messages do not wait again for a while. */
+  private readonly missingDictionaries = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private stopped = false;
@@ -56,8 +64,9 @@ export class Batcher {
     const readings = decoded.kind === "sequenced" ? decoded.readings.length : 1;
     this.opts.metrics?.received(decoded.kind === "sequenced" ? decoded.stream : decoded.kind, msg.redelivered);
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ item: { msg, decoded }, readings, resolve, reject });
+      this.pending.push({ item: { msg, decoded }, readings, bytes: msg.payload.length, resolve, reject });
       this.readings += readings;
+      this.bytes += msg.payload.length;
       this.kick();
     });
   }
@@ -74,9 +83,19 @@ export class Batcher {
     }
     d = decode(this.opts.root, msg, lookup);
     if (d.kind !== "needs-dict") return d;
-    await this.writer.waitDictionary(where, this.opts.dictionaryWaitMs);
-    d = decode(this.opts.root, msg, lookup);
-    if (d.kind !== "needs-dict") return d;
+    const key = `${d.site}\u0000${d.gateway}\u0000${d.version}`;
+    const gaveUp = this.missingDictionaries.get(key);
+    if (gaveUp === undefined || Date.now() - gaveUp > 60_000) {
+      // Wait (a dictionary older than the one needed wakes the wait too: wait on to the deadline).
+      const deadline = Date.now() + this.opts.dictionaryWaitMs;
+      while (d.kind === "needs-dict" && Date.now() < deadline) {
+        await this.writer.waitDictionary(where, deadline - Date.now());
+        d = decode(this.opts.root, msg, lookup);
+      }
+      if (d.kind !== "needs-dict") return d;
+      if (this.missingDictionaries.size > 10_000) this.missingDictionaries.clear();
+      this.missingDictionaries.set(key, Date.now());
+    }
     return {
       kind: "quarantine",
       reason: `needs dictionary version ${d.version}, which did not arrive within ${this.opts.dictionaryWaitMs / 1000} s (the ledger shows its numbers as a gap; a replay brings them again)`,
@@ -87,7 +106,7 @@ export class Batcher {
 
   private kick(): void {
     if (this.flushing || this.pending.length === 0) return;
-    const full = this.readings >= this.opts.maxReadings || this.pending.length >= this.opts.maxMessages || this.stopped;
+    const full = this.readings >= this.opts.maxReadings || this.bytes >= this.opts.maxBytes || this.pending.length >= this.opts.maxMessages || this.stopped;
     if (full) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
@@ -110,13 +129,20 @@ export class Batcher {
   private async flush(): Promise<void> {
     const batch: Pending[] = [];
     let readings = 0;
-    while (this.pending.length > 0 && (batch.length === 0 || readings + this.pending[0]!.readings <= this.opts.maxReadings)) {
+    let bytes = 0;
+    while (
+      this.pending.length > 0 &&
+      (batch.length === 0 || (readings + this.pending[0]!.readings <= this.opts.maxReadings && bytes + this.pending[0]!.bytes <= this.opts.maxBytes))
+    ) {
       const p = this.pending.shift()!;
       batch.push(p);
       readings += p.readings;
+      bytes += p.bytes;
     }
     this.readings -= readings;
+    this.bytes -= bytes;
     const oldest = Math.min(...batch.map((p) => p.item.msg.at));
+    this.flushingSince = oldest;
     for (let wait = RETRY_MIN_MS; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
       let stats: BatchStats;
       try {
@@ -126,6 +152,7 @@ export class Batcher {
         if (!this.failing) this.opts.log.error({ err: (err as Error).message }, `cannot store a batch of ${batch.length} messages: ${(err as Error).message}; retrying, nothing acknowledged`);
         this.failing = true;
         if (this.stopped) {
+          this.flushingSince = null;
           for (const p of batch) p.reject(new Error("ingest stopped before the batch was stored"));
           return;
         }
@@ -142,6 +169,7 @@ export class Batcher {
       if (this.failing) this.opts.log.info("storing again");
       this.failing = false;
       this.opts.metrics?.committed(stats, Date.now() - oldest);
+      this.flushingSince = null;
       for (const p of batch) p.resolve();
       return;
     }
@@ -149,8 +177,8 @@ export class Batcher {
 
   /** Oldest message not yet committed (ms since it arrived), for the lag metric. */
   lagMs(now = Date.now()): number {
-    const first = this.pending[0];
-    return first ? now - first.item.msg.at : 0;
+    const first = this.flushingSince ?? this.pending[0]?.item.msg.at;
+    return first === undefined ? 0 : now - first;
   }
 
   /** Stores what is queued (one more try when the database is down), then refuses new messages. */

@@ -39,21 +39,34 @@ export interface RunningIngest {
 }
 
 export async function startIngest(o: IngestOptions): Promise<RunningIngest> {
-  const pool = new pg.Pool({ connectionString: o.database, max: 4, application_name: "edge-agent ingest" });
+  // Timeouts so a database host that stops answering (half-open TCP) fails the batch — retried,
+  // nothing acknowledged — instead of hanging the ingest and its stop.
+  const pool = new pg.Pool({
+    connectionString: o.database,
+    max: 4,
+    application_name: "edge-agent ingest",
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    statement_timeout: 120_000,
+    query_timeout: 130_000,
+    idle_in_transaction_session_timeout: 300_000,
+  });
   pool.on("error", (err) => o.log.warn({ err: err.message }, `database connection: ${err.message}`));
   const c = await pool.connect().catch((err: Error) => {
     throw new Error(`cannot reach the database (${err.message}); check --database`);
   });
+  let timescale = false;
   try {
     const m = await migrate(c, o.schema, o.timescale);
+    timescale = m.timescale;
     if (m.applied.length) o.log.info({ applied: m.applied }, `database schema '${o.schema}' migrated to version ${m.to}${m.timescale ? " (TimescaleDB)" : ""}`);
   } finally {
     c.release();
   }
   const metrics = new IngestMetrics();
-  const writer = new Writer(pool, o.schema, o.log);
+  const writer = new Writer(pool, o.schema, o.log, !timescale);
   const maxMessages = o.mqtt ? o.mqtt.connections : o.amqp!.prefetch;
-  const batcher = new Batcher(writer, { root: o.root, maxReadings: o.batch.maxReadings, maxMessages, lingerMs: o.batch.lingerMs, dictionaryWaitMs: o.dictionaryWaitMs, log: o.log, metrics });
+  const batcher = new Batcher(writer, { root: o.root, maxReadings: o.batch.maxReadings, maxBytes: 32 << 20, maxMessages, lingerMs: o.batch.lingerMs, dictionaryWaitMs: o.dictionaryWaitMs, log: o.log, metrics });
   const onMessage = (m: Parameters<Batcher["add"]>[0]) => batcher.add(m);
   const source = o.mqtt
     ? new MqttSource({ ...o.mqtt, root: o.root, log: o.log, onMessage })
@@ -88,6 +101,7 @@ export async function startIngest(o: IngestOptions): Promise<RunningIngest> {
     keeper,
     async stop() {
       await keeper?.stop();
+      // What is queued is stored and acknowledged, then the connections close (MQTT: the PUBACKs go first).
       await batcher.stop();
       await source.stop();
       await metrics.stop();

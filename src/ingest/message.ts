@@ -42,6 +42,10 @@ export type Decoded =
   | { kind: "quarantine"; reason: string; where: Where | null; seq: number | null }
   | { kind: "ignore" };
 
+/** The reason for a RabbitMQ routing key whose site or gateway id holds a dot (amqp-source.ts: topicOf). */
+export const AMBIGUOUS_DOTS =
+  "a dot in the site or gateway id: RabbitMQ's MQTT plugin keeps it in the routing key, so where the message belongs is ambiguous (behind RabbitMQ, use letters, digits, - and _ in ids)";
+
 const LEAVES = new Set(["telemetry", "events", "result", "status", "dict"]);
 const ID_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 
@@ -69,7 +73,11 @@ export function decode(root: string, msg: Incoming, dictionary: DictionaryLookup
 
 function decodeUnsafe(root: string, msg: Incoming, dictionary: DictionaryLookup): Decoded {
   const t = parseTopic(root, msg.topic);
-  if (!t) return q("topic is not <root>/<site>/<gateway>/(telemetry|events|result|status|dict)", null);
+  if (!t) {
+    const parts = msg.topic.startsWith(`${root}/`) ? msg.topic.slice(root.length + 1).split("/") : [];
+    if (parts.length === 2 && parts[0]!.includes(".")) return q(AMBIGUOUS_DOTS, null);
+    return q("topic is not <root>/<site>/<gateway>/(telemetry|events|result|status|dict)", null);
+  }
   const where: Where = { site: t.site, gateway: t.gateway };
   const p = msg.payload;
   if (t.leaf === "status") {

@@ -79,18 +79,21 @@ export async function report(pool: pg.Pool, schema: string): Promise<GatewayRepo
   });
 }
 
+/** Text a gateway or the database supplied, made safe for a terminal (no control characters, no escape sequences). */
+const clean = (t: string | null) => (t === null ? null : t.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?"));
+
 const ranges = (rs: Range[]) => rs.slice(0, 8).map(([a, b]) => (a === b ? `${a}` : `${a}..${b}`)).join(", ") + (rs.length > 8 ? ", …" : "");
 
 export function formatReport(gateways: GatewayReport[]): string {
   if (gateways.length === 0) return "no gateway has sent anything yet\n";
   const lines: string[] = [];
   for (const g of gateways) {
-    const state = g.state ? `${g.state}${g.since ? ` since ${g.since}` : ""}` : "status unknown";
-    lines.push(`${g.site}/${g.gateway}: ${state}${g.version ? ` · ${g.version}` : ""} · last reading ${g.lastReading ?? "never"} · replays asked ${g.replays.asked}, answered ${g.replays.answered}`);
+    const state = g.state ? `${clean(g.state)}${g.since ? ` since ${g.since}` : ""}` : "status unknown";
+    lines.push(`${g.site}/${g.gateway}: ${state}${g.version ? ` · ${clean(g.version)}` : ""} · last reading ${g.lastReading ?? "never"} · replays asked ${g.replays.asked}, answered ${g.replays.answered}`);
     for (const st of g.streams) {
       const span = st.first === null ? "nothing" : `seq ${st.first}..${st.last}`;
       const open = st.open === 0 ? "no open gaps" : `${st.open} missing in ${st.openGaps.length} open gaps: ${ranges(st.openGaps)}`;
-      const fin = st.final === 0 ? "" : ` · ${st.final} final: ${st.finalGaps.slice(0, 8).map((f) => `${f.from === f.to ? f.from : `${f.from}..${f.to}`} (${f.reason})`).join(", ")}`;
+      const fin = st.final === 0 ? "" : ` · ${st.final} final: ${st.finalGaps.slice(0, 8).map((f) => `${f.from === f.to ? f.from : `${f.from}..${f.to}`} (${clean(f.reason)})`).join(", ")}`;
       lines.push(
         `  ${st.stream}: ${span} · ${st.received} stored in ${st.messages} messages · ${open}${fin} · ${st.duplicates} duplicates${st.quarantined ? ` · ${st.quarantined} quarantined` : ""}`,
       );

@@ -110,15 +110,16 @@ const STEPS: Step[] = [
         at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (gateway_id, stream, lo));
       CREATE TABLE ${s}.replays (
-        id text PRIMARY KEY,
         gateway_id int NOT NULL,
+        id text NOT NULL,
         stream text NOT NULL,
         lo bigint NOT NULL,
         hi bigint NOT NULL,
         asked_at timestamptz NOT NULL DEFAULT now(),
         answered_at timestamptz,
         status text,
-        answer jsonb);
+        answer jsonb,
+        PRIMARY KEY (gateway_id, id));
       CREATE TABLE ${s}.dictionaries (
         gateway_id int NOT NULL,
         version int NOT NULL,

@@ -62,10 +62,17 @@ interface QuarantineRow {
   payload: Buffer;
 }
 
-/** An error of the data (the batch can be split and the culprit quarantined), not of the server. */
+/**
+ * An error of the data — the batch can be split and the culprit quarantined — not of the server:
+ * SQLSTATE class 22 (data exception), 23 (integrity), 54 (a program limit: a row or statement too
+ * large), or an error of this process building the batch (RangeError: a string past V8's limit).
+ * Everything else (connection lost, server shutting down, disk full, a dropped table) is retried
+ * with the same batch, nothing acknowledged.
+ */
 export function isDataError(err: unknown): boolean {
+  if (err instanceof RangeError) return true;
   const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
+  return typeof code === "string" && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
 function isRetryable(err: unknown): boolean {
@@ -93,7 +100,8 @@ function jsonValue(v: unknown): string {
 export class Writer {
   private readonly gateways = new Map<string, number>();
   private readonly points = new Map<number, Map<string, { id: number; kind: Kind | null }>>();
-  private readonly months = new Map<number, boolean>();
+  /** Month → its partition exists (true) or its readings go to readings_other (false, asked again after an hour). */
+  private readonly months = new Map<number, { ok: boolean; at: number }>();
   private readonly dicts = new Map<string, { version: number; names: Map<number, string> }>();
   private readonly dictWaiters = new Map<string, Set<() => void>>();
 
@@ -101,6 +109,8 @@ export class Writer {
     private readonly pool: pg.Pool,
     private readonly schema: string,
     private readonly log: Logger,
+    /** false for a TimescaleDB hypertable: no partitions to create. */
+    private readonly partitioned = true,
   ) {}
 
   /** The newest dictionary known for a gateway when it covers `version` (ids are never reused). */
@@ -126,6 +136,7 @@ export class Writer {
       const done = () => {
         clearTimeout(timer);
         set!.delete(done);
+        if (set!.size === 0 && this.dictWaiters.get(key) === set) this.dictWaiters.delete(key);
         resolve();
       };
       const timer = setTimeout(done, ms);
@@ -244,13 +255,15 @@ export class Writer {
     }
     const pointsOf = new Map<number, Map<string, { id: number; kind: Kind | null }>>();
     for (const [gid, wanted] of wantedPoints) pointsOf.set(gid, await this.pointIds(gid, wanted));
-    for (const m of months) {
-      if (this.months.has(m)) continue;
-      const c = await this.pool.connect();
-      try {
-        this.months.set(m, await ensurePartition(c, this.schema, m));
-      } finally {
-        c.release();
+    if (this.partitioned) {
+      const now = Date.now();
+      // This month and the next are always there, so the default partition never holds their rows.
+      months.add(monthOf(now));
+      months.add(monthOf(now) + 1);
+      for (const m of months) {
+        const known = this.months.get(m);
+        if (known && (known.ok || now - known.at < 3_600_000)) continue;
+        this.months.set(m, { ok: await withClient(this.pool, (c) => ensurePartition(c, this.schema, m)), at: now });
       }
     }
     for (let attempt = 0; ; attempt++) {
@@ -280,7 +293,10 @@ export class Writer {
       }
     }
     const client = await this.pool.connect();
+    const onError = () => undefined; // a connection lost mid-transaction: the query rejects, the pool drops the client
+    client.on("error", onError);
     let open = false;
+    let broken = false;
     try {
       await client.query("BEGIN");
       open = true;
@@ -314,6 +330,7 @@ export class Writer {
         }
       }
       const ledger = (gatewayId: number, stream: Stream) => ledgers.get(ledgerKey(gatewayId, stream))!;
+      const ledgerIf = (gatewayId: number, stream: Stream): LedgerRow | undefined => ledgers.get(ledgerKey(gatewayId, stream));
 
       let copy = "";
       const events: { g: number[]; seq: number[]; ts: string[]; name: string[]; value: string[] } = { g: [], seq: [], ts: [], name: [], value: [] };
@@ -362,7 +379,7 @@ export class Writer {
           results.status.push(str(b.status, 32));
           results.reason.push(str(b.reason, 1024));
           results.ts.push(typeof b.ts === "number" && b.ts >= TS_MIN && b.ts <= TS_MAX ? new Date(b.ts).toISOString() : null);
-          results.body.push(JSON.stringify(b).replace(/\\u0000/g, ""));
+          results.body.push(jsonText(b));
           if (b.target === "outbox" && b.action === "replay") replayAnswers.push({ gatewayId: gid, id: str(b.id, 64), status: str(b.status, 32) ?? "", state: replayState(b), body: b });
           continue;
         }
@@ -432,7 +449,7 @@ export class Writer {
           [results.g, results.seq, results.id, results.target, results.action, results.status, results.reason, results.ts, results.body],
         );
       }
-      for (const a of replayAnswers) await this.applyReplayAnswer(client, a, ledger);
+      for (const a of replayAnswers) await this.applyReplayAnswer(client, a, ledgerIf);
       if (quarantine.length > 0) {
         await client.query(
           `INSERT INTO ${s}.quarantine (topic, gateway_id, seq, reason, size, payload) SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::int[], $6::bytea[])`,
@@ -465,49 +482,80 @@ export class Writer {
           ],
         );
       }
+      await client.query("COMMIT");
+      open = false;
+      // After the commit, outside the ledger's locks (every process writes every gateway's status:
+      // locking gateway rows inside the transaction could deadlock two of them). A crash here
+      // leaves a status or last-reading time behind until the next message; no reading is touched.
       if (lastReading.size > 0) {
         await client.query(
-          `UPDATE ${s}.gateways g SET last_reading = greatest(g.last_reading, u.t) FROM unnest($1::int[], $2::timestamptz[]) AS u(id, t) WHERE g.id = u.id`,
+          `UPDATE ${s}.gateways g SET last_reading = greatest(g.last_reading, least(u.t, now() + interval '1 day'))
+             FROM (SELECT * FROM unnest($1::int[], $2::timestamptz[]) AS x(id, t) ORDER BY id) u WHERE g.id = u.id`,
           [[...lastReading.keys()], [...lastReading.values()].map((t) => new Date(t).toISOString())],
         );
       }
-      for (const [gid, st] of statuses) {
+      for (const [gid, st] of [...statuses].sort((a, b) => a[0] - b[0])) {
+        // A status from a clock far ahead would hide every later one: such a time counts as now.
+        const ts = st.ts !== null && st.ts >= TS_MIN && st.ts <= Date.now() + 86_400_000 ? new Date(st.ts).toISOString() : new Date().toISOString();
         await client.query(
           `UPDATE ${s}.gateways SET state = $2, state_at = $3, version = coalesce($4, version), status_received_at = now()
-             WHERE id = $1 AND (state_at IS NULL OR $3::timestamptz IS NULL OR state_at <= $3::timestamptz)`,
-          [gid, st.state, st.ts !== null && st.ts >= TS_MIN && st.ts <= TS_MAX ? new Date(st.ts).toISOString() : null, st.version],
+             WHERE id = $1 AND (state_at IS NULL OR state_at <= $3::timestamptz)`,
+          [gid, st.state, ts, st.version],
         );
       }
-      await client.query("COMMIT");
-      open = false;
       return stats;
     } catch (err) {
-      if (open) await client.query("ROLLBACK").catch(() => undefined);
+      if (open) await client.query("ROLLBACK").catch(() => (broken = true));
       throw err;
     } finally {
-      client.release();
+      client.off("error", onError);
+      client.release(broken);
     }
   }
 
   /**
    * A gateway's answer to a replay: the ranges it no longer has become final gaps with its reason
-   * (settled in the ledger: no longer open), in the same transaction as the answer itself.
+   * (settled in the ledger: no longer open), in the same transaction as the answer itself. Only an
+   * answer to a request this ingest sent and that is not answered yet counts, and only within the
+   * range asked: a result no one asked for settles nothing. A `not-issued` answer reaching the end
+   * of the request settles the whole open gap it starts (the gateway never gave those numbers: a
+   * bogus high number received earlier made the gap).
    */
   private async applyReplayAnswer(
     client: pg.PoolClient,
     a: { gatewayId: number; id: string | null; status: string; state: ReplayState | null; body: Record<string, unknown> },
-    ledger: (gatewayId: number, stream: Stream) => LedgerRow,
+    ledger: (gatewayId: number, stream: Stream) => LedgerRow | undefined,
   ): Promise<void> {
     const s = this.schema;
-    if (a.id) {
-      await client.query(`UPDATE ${s}.replays SET answered_at = now(), status = $2, answer = $3 WHERE id = $1 AND gateway_id = $4`, [a.id, a.status, JSON.stringify(a.body.state ?? a.body.reason ?? null), a.gatewayId]);
-    }
-    if (a.status !== "ok" || !a.state) return;
-    const l = ledger(a.gatewayId, a.state.stream);
+    if (!a.id) return;
+    const req = await client.query<{ stream: Stream; lo: string; hi: string }>(
+      `SELECT stream, lo, hi FROM ${s}.replays WHERE gateway_id = $1 AND id = $2 AND answered_at IS NULL FOR UPDATE`,
+      [a.gatewayId, a.id],
+    );
+    const asked = req.rows[0];
+    if (!asked) return;
+    await client.query(`UPDATE ${s}.replays SET answered_at = now(), status = $3, answer = $4 WHERE gateway_id = $1 AND id = $2`, [
+      a.gatewayId,
+      a.id,
+      a.status,
+      jsonText(a.body.state ?? a.body.reason ?? null),
+    ]);
+    if (a.status !== "ok" || !a.state || a.state.stream !== asked.stream) return;
+    const l = ledger(a.gatewayId, asked.stream);
+    if (!l) return;
+    const lo = Number(asked.lo);
+    const hi = Number(asked.hi);
     for (const m of a.state.missing) {
-      const open = subtract([[m.from, m.to]], union(l.received, l.settled));
-      for (const [lo, hi] of open) {
-        await client.query(`INSERT INTO ${s}.final_gaps (gateway_id, stream, lo, hi, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [a.gatewayId, a.state.stream, lo, hi, m.reason]);
+      const from = Math.max(m.from, lo);
+      let to = Math.min(m.to, hi);
+      if (from > to) continue;
+      if (m.reason === "not-issued" && to === hi) {
+        const above = l.received.find(([first]) => first > hi);
+        if (above) to = above[0] - 1;
+      }
+      const open = subtract([[from, to]], union(l.received, l.settled));
+      for (const [x, y] of open) {
+        await client.query(`INSERT INTO ${s}.final_gaps (gateway_id, stream, lo, hi, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [a.gatewayId, asked.stream, x, y, m.reason]);
       }
       if (open.length > 0) {
         l.settled = union(l.settled, open);
@@ -565,6 +613,28 @@ function checkReading(r: InReading, points: Map<string, { id: number; kind: Kind
     if (kind !== null && p.kind !== null && p.kind !== kind) return `point '${r.point.slice(0, 64)}' carries ${p.kind} values; got ${kind === "text" ? "a text" : `a ${kind}`}`;
   }
   return null;
+}
+
+/** JSON text for jsonb: NUL (which PostgreSQL's text cannot hold) removed from strings, non-finite numbers as strings. */
+function jsonText(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === "string" ? x.replace(/\u0000/g, "") : typeof x === "number" && !Number.isFinite(x) ? String(x) : x)) ?? "null";
+}
+
+/** A pooled client for one job, with a listener for its connection breaking (which pg emits as an error event). */
+export async function withClient<T>(pool: pg.Pool, job: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  const onError = () => undefined;
+  c.on("error", onError);
+  let failed = false;
+  try {
+    return await job(c);
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    c.off("error", onError);
+    c.release(failed);
+  }
 }
 
 function safeJson(v: unknown): string {

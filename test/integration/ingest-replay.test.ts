@@ -14,6 +14,7 @@ import { silentLogger } from "../../src/ops/logger.js";
 import { decodeTelemetry } from "../../src/uplink/codec.js";
 import { type TestBroker, mosquittoBin, startBroker } from "../helpers/broker.js";
 import { runCli, startCli } from "../helpers/cli.js";
+import { connectPublisher, publish } from "../helpers/contract-publisher.js";
 import { testConfig } from "../helpers/config.js";
 import { startRelay } from "../helpers/mqtt-relay.js";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.js";
@@ -118,8 +119,24 @@ describe("ingest: gap replay with the real agent", () => {
     const [dup] = await db.query<{ n: string; d: string }>(`SELECT count(*) AS n, count(DISTINCT seq) AS d FROM ${schema}.readings`);
     expect(dup!.n).toBe(dup!.d);
     const report = runCli(["ingest", "report", "-d", db.url, "--schema", schema]);
-    expect(report.stdout).toMatch(/test-site\/gw-transit: online since .* replays asked \d+, answered \d+/);
+    expect(report.stdout).toMatch(/test-site\/gw-transit: online since .* replays asked [1-9]\d*, answered [1-9]\d*/);
     expect(report.stdout).toMatch(/telemetry: seq 1\.\.\d+ · \d+ stored in \d+ messages · no open gaps/);
+
+    // A forged message with the largest safe number opens a gap of ~9·10^15 numbers: one replay
+    // command (not billions), the gateway answers not-issued, and the whole gap settles at once.
+    const forger = await connectPublisher(platformBroker.url, "forger");
+    cleanups.push(async () => void forger.end(true));
+    const top = Number.MAX_SAFE_INTEGER;
+    await publish(forger, "edge/test-site/gw-transit/telemetry", JSON.stringify({ v: 1, gw: "gw-transit", seq: [top, top], r: [["meter/p0", Date.now(), 1]] }));
+    const settled = await waitFor(
+      "the forged gap settled as not-issued",
+      async () => (await db.query<{ lo: string; hi: string; reason: string }>(`SELECT lo, hi, reason FROM ${schema}.final_gaps WHERE reason = 'not-issued'`))[0],
+      { timeoutMs: 30_000 },
+    );
+    expect(Number(settled.hi)).toBe(top - 1);
+    const forged = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.replays WHERE lo > $1`, [first]);
+    expect(Number(forged[0]!.n)).toBeLessThanOrEqual(2);
+    expect(c.exitCode).toBeNull();
   }, 90_000);
 
   it("marks final, with the gateway's reason, a gap of readings it dropped for its quota", async () => {
