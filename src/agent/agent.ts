@@ -193,7 +193,7 @@ export class Agent {
     await parts.start(this.store_.housekeeping());
     if (cfg.uplink.health_interval > 0) await parts.start(this.healthMessage());
     if (cfg.log.status_interval > 0) await parts.start(intervalPart("status line", cfg.log.status_interval, () => log.info(this.statusLine())));
-    if (cfg.live_feed) await parts.start(await liveFeedPart(cfg.live_feed, this.recorder, log, (u) => (this.liveFeedUrl = u)));
+    if (cfg.live_feed) await parts.start(await liveFeedPart(cfg, this.recorder, log, (u) => (this.liveFeedUrl = u), () => this.status()));
     if (cfg.opcua?.server) await parts.start(await opcuaPart(cfg, cfg.opcua.server, { router, actuators: this.actuators, recorder: this.recorder, log }, (u) => (this.opcuaUrl = u)));
     if (cfg.metrics) {
       const bound = (m: MetricsHandle) => {

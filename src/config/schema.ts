@@ -150,6 +150,7 @@ const store = z
 const room = z
   .strictObject({
     name: name("room name"),
+    title: z.string().min(1).max(60).optional().meta({ description: "The name on the room display, e.g. Sala Verdi (default: the room's name)." }),
     presence: pointRef("A presence point (true while someone is detected), e.g. room-101-pir/presence.").optional(),
     co2: pointRef("A CO₂ point in ppm.").optional(),
     temperature: pointRef("A temperature point in °C (for the dew point).").optional(),
@@ -215,13 +216,37 @@ const metrics = z
   .optional()
   .meta({ description: "Prometheus endpoint (/metrics) and /healthz; off unless present." });
 
+/** Texts of the pages a config may change (docs/pages.md): each a short string. */
+export const PAGE_LABELS = ["co2", "temperature", "humidity", "dew_point", "occupancy", "occupied", "free", "good", "fair", "poor", "updated", "no_data_since", "waiting"] as const;
+
+const loopbackHost = (h: string) => h === "localhost" || h === "::1" || /^127\./.test(h);
+
 const liveFeed = z
   .strictObject({
-    host: z.string().default("127.0.0.1").meta({ description: "0.0.0.0 to serve panels on the LAN." }),
+    host: z.string().default("127.0.0.1").meta({ description: "Loopback by default. Another address (0.0.0.0 for the LAN) needs a token." }),
     port: z.int().min(0).max(65535).default(8080),
+    token: z
+      .string()
+      .min(16, { error: "expected at least 16 characters (e.g. from: openssl rand -hex 16)" })
+      .max(256)
+      .regex(/^[\x21-\x7e]+$/, { error: "expected printable ASCII without spaces" })
+      .optional()
+      .meta({ description: "Required to bind another address than loopback: pages and data then need ?token=… (or Authorization: Bearer …)." }),
+    language: z.enum(["en", "it"]).default("en").meta({ description: "Language of the room display and the gateway page." }),
+    labels: z
+      .strictObject(Object.fromEntries(PAGE_LABELS.map((k) => [k, z.string().min(1).max(40).optional()])) as Record<(typeof PAGE_LABELS)[number], z.ZodOptional<z.ZodString>>)
+      .optional()
+      .meta({ description: "Your own words for the pages' labels (e.g. co2: Aria), over the language's." }),
+    stale_after: duration({ min: SECOND, max: DAY, description: "A room display with no new value for this long says 'no data since …'." }).default(2 * MINUTE),
+    history: duration({ min: MINUTE, max: HOUR, description: "How far back the gateway page plots each point (kept in memory, bounded)." }).default(10 * MINUTE),
+  })
+  .superRefine((f, ctx) => {
+    if (!loopbackHost(f.host) && f.token === undefined) {
+      ctx.addIssue({ code: "custom", path: ["token"], message: `required when host is '${f.host}' (not loopback): anyone on that network could read the pages otherwise` });
+    }
   })
   .optional()
-  .meta({ description: "Read-only HTTP feed of the latest values (/points) and their changes (/stream, Server-Sent Events)." });
+  .meta({ description: "Read-only HTTP: the gateway page (/), room displays (/display/<room>), the latest values (/points) and their changes (/stream, Server-Sent Events)." });
 
 const updateKey = z.strictObject({
   name: z
