@@ -47,7 +47,10 @@ function ingest(schema: string): ChildProcess & { out: () => string } {
     if (c.exitCode === null && c.signalCode === null) {
       const gone = new Promise((r) => c.once("exit", r));
       c.kill("SIGTERM");
+      const t = setTimeout(() => c.kill("SIGKILL"), 15_000); // never leave one behind
       await gone;
+      clearTimeout(t);
+      expect(c.signalCode, `ingest did not stop on SIGTERM:\n${c.out().slice(-2000)}`).toBeNull();
     }
   });
   return c;
@@ -113,7 +116,11 @@ describe("ingest: gap replay with the real agent", () => {
     );
     const expected = lost.flatMap((m) => m!.r.map((r, i) => [m!.seq[0] + i, r[0], r[1], r[2]]));
     expect(rows.map((r) => [Number(r.seq), r.name, r.ts.getTime(), r.num])).toEqual(expected);
-    const replays = await db.query<{ status: string; lo: string; hi: string }>(`SELECT status, lo, hi FROM ${schema}.replays`);
+    // The answer (on result) may come after the readings it put back.
+    const replays = await waitFor("the replay answered", async () => {
+      const rows = await db.query<{ status: string | null; lo: string; hi: string }>(`SELECT status, lo, hi FROM ${schema}.replays ORDER BY asked_at`);
+      return rows.length > 0 && rows[0]!.status !== null ? rows : undefined;
+    });
     expect(replays.length).toBeGreaterThanOrEqual(1);
     expect(replays[0]).toMatchObject({ status: "ok", lo: String(first), hi: String(last) });
     const [dup] = await db.query<{ n: string; d: string }>(`SELECT count(*) AS n, count(DISTINCT seq) AS d FROM ${schema}.readings`);
