@@ -259,17 +259,26 @@ describe.each(KINDS)("firmware update over a real serial line (pty): $name and t
     await waitFor("a third of the image on the board", () => ((r.uploadOff() ?? 0) > 300_000 ? true : undefined), { timeoutMs: 60_000, everyMs: 5 });
     await kill(r.agent, "SIGKILL");
     const atKill = r.uploadOff()!;
-    await r.startAgent();
+    // The flash is watched from the moment the new gateway starts, not from when it is ready: the
+    // board says Hello 3 heartbeats (600 ms) after the gateway went silent, and a gateway whose port
+    // is open by then (its start takes 0.5–0.8 s) has the board back at once and the rest of the
+    // image on it in ~0.15 s — before its first status line (agentReady), which then came too late
+    // to see the upload under way. (Opened later, it hears the next Hello, a second on.)
+    const restarted = r.startAgent();
+    restarted.catch(() => undefined); // awaited below; an agent that dies ends the wait at once
+    const agent = r.agent!;
     let lowest = Infinity;
     // 2. The board loses power mid-upload (after the gateway resumed it: further along than before).
     await waitFor("the upload resumed past where the gateway died", () => {
+      if (agent.exitCode !== null || agent.signalCode !== null) throw new WaitAborted(`the gateway exited:\n${agent.out()}`);
       const off = r.uploadOff() ?? 0;
       lowest = Math.min(lowest, off || Infinity);
       return off > atKill + 100_000 ? true : undefined;
-    }, { timeoutMs: 60_000, everyMs: 5 });
+    }, { timeoutMs: 60_000, everyMs: 5, detail: () => `at the kill ${atKill}, now ${r.uploadOff()}; the gateway:\n${agent.out().slice(-4000)}` });
     expect(lowest).toBeGreaterThanOrEqual(atKill);
     await kill(r.board, "SIGKILL");
     const atCut = r.uploadOff()!;
+    await restarted;
     await r.startBoard();
     // 3. The health check is under way: the gateway dies again.
     await waitFor("the job in its health check", () => (job(r, "big")?.state === "testing" ? true : undefined), { timeoutMs: 90_000, everyMs: 200 });
