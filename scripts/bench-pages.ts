@@ -8,15 +8,14 @@
  * (`document.body.dataset.firstValues`, set by the page's script: ms since navigation started).
  * Weight: the page and its assets as served gzip-compressed.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import puppeteer from "puppeteer-core";
-import { parse } from "yaml";
 import { Agent } from "../src/agent/agent.js";
-import { validateConfig } from "../src/agent/config.js";
 import { silentLogger } from "../src/ops/logger.js";
+import { demoConfig } from "../test/helpers/config.js";
 import { median } from "./bench-util.js";
 
 const { values: args } = parseArgs({ options: { runs: { type: "string", default: "10" } } });
@@ -25,22 +24,16 @@ const chromium = process.env.EDGE_TEST_CHROMIUM ?? ["/usr/bin/chromium", "/usr/b
 if (!chromium) throw new Error("bench:pages needs Chromium (Debian package chromium, or EDGE_TEST_CHROMIUM)");
 
 const dir = mkdtempSync(join(tmpdir(), "edge-pages-"));
-const raw = parse(readFileSync(new URL("../../configs/demo.yaml", import.meta.url), "utf8")) as Record<string, Record<string, unknown>>;
-raw.store!.path = join(dir, "demo.db");
-(raw.uplink!.embedded_broker as Record<string, unknown>).port = 0;
-raw.live_feed = { port: 0 };
-const v = validateConfig(raw);
-if (!v.ok) throw new Error(v.errors.join("\n"));
-const agent = new Agent(v.config, { log: silentLogger() });
+const agent = new Agent(demoConfig(join(dir, "demo.db")), { log: silentLogger() });
 await agent.start();
 const base = agent.liveFeedUrl!;
 await new Promise((r) => setTimeout(r, 6000)); // every device polled at least once
 
 const size = async (path: string) => Number((await fetch(`${base}${path}`, { headers: { "Accept-Encoding": "gzip" } })).headers.get("content-length"));
-const css = await size("/assets/pages.css");
+const shared = (await size("/assets/pages.css")) + (await size("/assets/dom.client.js"));
 const weights = {
-  room: (await size("/display/room-101")) + (await size("/assets/room.client.js")) + css,
-  gateway: (await size("/")) + (await size("/assets/gateway.client.js")) + css,
+  room: (await size("/display/room-101")) + (await size("/assets/room.client.js")) + shared,
+  gateway: (await size("/")) + (await size("/assets/gateway.client.js")) + shared,
 };
 const browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
 console.log(`bench:pages — the demo's pages in headless ${await browser.version()}, ${RUNS} loads each, fresh tab, no cache`);

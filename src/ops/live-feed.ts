@@ -81,6 +81,7 @@ function script(name: string): string {
 const ASSETS: Record<string, { type: string; load: () => string }> = {
   "room.client.js": { type: "text/javascript; charset=utf-8", load: () => script("room.client.js") },
   "gateway.client.js": { type: "text/javascript; charset=utf-8", load: () => script("gateway.client.js") },
+  "dom.client.js": { type: "text/javascript; charset=utf-8", load: () => script("dom.client.js") },
   "pages.css": { type: "text/css; charset=utf-8", load: () => PAGES_CSS },
 };
 

@@ -7,9 +7,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./broker.js";
 
 export interface TestPostgres {
   /** postgres://… for the superuser, database `postgres`. */
@@ -34,18 +34,6 @@ function binDir(): string {
   const versions = existsSync(base) ? readdirSync(base).filter((v) => existsSync(join(base, v, "bin", "initdb"))).sort((a, b) => Number(b) - Number(a)) : [];
   if (versions.length === 0) throw new Error("PostgreSQL is not installed: install the Debian package `postgresql` (or set EDGE_TEST_PG_BIN to the directory holding initdb and postgres)");
   return join(base, versions[0]!, "bin");
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** As root, the uid/gid of the `postgres` user (the server refuses root); otherwise null. */

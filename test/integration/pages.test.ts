@@ -5,15 +5,14 @@
  * the demo lists every device and draws plots; a token is needed off loopback; a config string
  * with HTML in it stays text. Screenshots go to test-output/pages/.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { parse } from "yaml";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
 import { validateConfig } from "../../src/agent/config.js";
 import { silentLogger } from "../../src/ops/logger.js";
-import { testConfig } from "../helpers/config.js";
+import { demoConfig, testConfig } from "../helpers/config.js";
 import { tempDir } from "../helpers/tmp.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -138,13 +137,7 @@ describe("room display in Chromium", () => {
 
 describe("gateway page in Chromium", () => {
   it("lists every device of the demo with its state and values, and draws plots", async () => {
-    const raw = parse(readFileSync("configs/demo.yaml", "utf8")) as Record<string, Record<string, unknown>>;
-    raw.store!.path = join(tempDir(), "demo.db");
-    (raw.uplink!.embedded_broker as Record<string, unknown>).port = 0;
-    raw.live_feed = { port: 0 };
-    const v = validateConfig(raw);
-    if (!v.ok) throw new Error(v.errors.join("\n"));
-    const agent = new Agent(v.config, { log: silentLogger() });
+    const agent = new Agent(demoConfig(join(tempDir(), "demo.db")), { log: silentLogger() });
     await agent.start();
     cleanups.push(() => agent.stop());
     const page = await open(`${agent.liveFeedUrl}/`, { width: 1280, height: 900 });
@@ -203,9 +196,9 @@ describe("access to the pages", () => {
       expect(r.status).toBe(200);
       return Number(r.headers.get("content-length"));
     };
-    const css = await size("/assets/pages.css");
-    const room = (await size("/display/meeting")) + (await size("/assets/room.client.js")) + css;
-    const gateway = (await size("/")) + (await size("/assets/gateway.client.js")) + css;
+    const shared = (await size("/assets/pages.css")) + (await size("/assets/dom.client.js"));
+    const room = (await size("/display/meeting")) + (await size("/assets/room.client.js")) + shared;
+    const gateway = (await size("/")) + (await size("/assets/gateway.client.js")) + shared;
     expect(room).toBeLessThan(100 * 1024);
     expect(gateway).toBeLessThan(100 * 1024);
   });

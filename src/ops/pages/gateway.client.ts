@@ -5,9 +5,8 @@
  * the uplink, the outbox and the actuators — read-only. /status.json every 2 s, /history once,
  * then /stream. Every text goes in with textContent; plots are SVG polylines.
  */
-export {};
+import { el, pageConfig, type Points, type Value, withToken } from "./dom.client.js";
 
-type Value = number | boolean | string | null;
 interface Config {
   words: Record<string, string>;
   gateway: string;
@@ -30,16 +29,8 @@ interface PageStatus {
   actuators: Record<string, Record<string, unknown>>;
 }
 
-const cfg = JSON.parse(document.getElementById("config")!.textContent!) as Config;
+const cfg = pageConfig<Config>();
 const w = (k: string) => cfg.words[k] ?? k;
-const token = new URLSearchParams(location.search).get("token");
-const withToken = (path: string) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] => {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
 const SVG = "http://www.w3.org/2000/svg";
 
 const app = document.getElementById("app")!;
@@ -210,7 +201,6 @@ async function refresh(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  type Points = Record<string, { value: Value; ts: number; quality: string }>;
   const [hist, pts] = await Promise.all([
     fetch(withToken("/history")).then((r) => (r.ok ? (r.json() as Promise<Record<string, Array<[number, number]>>>) : ({} as Record<string, Array<[number, number]>>))),
     fetch(withToken("/points")).then((r) => (r.ok ? (r.json() as Promise<Points>) : ({} as Points))),

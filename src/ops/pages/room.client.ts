@@ -5,39 +5,18 @@
  * CO₂ band as a colour *and* a word, occupancy, and the time of the last update — or "no data
  * since …" when nothing new came for `staleAfterMs`. Every text goes in with textContent.
  */
-export {};
+import { el, pageConfig, type Points, type Value, withToken } from "./dom.client.js";
+import type { RoomView } from "./html.js";
 
-interface Room {
-  name: string;
-  title: string;
-  co2?: string;
-  temperature?: string;
-  humidity?: string;
-  occupied: string;
-  presence: boolean;
-  co2Band: string;
-  dewPoint?: string;
-  units: Record<string, string>;
-}
 interface Config {
-  room: Room;
+  room: RoomView;
   words: Record<string, string>;
   staleAfterMs: number;
   lang: string;
 }
-type Value = number | boolean | string | null;
 
-const cfg = JSON.parse(document.getElementById("config")!.textContent!) as Config;
+const cfg = pageConfig<Config>();
 const { room, words } = cfg;
-const token = new URLSearchParams(location.search).get("token");
-const withToken = (path: string) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
-
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] => {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
 
 const app = document.getElementById("app")!;
 const state = document.getElementById("state")!;
@@ -120,7 +99,6 @@ function render(): void {
 setInterval(render, 1000);
 
 const query = `points=${encodeURIComponent(points.join(","))}`;
-type Points = Record<string, { value: Value; ts: number; quality: string }>;
 fetch(withToken(`/points?${query}`))
   .then((r) => (r.ok ? (r.json() as Promise<Points>) : ({} as Points)))
   .then((all) => {
