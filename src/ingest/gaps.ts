@@ -13,7 +13,9 @@
 import type pg from "pg";
 import type { Logger } from "../model/logger.js";
 import type { Stream } from "./message.js";
+import { withTimeout } from "../model/timeout.js";
 import { openGaps, parseMultirange } from "./ranges.js";
+import { withClient } from "./writer.js";
 
 export interface GapKeeperOptions {
   schema: string;
@@ -134,7 +136,7 @@ export class GapKeeper {
       const id = replayId(a.gatewayId, a.stream, a.lo, a.hi, a.gap.asked + 1);
       const payload = JSON.stringify({ id, action: "replay", args: { stream: a.stream, from: a.lo, to: a.hi } });
       try {
-        await withTimeout(this.opts.send(`${this.opts.root}/${a.site}/${a.gateway}/cmd/outbox`, payload), SEND_TIMEOUT_MS, "the broker did not take the replay command");
+        await withTimeout(this.opts.send(`${this.opts.root}/${a.site}/${a.gateway}/cmd/outbox`, payload), SEND_TIMEOUT_MS, () => new Error(`the broker did not take the replay command within ${SEND_TIMEOUT_MS / 1000} s`));
       } catch (err) {
         this.opts.log.warn({ gateway: a.gateway, err: (err as Error).message }, `could not ask ${a.site}/${a.gateway} for a replay: ${(err as Error).message}`);
         break;
@@ -145,38 +147,34 @@ export class GapKeeper {
       this.opts.onAsk?.();
       this.opts.log.info({ gateway: a.gateway, stream: a.stream, from: a.lo, to: a.hi }, `asked ${a.site}/${a.gateway} to replay ${a.stream} ${a.lo}..${a.hi}`);
     }
-    const client = await this.pool.connect();
-    const onError = () => undefined; // the query in flight rejects; the pool drops the client
-    client.on("error", onError);
-    try {
-      await client.query("BEGIN");
-      await client.query(`DELETE FROM ${s}.gaps`);
-      for (let i = 0; i < rows.length; i += 5000) {
-        const part = rows.slice(i, i + 5000);
-        await client.query(
-          `INSERT INTO ${s}.gaps (gateway_id, stream, lo, hi, seen_at, asked, asked_at) SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::int[], $7::timestamptz[])`,
-          [
-            part.map((x) => x.gatewayId),
-            part.map((x) => x.stream),
-            part.map((x) => x.gap.lo),
-            part.map((x) => x.gap.hi),
-            part.map((x) => new Date(x.gap.seenAt).toISOString()),
-            part.map((x) => x.gap.asked),
-            part.map((x) => (x.gap.askedAt === null ? null : new Date(x.gap.askedAt).toISOString())),
-          ],
-        );
+    await withClient(this.pool, async (client) => {
+      try {
+        await client.query("BEGIN");
+        await client.query(`DELETE FROM ${s}.gaps`);
+        for (let i = 0; i < rows.length; i += 5000) {
+          const part = rows.slice(i, i + 5000);
+          await client.query(
+            `INSERT INTO ${s}.gaps (gateway_id, stream, lo, hi, seen_at, asked, asked_at) SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::int[], $7::timestamptz[])`,
+            [
+              part.map((x) => x.gatewayId),
+              part.map((x) => x.stream),
+              part.map((x) => x.gap.lo),
+              part.map((x) => x.gap.hi),
+              part.map((x) => new Date(x.gap.seenAt).toISOString()),
+              part.map((x) => x.gap.asked),
+              part.map((x) => (x.gap.askedAt === null ? null : new Date(x.gap.askedAt).toISOString())),
+            ],
+          );
+        }
+        for (const x of sent) {
+          await client.query(`INSERT INTO ${s}.replays (gateway_id, id, stream, lo, hi) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gateway_id, id) DO UPDATE SET asked_at = now()`, [x.gatewayId, x.id, x.stream, x.lo, x.hi]);
+        }
+        await client.query("COMMIT");
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw err;
       }
-      for (const x of sent) {
-        await client.query(`INSERT INTO ${s}.replays (gateway_id, id, stream, lo, hi) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gateway_id, id) DO UPDATE SET asked_at = now()`, [x.gatewayId, x.id, x.stream, x.lo, x.hi]);
-      }
-      await client.query("COMMIT");
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.off("error", onError);
-      client.release();
-    }
+    });
     return sent.length;
   }
 
@@ -209,19 +207,3 @@ export function replayId(gatewayId: number, stream: Stream, lo: number, hi: numb
 /** Past this many open gaps in one stream, the rest wait for a later round (a gateway skipping every other number). */
 const MAX_GAPS_PER_STREAM = 10_000;
 const SEND_TIMEOUT_MS = 10_000;
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (err: unknown) => {
-        clearTimeout(t);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}

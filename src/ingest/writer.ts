@@ -91,11 +91,8 @@ function copyNumber(n: number): string {
   return Object.is(n, -0) ? "-0" : String(n);
 }
 
-/** A JSON value for jsonb: numbers JSON cannot hold travel as strings ("NaN", "Infinity"). */
-function jsonValue(v: unknown): string {
-  if (typeof v === "number" && !Number.isFinite(v)) return JSON.stringify(String(v));
-  return JSON.stringify(v ?? null);
-}
+/** For JSON.stringify: numbers JSON cannot hold travel as strings ("NaN", "Infinity"). */
+const nonFiniteAsText = (x: unknown) => (typeof x === "number" && !Number.isFinite(x) ? String(x) : x);
 
 export class Writer {
   private readonly gateways = new Map<string, number>();
@@ -424,7 +421,7 @@ export class Writer {
             events.seq.push(seq);
             events.ts.push(ts);
             events.name.push(r.point);
-            events.value.push(jsonValue(r.value));
+            events.value.push(jsonText(r.value));
           }
         }
       }
@@ -617,7 +614,7 @@ function checkReading(r: InReading, points: Map<string, { id: number; kind: Kind
 
 /** JSON text for jsonb: NUL (which PostgreSQL's text cannot hold) removed from strings, non-finite numbers as strings. */
 function jsonText(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === "string" ? x.replace(/\u0000/g, "") : typeof x === "number" && !Number.isFinite(x) ? String(x) : x)) ?? "null";
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === "string" ? x.replace(/\u0000/g, "") : nonFiniteAsText(x))) ?? "null";
 }
 
 /** A pooled client for one job, with a listener for its connection breaking (which pg emits as an error event). */
@@ -639,7 +636,7 @@ export async function withClient<T>(pool: pg.Pool, job: (c: pg.PoolClient) => Pr
 
 function safeJson(v: unknown): string {
   try {
-    return JSON.stringify(v, (_k, x: unknown) => (typeof x === "number" && !Number.isFinite(x) ? String(x) : x));
+    return JSON.stringify(v, (_k, x: unknown) => nonFiniteAsText(x));
   } catch {
     return "null";
   }

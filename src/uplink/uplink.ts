@@ -31,6 +31,7 @@ import { PointDictionary } from "./dictionary.js";
 import { connectMqtt } from "./connect.js";
 import { classifyPuback, disconnectBlamesMessage, isProtocolRefusal, pubackReason, type Refusal, refusesProtocolVersion } from "./refusals.js";
 import { gatewayTopics, type TopicNames } from "./topics.js";
+import { withTimeout } from "../model/timeout.js";
 
 
 
@@ -335,7 +336,7 @@ export class Uplink {
     if (!this.dictionary || this.state !== "online" || !client) return;
     const payload = this.dictionary.payload(this.opts.gateway);
     this.spent(this.topics.dict, Buffer.byteLength(payload));
-    withTimeout(client.publishAsync(this.topics.dict, payload, { qos: 1, retain: true }), this.cfg.publish_timeout).catch(() => {});
+    withTimeout(client.publishAsync(this.topics.dict, payload, { qos: 1, retain: true }), this.cfg.publish_timeout, pubackTimeout(this.cfg.publish_timeout)).catch(() => {});
   }
 
   /** Starts connecting; returns at once. An unreachable broker never stops the agent. */
@@ -354,7 +355,7 @@ export class Uplink {
     const client = this.client;
     if (this.state !== "online" || !client) return false;
     this.spent(topic, Buffer.byteLength(payload));
-    withTimeout(client.publishAsync(topic, payload, { qos: 1 }), this.cfg.publish_timeout).catch(() => {});
+    withTimeout(client.publishAsync(topic, payload, { qos: 1 }), this.cfg.publish_timeout, pubackTimeout(this.cfg.publish_timeout)).catch(() => {});
     return true;
   }
 
@@ -419,7 +420,8 @@ export class Uplink {
       this.pump();
       await this.waitIdle(flushMs);
       try {
-        await withTimeout(client.publishAsync(this.topics.status, this.statusPayload("offline"), { qos: 1, retain: true }), Math.min(2000, left()));
+        const ms = Math.min(2000, left());
+        await withTimeout(client.publishAsync(this.topics.status, this.statusPayload("offline"), { qos: 1, retain: true }), ms, pubackTimeout(ms));
       } catch {
         // The last will says offline anyway.
       }
@@ -427,7 +429,8 @@ export class Uplink {
     this.generation++;
     this.client = null;
     this.state = "stopped";
-    if (client) await withTimeout(client.endAsync(), Math.min(1000, left())).catch(() => client.end(true));
+    const endMs = Math.min(1000, left());
+    if (client) await withTimeout(client.endAsync(), endMs, pubackTimeout(endMs)).catch(() => client.end(true));
     // PUBACKs that came while the connection ended count too; after this, no timer is left.
     this.flushAcks();
     this.inflight.clear();
@@ -851,7 +854,7 @@ export class Uplink {
       this.probeWanted = false;
     }
     this.spent(c.topic, bytes);
-    withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout)
+    withTimeout(client.publishAsync(c.topic, batch.payload, { qos: 1 }), this.cfg.publish_timeout, pubackTimeout(this.cfg.publish_timeout))
       .then(
         () => {
           // A PUBACK means the broker has it, even if that connection has since gone.
@@ -1030,22 +1033,7 @@ export class Uplink {
 
 /** No PUBACK in time: told apart from a refusal the broker stated. */
 class PubackTimeout extends Error {}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new PubackTimeout(`no PUBACK within ${ms} ms`)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
+const pubackTimeout = (ms: number) => () => new PubackTimeout(`no PUBACK within ${ms} ms`);
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
